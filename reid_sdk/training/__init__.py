@@ -1,0 +1,1 @@
+"""Unsupervised training: clustering engine, lookup-table memory, trainer (needs torch)."""
