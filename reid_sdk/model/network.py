@@ -1,0 +1,92 @@
+"""ReIDNet: torchvision ResNet + non-local blocks after layer2/layer3 + global pooling (paper Fig. 4)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from reid_sdk.model.config import PIXEL_MEAN, PIXEL_STD, ModelConfig
+from reid_sdk.model.non_local import NonLocalBlock
+from reid_sdk.model.pooling import GlobalPool
+from reid_sdk.model.pretrained import init_backbone
+
+_RESNETS = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34, 50: torchvision.models.resnet50}
+
+
+class TrainOutput(NamedTuple):
+    """What the repelled loss needs: the L2-normalised embedding and the L2-normalised pooled feature."""
+
+    embedding: torch.Tensor
+    feature: torch.Tensor
+
+
+def _set_last_stride(layer4: nn.Sequential, stride: int) -> None:
+    first = layer4[0]
+    conv = first.conv2 if hasattr(first, "conv3") else first.conv1  # Bottleneck strides in conv2
+    conv.stride = (stride, stride)
+    if first.downsample is not None:
+        first.downsample[0].stride = (stride, stride)
+
+
+class ReIDNet(nn.Module):
+    """The non-locally enhanced feature network.
+
+    Input: raw RGB, N x 3 x H x W, uint8 or float on the 0..255 scale (mean/std are
+    buffers, so every backend feeds the same bytes). Eval mode returns L2-normalised
+    float32 pooled features (N, feature_dim); train mode returns a :class:`TrainOutput`.
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        backbone = _RESNETS[self.config.depth](weights=None)
+        self.weights_source = init_backbone(backbone, self.config.depth, self.config.pretrained)
+        if self.config.last_stride != 2:
+            _set_last_stride(backbone.layer4, self.config.last_stride)
+        self.stem = nn.Sequential(backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool)
+        self.layer1, self.layer2 = backbone.layer1, backbone.layer2
+        self.layer3, self.layer4 = backbone.layer3, backbone.layer4
+        channels2 = backbone.layer2[-1].conv1.in_channels
+        channels3 = backbone.layer3[-1].conv1.in_channels
+        self.non_local2 = NonLocalBlock(channels2) if self.config.non_local else nn.Identity()
+        self.non_local3 = NonLocalBlock(channels3) if self.config.non_local else nn.Identity()
+        self.pool = GlobalPool(self.config.pooling)
+        self.embedding = nn.Sequential(
+            nn.Dropout(self.config.dropout),
+            nn.Linear(self.feature_dim, self.config.embedding_dim),
+            nn.BatchNorm1d(self.config.embedding_dim),
+        )
+        nn.init.kaiming_normal_(self.embedding[1].weight, mode="fan_out")
+        nn.init.zeros_(self.embedding[1].bias)
+        self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1))
+
+    @property
+    def feature_dim(self) -> int:
+        return self.config.feature_dim
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.config.input_size
+
+    def pooled_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Un-normalised pooled features (N, feature_dim) in the model's dtype."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected N x 3 x H x W RGB images, got shape {tuple(images.shape)}")
+        x = (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
+        x = self.layer2(self.layer1(self.stem(x)))
+        x = self.layer3(self.non_local2(x))
+        x = self.layer4(self.non_local3(x))
+        return self.pool(x)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor | TrainOutput:
+        pooled = self.pooled_features(images)
+        feature = F.normalize(pooled.float(), dim=1)
+        if not self.training:
+            return feature
+        embedding = F.normalize(self.embedding(pooled).float(), dim=1)
+        return TrainOutput(embedding=embedding, feature=feature)

@@ -1,0 +1,111 @@
+"""Checkpoints and ImageNet weight loading: round trips and errors that name the mismatch."""
+
+import logging
+from dataclasses import replace
+
+import pytest
+import torch
+import torchvision
+
+from reid_sdk.model import ReIDNet, load_checkpoint, read_checkpoint, save_checkpoint
+from reid_sdk.model import pretrained as pretrained_module
+from tests.helpers import tiny_config, tiny_model
+
+
+def test_round_trip_gives_identical_features_and_metadata(tmp_path):
+    model = tiny_model(pooling="max", last_stride=1)
+    path = save_checkpoint(model, tmp_path / "run" / "model.pt", metadata={"stage": 3, "mAP": 0.41})
+    loaded, payload = load_checkpoint(path)
+    images = torch.randint(0, 256, (2, 3, 64, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), model(images), rtol=0, atol=0)
+    assert loaded.config == model.config and not loaded.training
+    assert payload["metadata"] == {"stage": 3, "mAP": 0.41}
+    assert payload["input_size"] == [64, 32] and payload["feature_dim"] == 512
+    assert not list(path.parent.glob(".*.tmp")), "the temporary file must be renamed away"
+
+
+def test_file_that_is_not_a_checkpoint_is_refused(tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a torch file at all")
+    with pytest.raises(ValueError, match="not a reid-sdk checkpoint"):
+        read_checkpoint(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(ValueError, match="no 'reid-sdk-checkpoint' header"):
+        load_checkpoint(foreign)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_expected_config_mismatch_names_the_fields(tmp_path):
+    path = save_checkpoint(tiny_model(), tmp_path / "model.pt")
+    expected = replace(tiny_config(), pooling="avg", non_local=False)
+    with pytest.raises(ValueError, match="another model config: non_local: True != False; pooling: 'mixed' != 'avg'$"):
+        load_checkpoint(path, expected_config=expected)
+    load_checkpoint(path, expected_config=replace(tiny_config(), pretrained="elsewhere.pth"))
+
+
+def test_tampered_weights_are_reported_by_key(tmp_path):
+    path = save_checkpoint(tiny_model(), tmp_path / "model.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["pool_extra.weight"] = torch.zeros(1)
+    payload["state_dict"]["embedding.1.weight"] = torch.zeros(3, 3)
+    del payload["state_dict"]["stem.0.weight"]
+    torch.save(payload, path)
+    with pytest.raises(ValueError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert "missing keys: stem.0.weight" in message
+    assert "unexpected keys: pool_extra.weight" in message
+    assert "embedding.1.weight (3, 3) != (64, 512)" in message
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    path = save_checkpoint(tiny_model(), tmp_path / "model.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 99
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="format version 99"):
+        load_checkpoint(path)
+
+
+def _torchvision_resnet18_file(path, seed=0):
+    torch.manual_seed(seed)
+    reference = torchvision.models.resnet18(weights=None)
+    torch.save(reference.state_dict(), path)
+    return reference
+
+
+def test_torchvision_state_dict_file_loads_into_the_backbone(tmp_path):
+    reference = _torchvision_resnet18_file(tmp_path / "resnet18.pth")
+    model = ReIDNet(tiny_config(pretrained=str(tmp_path / "resnet18.pth")))
+    torch.testing.assert_close(model.stem[0].weight, reference.conv1.weight)
+    torch.testing.assert_close(model.layer4[1].bn2.running_var, reference.layer4[1].bn2.running_var)
+    assert model.weights_source == str(tmp_path / "resnet18.pth")
+
+
+def test_torchvision_file_of_another_depth_is_refused_with_shapes(tmp_path):
+    _torchvision_resnet18_file(tmp_path / "resnet18.pth")
+    with pytest.raises(ValueError) as error:
+        ReIDNet(tiny_config(depth=50, pretrained=str(tmp_path / "resnet18.pth")))
+    assert "does not fit this backbone: missing keys: layer1.0.bn3" in str(error.value)
+    assert "layer1.0.conv1.weight (64, 64, 3, 3) != (64, 64, 1, 1)" in str(error.value)
+    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+        ReIDNet(tiny_config(pretrained=str(tmp_path / "nowhere.pth")))
+
+
+def test_imagenet_weights_come_from_torch_hub_cache_or_random_init_warned_once(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(pretrained_module, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="reid_sdk.model.pretrained"):
+        first = ReIDNet(tiny_config(pretrained="imagenet"))
+        ReIDNet(tiny_config(pretrained="imagenet"))
+    assert first.weights_source == "random"
+    assert sum("random init" in record.message for record in caplog.records) == 1
+
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    reference = _torchvision_resnet18_file(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth", seed=5)
+    cached = ReIDNet(tiny_config(pretrained="imagenet"))
+    torch.testing.assert_close(cached.stem[0].weight, reference.conv1.weight)
+    assert cached.weights_source.endswith("resnet18-f37072fd.pth")

@@ -1,0 +1,147 @@
+"""The network: shapes and modes, non-local blocks (eq. 7-9), pooling, configuration errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from reid_sdk.model import ModelConfig, ReIDNet, TrainOutput
+from reid_sdk.model.non_local import NonLocalBlock
+from reid_sdk.model.pooling import GlobalPool
+from tests.helpers import tiny_config, tiny_model
+
+
+@pytest.mark.parametrize("depth,feature_dim", [(18, 512), (34, 512), (50, 2048)])
+def test_eval_mode_returns_normalised_features_of_backbone_width(depth, feature_dim):
+    model = ReIDNet(tiny_config(depth=depth)).eval()
+    images = torch.randint(0, 256, (3, 3, 64, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        features = model(images)
+    assert features.shape == (3, feature_dim) and features.dtype == torch.float32
+    torch.testing.assert_close(features.norm(dim=1), torch.ones(3))
+    assert model.feature_dim == feature_dim
+
+
+def test_train_mode_returns_normalised_embedding_and_feature():
+    model = ReIDNet(tiny_config(embedding_dim=48)).train()
+    out = model(torch.rand(4, 3, 64, 32) * 255)
+    assert isinstance(out, TrainOutput)
+    assert out.embedding.shape == (4, 48) and out.feature.shape == (4, 512)
+    torch.testing.assert_close(out.embedding.norm(dim=1), torch.ones(4))
+    out.embedding.sum().backward()
+    assert model.embedding[1].weight.grad is not None
+
+
+def test_uint8_and_float_inputs_give_the_same_features():
+    model = tiny_model()
+    images = torch.randint(0, 256, (2, 3, 64, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), model(images.float()))
+
+
+def test_pixel_normalisation_uses_imagenet_statistics():
+    model = tiny_model()
+    mean = model.pixel_mean.view(1, 3, 1, 1).expand(1, 3, 64, 32)
+    with torch.no_grad():
+        direct = model.pool(model.layer4(model.non_local3(model.layer3(
+            model.non_local2(model.layer2(model.layer1(model.stem(torch.zeros(1, 3, 64, 32)))))))))
+        through_forward = model.pooled_features(mean)
+    torch.testing.assert_close(through_forward, direct)
+
+
+def test_fresh_non_local_block_is_identity():
+    block = NonLocalBlock(16).eval()
+    x = torch.randn(2, 16, 5, 3)
+    torch.testing.assert_close(block(x), x)
+
+
+def test_fresh_non_local_blocks_leave_the_network_unchanged():
+    torch.manual_seed(0)
+    with_blocks = ReIDNet(tiny_config(non_local=True)).eval()
+    without = ReIDNet(tiny_config(non_local=False)).eval()
+    without.load_state_dict({k: v for k, v in with_blocks.state_dict().items() if "non_local" not in k})
+    images = torch.randint(0, 256, (2, 3, 64, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(with_blocks(images), without(images))
+
+
+def _non_local_reference(block: NonLocalBlock, x: torch.Tensor) -> torch.Tensor:
+    """Eq. 8-9 written position by position in float64."""
+    x = x.double()
+    theta, phi, g = (conv.double()(x) for conv in (block.theta, block.phi, block.g))
+    n, inter, h, w = theta.shape
+    positions = [(i, j) for i in range(h) for j in range(w)]
+    y = torch.zeros(n, inter, h, w, dtype=torch.float64)
+    for b in range(n):
+        for (pi, pj) in positions:
+            acc = torch.zeros(inter, dtype=torch.float64)
+            for (qi, qj) in positions:
+                acc += torch.dot(theta[b, :, pi, pj], phi[b, :, qi, qj]) * g[b, :, qi, qj]
+            y[b, :, pi, pj] = acc / len(positions)
+    return x + block.w_z.double()(y)
+
+
+@pytest.mark.parametrize("height,width,channels", [(4, 3, 8), (2, 2, 16)])  # P > C' and P < C' orders
+def test_non_local_block_matches_equations(height, width, channels):
+    torch.manual_seed(1)
+    block = NonLocalBlock(channels).eval()
+    torch.nn.init.uniform_(block.w_z[1].weight, 0.5, 1.5)
+    torch.nn.init.uniform_(block.w_z[1].bias, -0.5, 0.5)
+    x = torch.randn(2, channels, height, width)
+    with torch.no_grad():
+        expected = _non_local_reference(block, x)
+        block.float()
+        actual = block(x)
+    torch.testing.assert_close(actual.double(), expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(actual, x)
+
+
+@pytest.mark.parametrize("mode", ["avg", "max", "mixed"])
+def test_pooling_against_direct_computation(mode):
+    x = torch.randn(3, 5, 4, 2)
+    flat = x.numpy().reshape(3, 5, -1)
+    expected = {"avg": flat.mean(-1), "max": flat.max(-1), "mixed": 0.5 * (flat.mean(-1) + flat.max(-1))}[mode]
+    np.testing.assert_allclose(GlobalPool(mode)(x).numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_pooling_mode_changes_the_feature():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (2, 3, 64, 32), dtype=torch.uint8)
+    outputs = {}
+    for mode in ("avg", "max", "mixed"):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            outputs[mode] = ReIDNet(tiny_config(pooling=mode)).eval().pooled_features(images)
+    torch.testing.assert_close(outputs["mixed"], 0.5 * (outputs["avg"] + outputs["max"]))
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_last_stride_one_doubles_the_final_feature_map(depth):
+    maps = {}
+    for stride in (1, 2):
+        model = ReIDNet(tiny_config(depth=depth, last_stride=stride)).eval()
+        with torch.no_grad():
+            x = model.layer3(model.non_local2(model.layer2(model.layer1(model.stem(torch.zeros(1, 3, 64, 32))))))
+            maps[stride] = model.layer4(model.non_local3(x)).shape[-2:]
+    assert maps[1] == (2 * maps[2][0], 2 * maps[2][1])
+
+
+def test_wrong_input_shape_is_rejected():
+    with pytest.raises(ValueError, match="N x 3 x H x W"):
+        tiny_model()(torch.zeros(1, 1, 64, 32))
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [("depth", 101, "depth"), ("pooling", "gem", "pooling"), ("last_stride", 3, "last_stride"),
+     ("dropout", 1.0, "dropout"), ("input_size", (16, 8), "input_size"), ("embedding_dim", 0, "embedding_dim")],
+)
+def test_config_rejects_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**{field: value})
+
+
+def test_config_dict_round_trip_and_unknown_keys():
+    config = tiny_config(pooling="max", last_stride=1)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown model config keys: colour"):
+        ModelConfig.from_dict({**config.to_dict(), "colour": "red"})
