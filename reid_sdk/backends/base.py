@@ -1,0 +1,22 @@
+"""The interface every inference backend implements: uint8 RGB batches in, L2-normalised features out."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class Backend(Protocol):
+    """Runs the network on preprocessed batches (N x 3 x H x W uint8 RGB, see reid_sdk.preprocess)."""
+
+    input_size: tuple[int, int]
+    feature_dim: int
+
+    def input_buffer(self, batch_size: int) -> np.ndarray:
+        """A batch_size x 3 x H x W uint8 array the preprocessing writes into (pinned memory on CUDA)."""
+        ...
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Features of ``batch``: float32 (N, feature_dim), L2-normalised."""
+        ...

@@ -1,0 +1,94 @@
+"""The torch backend: eager or compiled ReIDNet on CPU or CUDA (fp16/bf16, channels_last, pinned uploads)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reid_sdk.model import ReIDNet, load_checkpoint
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` means CUDA when available; asking for CUDA without it is an error, not a silent fallback."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available to torch")
+    return resolved
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """``"auto"``: fp16 on CUDA, fp32 elsewhere; fp16 on CPU is refused (slow and partly unsupported)."""
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision 'fp16' needs a CUDA device; use fp32 or bf16 on CPU")
+    return PRECISIONS[precision]
+
+
+class TorchBackend:
+    """Runs a ReIDNet (given, or loaded from a checkpoint) in inference mode.
+
+    The model is copied, so converting it to fp16 / channels_last never alters the
+    caller's (e.g. a trainer's) module. With ``compile`` the batch shape is kept
+    fixed (short batches are padded) so the compiled graph is never rebuilt.
+    """
+
+    def __init__(self, model: ReIDNet | str | Path, device: str = "auto", precision: str = "auto",
+                 compile: bool | str = False, max_batch: int = 64) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        if isinstance(model, ReIDNet):
+            network = copy.deepcopy(model)
+        elif isinstance(model, (str, Path)):
+            network, _ = load_checkpoint(model)
+        else:
+            raise ValueError(f"expected a ReIDNet or a checkpoint path, got {type(model).__name__}")
+        network = network.eval().to(self.device, self.dtype)
+        if self.device.type == "cuda":
+            network = network.to(memory_format=torch.channels_last)
+        self.input_size: tuple[int, int] = network.input_size
+        self.feature_dim: int = network.feature_dim
+        self.max_batch = max_batch
+        self.fixed_batch = bool(compile)
+        self._network = network
+        self._forward = torch.compile(network, mode=None if compile is True else compile) if compile else network
+        self._pinned: torch.Tensor | None = None
+
+    def input_buffer(self, batch_size: int) -> np.ndarray:
+        """Host buffer for the preprocessed batch; page-locked on CUDA so the upload is asynchronous DMA."""
+        shape = (batch_size, 3, *self.input_size)
+        if self.device.type != "cuda":
+            return np.empty(shape, dtype=np.uint8)
+        if self._pinned is None or self._pinned.shape[0] < batch_size:
+            self._pinned = torch.empty(shape, dtype=torch.uint8).pin_memory()
+        return self._pinned[:batch_size].numpy()
+
+    def _to_device(self, batch: np.ndarray) -> torch.Tensor:
+        pinned = self._pinned
+        if pinned is not None and batch.ctypes.data == pinned.data_ptr():
+            host = pinned[: len(batch)]
+        else:
+            host = torch.from_numpy(np.ascontiguousarray(batch))
+        images = host.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    @torch.inference_mode()
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        count = len(batch)
+        images = self._to_device(batch)
+        if self.fixed_batch and count < self.max_batch:
+            padding = images[-1:].expand(self.max_batch - count, *images.shape[1:])
+            images = torch.cat([images, padding])
+        features = self._forward(images)[:count]
+        return features.float().cpu().numpy()

@@ -1,0 +1,107 @@
+"""FeatureExtractor with the torch backend: batching, normalisation, backends from files, bad arguments."""
+
+import numpy as np
+import pytest
+import torch
+
+from reid_sdk.extractor import FeatureExtractor
+from reid_sdk.model import save_checkpoint
+from reid_sdk.preprocess import preprocess_batch
+from tests.helpers import random_crops, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(seed=3)
+
+
+def _cosine(a, b):
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_features_are_float32_unit_vectors(model):
+    features = FeatureExtractor(model, device="cpu").extract(random_crops(5))
+    assert features.shape == (5, 512) and features.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, rtol=1e-5)
+
+
+def test_batched_and_one_by_one_extraction_agree(model):
+    crops = random_crops(11, seed=4)
+    batched = FeatureExtractor(model, device="cpu", batch_size=4).extract(crops)
+    single = np.concatenate([FeatureExtractor(model, device="cpu", batch_size=1).extract(c) for c in crops])
+    assert _cosine(batched, single).min() >= 0.9999
+
+
+def test_features_equal_the_network_on_the_shared_preprocessing(model):
+    crops = random_crops(3, seed=5)
+    expected = model(torch.from_numpy(preprocess_batch(crops, model.input_size))).detach().numpy()
+    np.testing.assert_allclose(FeatureExtractor(model, device="cpu").extract(crops), expected, atol=1e-6)
+
+
+def test_rgb_channel_order_matches_flipped_bgr(model):
+    crops = random_crops(2, seed=6)
+    bgr = FeatureExtractor(model, device="cpu").extract(crops)
+    rgb = FeatureExtractor(model, device="cpu", channel_order="rgb").extract([c[:, :, ::-1].copy() for c in crops])
+    np.testing.assert_allclose(bgr, rgb, atol=1e-6)
+
+
+def test_checkpoint_path_gives_the_same_features(model, tmp_path):
+    path = save_checkpoint(model, tmp_path / "model.pt")
+    crops = random_crops(3, seed=7)
+    np.testing.assert_allclose(FeatureExtractor(str(path), device="cpu").extract(crops),
+                               FeatureExtractor(model, device="cpu").extract(crops), atol=1e-6)
+
+
+def test_bf16_on_cpu_stays_close_to_fp32(model):
+    crops = random_crops(4, seed=8)
+    fp32 = FeatureExtractor(model, device="cpu").extract(crops)
+    bf16 = FeatureExtractor(model, device="cpu", precision="bf16").extract(crops)
+    assert bf16.dtype == np.float32 and _cosine(fp32, bf16).min() > 0.98
+
+
+def test_the_callers_model_is_left_untouched(model):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    FeatureExtractor(model, device="cpu", precision="bf16").extract(random_crops(1))
+    assert all(v.dtype == before[k].dtype and torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_bad_crop_error_names_its_index_across_batches(model):
+    crops = random_crops(6, seed=9)
+    crops[5] = np.zeros((0, 4, 3), np.uint8)
+    with pytest.raises(ValueError, match="crop 5: empty image"):
+        FeatureExtractor(model, device="cpu", batch_size=4).extract(crops)
+
+
+def test_bad_arguments_are_refused(model, tmp_path):
+    with pytest.raises(ValueError, match="no crops given"):
+        FeatureExtractor(model, device="cpu").extract([])
+    with pytest.raises(ValueError, match="unsupported model file 'model.tflite'"):
+        FeatureExtractor(tmp_path / "model.tflite")
+    with pytest.raises(ValueError, match="expected a ReIDNet or a checkpoint path"):
+        FeatureExtractor(object())
+    with pytest.raises(ValueError, match="batch_size"):
+        FeatureExtractor(model, batch_size=0)
+    with pytest.raises(ValueError, match="channel_order"):
+        FeatureExtractor(model, channel_order="yuv")
+    with pytest.raises(ValueError, match="fp16' needs a CUDA device"):
+        FeatureExtractor(model, device="cpu", precision="fp16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        FeatureExtractor(model, device="cpu", precision="int4")
+    with pytest.raises(FileNotFoundError):
+        FeatureExtractor(tmp_path / "absent.pt")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised on machines without CUDA")
+def test_cuda_without_cuda_is_an_error_not_a_silent_fallback(model):
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        FeatureExtractor(model, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fp16_channels_last_agrees_with_cpu_fp32(model):
+    crops = random_crops(33, seed=10)
+    cpu = FeatureExtractor(model, device="cpu").extract(crops)
+    cuda32 = FeatureExtractor(model, device="cuda", precision="fp32", batch_size=8).extract(crops)
+    cuda16 = FeatureExtractor(model, device="cuda", batch_size=8).extract(crops)
+    assert _cosine(cpu, cuda32).min() >= 0.9999
+    assert _cosine(cpu, cuda16).min() >= 0.999
