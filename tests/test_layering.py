@@ -1,0 +1,54 @@
+"""The deployment runtime imports and works without torch (DESIGN.md's layering rule)."""
+
+import subprocess
+import sys
+import textwrap
+
+RUNTIME_MODULES = ["reid_sdk", "reid_sdk.preprocess", "reid_sdk.extractor", "reid_sdk.tracklets", "reid_sdk.backends"]
+
+
+def _run_without_torch(code: str) -> subprocess.CompletedProcess:
+    blocker = "import sys\nfor name in ('torch', 'torchvision'):\n    sys.modules[name] = None\n"
+    return subprocess.run([sys.executable, "-c", blocker + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_runtime_modules_import_without_torch():
+    result = _run_without_torch(
+        f"""
+        import importlib, sys
+        for name in {RUNTIME_MODULES!r}:
+            importlib.import_module(name)
+        from reid_sdk import FeatureExtractor, TrackletAggregator
+        assert sys.modules['torch'] is None
+        print('ok')
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_tracklets_work_without_torch():
+    result = _run_without_torch(
+        """
+        import numpy as np
+        from reid_sdk import TrackletAggregator
+        aggregator = TrackletAggregator()
+        aggregator.update(1, np.array([3.0, 4.0]))
+        print(aggregator.finish(1).tolist())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0.6000000238418579, 0.800000011920929]"
+
+
+def test_torch_checkpoint_without_torch_says_what_to_install():
+    result = _run_without_torch(
+        """
+        from reid_sdk import FeatureExtractor
+        FeatureExtractor('model.pt')
+        """
+    )
+    assert result.returncode != 0
+    assert "pip install 'reid-sdk[train]'" in result.stderr
+
