@@ -77,7 +77,8 @@ class ReIDNet(nn.Module):
         """Un-normalised pooled features (N, feature_dim) in the model's dtype."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected N x 3 x H x W RGB images, got shape {tuple(images.shape)}")
-        x = (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
+        # Normalise in fp32 (fp16 would round the mean by ~0.01), then run in the weights' dtype.
+        x = ((images.float() - self.pixel_mean.float()) / self.pixel_std.float()).to(self.stem[0].weight.dtype)
         x = self.layer2(self.layer1(self.stem(x)))
         x = self.layer3(self.non_local2(x))
         x = self.layer4(self.non_local3(x))
