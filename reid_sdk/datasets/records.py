@@ -1,0 +1,58 @@
+"""Plain dataset records (torch-free): one image or one tracklet with its labels, grouped per split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Label used for samples whose identity is unknown (unlabelled folders).
+UNKNOWN_PID = -1
+#: Label used when a sample's camera is unknown.
+UNKNOWN_CAMERA = -1
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image crop: its path, identity (pid, 0 = distractor) and camera (1-based as in the file names)."""
+
+    path: Path
+    pid: int
+    camera: int
+
+
+@dataclass(frozen=True)
+class TrackletRecord:
+    """One tracklet: its frame paths in temporal order, identity, camera and tracklet id."""
+
+    frames: tuple[Path, ...]
+    pid: int
+    camera: int
+    tracklet_id: int
+
+
+Record = ImageRecord | TrackletRecord
+
+
+@dataclass
+class DatasetSplits:
+    """The train / query / gallery records of one dataset, plus counts of skipped files and dropped junk."""
+
+    name: str
+    root: Path
+    train: list = field(default_factory=list)
+    query: list = field(default_factory=list)
+    gallery: list = field(default_factory=list)
+    skipped_files: int = 0
+    dropped_junk: int = 0
+
+    @property
+    def is_video(self) -> bool:
+        """True when the records are tracklets."""
+        records = self.train or self.query or self.gallery
+        return bool(records) and isinstance(records[0], TrackletRecord)
+
+    def split(self, name: str) -> list:
+        """The records of the split called ``name`` (train, query or gallery)."""
+        if name not in ("train", "query", "gallery"):
+            raise ValueError(f"unknown split {name!r}; expected train, query or gallery")
+        return getattr(self, name)
