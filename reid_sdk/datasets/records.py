@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 #: Label used for samples whose identity is unknown (unlabelled folders).
 UNKNOWN_PID = -1
 #: Label used when a sample's camera is unknown.
@@ -56,3 +58,10 @@ class DatasetSplits:
         if name not in ("train", "query", "gallery"):
             raise ValueError(f"unknown split {name!r}; expected train, query or gallery")
         return getattr(self, name)
+
+
+def evenly_spaced(length: int, count: int) -> list[int]:
+    """``count`` indices spread evenly over ``range(length)``, repeating frames when ``length < count``."""
+    if length < 1 or count < 1:
+        raise ValueError(f"need length >= 1 and count >= 1, got {length} and {count}")
+    return np.round(np.linspace(0, length - 1, count)).astype(int).tolist()

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from .files import read_image
-from .records import ImageRecord, TrackletRecord
+from .records import ImageRecord, TrackletRecord, evenly_spaced
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def frame_indices(length: int, num_frames: int, mode: str, generator: torch.Gene
     if mode == "all":
         return list(range(length)) if length <= num_frames else frame_indices(length, num_frames, "evenly")
     if mode == "evenly":
-        return np.round(np.linspace(0, length - 1, num_frames)).astype(int).tolist()
+        return evenly_spaced(length, num_frames)
     if mode == "random":
         if length >= num_frames:
             chosen = torch.randperm(length, generator=generator)[:num_frames]
