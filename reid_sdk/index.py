@@ -1,0 +1,101 @@
+"""ReIDIndex: a feature extractor plus a Gallery, the search API a surveillance application calls.
+
+Written against a duck type: ``extractor`` is anything with ``extract(crops) -> (B, D)``
+float32 features and ``feature_dim`` (``FeatureExtractor`` on any backend). No torch import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from reid_sdk.gallery import Gallery, Match
+from reid_sdk.preprocess import as_crop_list
+from reid_sdk.tracklets import TrackletAggregator
+
+__all__ = ["Match", "ReIDIndex"]
+
+
+class Extractor(Protocol):
+    feature_dim: int
+
+    def extract(self, crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+def _tracklet_feature(extractor: Extractor, crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """One L2-normalised feature for a tracklet: the mean of its frames' features."""
+    features = extractor.extract(as_crop_list(crops))
+    aggregator = TrackletAggregator()
+    track: Hashable = 0
+    aggregator.update_many([track] * len(features), features)
+    return aggregator.finish(track)
+
+
+class ReIDIndex:
+    """Cross-camera person search: crops in, gallery matches out.
+
+    ``search(crop)`` returns a list of :class:`Match` (best first); ``search(crops)`` a
+    list of such lists. Filters (``cameras``, ``exclude_camera``, ``since``, ``until``)
+    are those of :meth:`Gallery.search`.
+    """
+
+    def __init__(self, extractor: Extractor, gallery: Gallery) -> None:
+        feature_dim = int(extractor.feature_dim)
+        if gallery.dim != feature_dim:
+            where = f" at {gallery.path}" if gallery.path is not None else ""
+            raise ValueError(f"the gallery{where} holds {gallery.dim}-d features but the extractor produces "
+                             f"{feature_dim}-d features: use a gallery built with this model")
+        self.extractor = extractor
+        self.gallery = gallery
+
+    @classmethod
+    def create(cls, extractor: Extractor, index: str = "flat", path: str | Path | None = None,
+               **gallery_options: Any) -> ReIDIndex:
+        """A ReIDIndex over a new, empty gallery sized for the extractor's features."""
+        return cls(extractor, Gallery(int(extractor.feature_dim), index=index, path=path, **gallery_options))
+
+    @classmethod
+    def load(cls, extractor: Extractor, path: str | Path, **search_params: Any) -> ReIDIndex:
+        """Open a saved gallery for this extractor; ValueError if it holds another feature dimension."""
+        return cls(extractor, Gallery.open(path, **search_params))
+
+    def save(self, path: str | Path | None = None) -> Path:
+        return self.gallery.save(path)
+
+    def __len__(self) -> int:
+        return len(self.gallery)
+
+    def add(self, crops: np.ndarray | Sequence[np.ndarray], identity: Any = None, camera: Any = None,
+            timestamp: Any = None, track_id: Any = None, metadata: Any = None) -> np.ndarray:
+        """Add one crop or a list of crops; each field is one value for all or one per crop. Returns entry ids."""
+        return self.gallery.add(self.extractor.extract(as_crop_list(crops)), identities=identity, cameras=camera,
+                                timestamps=timestamp, track_ids=track_id, metadata=metadata)
+
+    def add_tracklet(self, crops: np.ndarray | Sequence[np.ndarray], identity: Any = None, camera: Any = None,
+                     timestamp: float | None = None, track_id: Any = None,
+                     metadata: dict[str, Any] | None = None) -> int:
+        """Add a tracklet's crops as ONE entry (their averaged, normalised feature). Returns its entry id."""
+        feature = _tracklet_feature(self.extractor, crops)
+        return int(self.gallery.add(feature, identities=identity, cameras=camera, timestamps=timestamp,
+                                    track_ids=track_id, metadata=metadata)[0])
+
+    def search(self, crops: np.ndarray | Sequence[np.ndarray], k: int = 10,
+               **filters: Any) -> list[Match] | list[list[Match]]:
+        """Top-k matches of one crop (a list) or of each crop in a list (a list of lists)."""
+        single = isinstance(crops, np.ndarray) and crops.ndim in (2, 3)
+        results = self.gallery.search(self.extractor.extract(as_crop_list(crops)), k=k, **filters)
+        return results[0] if single else results
+
+    def search_tracklet(self, crops: np.ndarray | Sequence[np.ndarray], k: int = 10, **filters: Any) -> list[Match]:
+        """Top-k matches of a whole tracklet, searched with its averaged feature."""
+        return self.gallery.search(_tracklet_feature(self.extractor, crops), k=k, **filters)
+
+    def identify(self, crop: np.ndarray, threshold: float = 0.5, **filters: Any) -> Any:
+        """The identity of the best match when its cosine similarity reaches ``threshold``, else None."""
+        if not -1.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+        matches = self.search(crop, k=1, **filters)
+        return matches[0].identity if matches and matches[0].score >= threshold else None
