@@ -1,0 +1,23 @@
+"""Exact, blocked IMD/CPD bottom-up clustering (paper III.B, ``DESIGN.md`` "The method").
+
+One merge stage computes D(A, B) for every cluster pair from the current features and joins the
+``num_merges`` closest pairs (ascending D, ties by the smaller label pair, union-find, no recomputation).
+D is ``imd_cpd`` (IMD + lambda * (CPD(A) + CPD(B))) or a baseline (``imd``, ``min``, ``max``, ``average``,
+``buc``). Nothing of size N x N or C x C is ever held:
+
+1. Clusters are ordered by (size, label), samples grouped by cluster, and cut into panels of ~block_size
+   samples (``layout``).
+2. Per panel, one fp32 Gram product against all later samples (the lower triangle is never computed);
+   reshapes per run of equal-sized clusters reduce it to per-cluster-pair max / min Gram (= min / max
+   distance) or distance sums; CPD comes from within-cluster batched products (``kernel``).
+3. The K smallest pairs in the strict order (D, a, b) are kept across panels; walking them with a
+   union-find gives exactly the fully sorted walk, and K grows if skipped pairs exhaust them (``selection``).
+
+The dense :func:`cluster_distance_matrix` uses the same panels, so its values are the ones the stage walks.
+"""
+
+from .linkage import LINKAGES
+from .schedule import MergeSchedule
+from .stage import cluster_compactness, cluster_distance_matrix, merge_stage
+
+__all__ = ["LINKAGES", "MergeSchedule", "cluster_compactness", "cluster_distance_matrix", "merge_stage"]

@@ -1,0 +1,91 @@
+"""Global merge selection: the K smallest cluster pairs in a strict order, and the union-find walk over them.
+
+Pairs are ordered by (D, a, b) with a < b the original labels: ties in D go to the smaller index pair. The
+walk over the K smallest pairs is the walk over the fully sorted pair list, cut after K entries, so when it
+completes its merges inside them the result is exactly the full walk's; when it does not, the caller asks
+again with a larger K.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.cluster.hierarchy import DisjointSet
+
+
+class CandidatePool:
+    """The ``capacity`` smallest cluster pairs among all pairs offered, in the order (D, a, b)."""
+
+    def __init__(self, capacity: int, num_clusters: int) -> None:
+        self.capacity = capacity
+        self.num_clusters = num_clusters
+        self.truncated = False  # whether some offered pair was dropped
+        self._threshold = float("inf")  # D of the capacity-th pair once the pool is full
+        self._values: list[torch.Tensor] = []
+        self._keys: list[torch.Tensor] = []
+        self._size = 0
+
+    def offer(self, distances: torch.Tensor, row_ids: torch.Tensor, col_ids: torch.Tensor) -> None:
+        """Consider every pair (row_ids[i], col_ids[j]) at D = distances[i, j]; +inf entries are not pairs."""
+        selected = distances < float("inf") if self._threshold == float("inf") else distances <= self._threshold
+        if int(selected.sum()) > self.capacity:  # keep the transfer small: this block's own K smallest
+            kth = torch.kthvalue(distances.flatten(), self.capacity).values
+            selected &= distances <= kth
+            self.truncated = True
+        rows, cols = torch.nonzero(selected, as_tuple=True)
+        if rows.numel() == 0:
+            return
+        first, second = row_ids[rows], col_ids[cols]
+        self._values.append(distances[rows, cols])
+        self._keys.append(torch.minimum(first, second) * self.num_clusters + torch.maximum(first, second))
+        self._size += rows.numel()
+        if self._size > self.capacity:
+            self._trim()
+
+    def sorted_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(D, a, b) of the pool in ascending (D, a, b) order, as numpy arrays."""
+        if not self._values:
+            empty = np.empty(0, dtype=np.int64)
+            return np.empty(0, dtype=np.float32), empty, empty
+        values, keys = self._ordered()
+        keys_np = keys.cpu().numpy()
+        return values.cpu().numpy(), keys_np // self.num_clusters, keys_np % self.num_clusters
+
+    def _ordered(self) -> tuple[torch.Tensor, torch.Tensor]:
+        values, keys = torch.cat(self._values), torch.cat(self._keys)
+        order = torch.argsort(keys)
+        order = order[torch.argsort(values[order], stable=True)]
+        return values[order], keys[order]
+
+    def _trim(self) -> None:
+        values, keys = torch.cat(self._values), torch.cat(self._keys)
+        kth = torch.kthvalue(values, self.capacity).values
+        near = values <= kth  # every pair that can rank among the first `capacity`, ties included
+        self._values, self._keys = [values[near]], [keys[near]]
+        values, keys = self._ordered()
+        self._values, self._keys = [values[: self.capacity]], [keys[: self.capacity]]
+        self._size = self.capacity
+        self._threshold = float(kth)
+        self.truncated = True
+
+
+def walk_merges(first: np.ndarray, second: np.ndarray, target: int) -> tuple[DisjointSet, int]:
+    """Union the pairs in order, skipping pairs already joined, until ``target`` merges; returns (sets, merges)."""
+    groups = DisjointSet()
+    merges = 0
+    for a, b in zip(first.tolist(), second.tolist()):
+        if merges == target:
+            break
+        groups.add(a)
+        groups.add(b)
+        merges += groups.merge(a, b)
+    return groups, merges
+
+
+def contiguous_labels(groups: DisjointSet, num_clusters: int) -> np.ndarray:
+    """New label of each old cluster: groups numbered 0..C'-1 in the order of their smallest old label."""
+    smallest = np.arange(num_clusters)
+    for members in groups.subsets():
+        indices = np.fromiter(members, dtype=np.int64, count=len(members))
+        smallest[indices] = indices.min()
+    return np.unique(smallest, return_inverse=True)[1]
