@@ -1,0 +1,127 @@
+"""ReIDIndex over a duck-typed extractor, a real tiny extractor, and without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from reid_sdk.gallery import Gallery
+from reid_sdk.index import Match, ReIDIndex
+from reid_sdk.preprocess import as_crop_list, preprocess_batch
+from tests.helpers import random_crops
+
+
+class ProjectionExtractor:
+    """A deterministic stand-in extractor: the real preprocessing, then a fixed random projection."""
+
+    def __init__(self, feature_dim: int = 16, seed: int = 0) -> None:
+        self.feature_dim = feature_dim
+        self.projection = np.random.default_rng(seed).standard_normal((3 * 8 * 4, feature_dim)).astype(np.float32)
+
+    def extract(self, crops) -> np.ndarray:
+        pixels = preprocess_batch(as_crop_list(crops), (8, 4))
+        features = (pixels.reshape(len(pixels), -1).astype(np.float32) / 255 - 0.5) @ self.projection
+        return features / np.linalg.norm(features, axis=1, keepdims=True)
+
+
+@pytest.fixture()
+def index() -> ReIDIndex:
+    reid = ReIDIndex.create(ProjectionExtractor())
+    crops = random_crops(30, seed=1)
+    reid.add(crops[:20], identity=[i // 2 for i in range(20)], camera=["c1", "c2"] * 10, timestamp=np.arange(20.0),
+             metadata={"source": "test"})
+    return reid
+
+
+def test_search_single_and_batch(index):
+    crops = random_crops(30, seed=1)
+    matches = index.search(crops[4], k=3)
+    assert isinstance(matches[0], Match) and len(matches) == 3
+    assert (matches[0].entry_id, matches[0].identity, matches[0].camera) == (4, 2, "c1")
+    assert matches[0].score == pytest.approx(1.0, abs=1e-5) and matches[0].metadata == {"source": "test"}
+    batch = index.search([crops[4], crops[7]], k=5, exclude_camera="c1")
+    assert len(batch) == 2 and all(m.camera == "c2" for row in batch for m in row)
+    assert batch[1][0].entry_id == 7
+    assert [m.score for m in batch[0]] == sorted((m.score for m in batch[0]), reverse=True)
+
+
+def test_tracklet_entry_is_the_normalised_mean(index):
+    extractor = index.extractor
+    frames = random_crops(5, seed=9)
+    entry = index.add_tracklet(frames, identity="walker", camera="c3", track_id=17)
+    mean = extractor.extract(frames).astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(index.gallery.vectors([entry])[0], mean / np.linalg.norm(mean), atol=1e-6)
+    best = index.search_tracklet(frames, k=1)[0]
+    assert (best.entry_id, best.identity, best.track_id) == (entry, "walker", 17)
+    assert index.search_tracklet(frames, k=3, cameras=["c1"])[0].camera == "c1"
+
+
+def test_identify_uses_the_threshold(index):
+    crops = random_crops(30, seed=1)
+    assert index.identify(crops[9], threshold=0.99) == 4
+    stranger = random_crops(1, seed=123)[0]
+    best = index.search(stranger, k=1)[0].score
+    assert index.identify(stranger, threshold=min(1.0, best + 1e-3)) is None
+    with pytest.raises(ValueError, match="threshold"):
+        index.identify(stranger, threshold=2.0)
+
+
+def test_save_load_and_dimension_check(index, tmp_path):
+    crops = random_crops(30, seed=1)
+    index.save(tmp_path / "g")
+    loaded = ReIDIndex.load(ProjectionExtractor(), tmp_path / "g")
+    assert loaded.search(crops[20:25], k=4) == index.search(crops[20:25], k=4)
+    with pytest.raises(ValueError, match="holds 16-d features but the extractor produces 8-d"):
+        ReIDIndex.load(ProjectionExtractor(feature_dim=8), tmp_path / "g")
+    with pytest.raises(ValueError, match="holds 32-d features"):
+        ReIDIndex(ProjectionExtractor(), Gallery(32))
+
+
+def test_bad_crops_raise_the_extractors_value_error(index):
+    with pytest.raises(ValueError, match="dtype float64"):
+        index.search(np.zeros((20, 10, 3)))
+    with pytest.raises(ValueError):
+        index.add([np.zeros((0, 4, 3), np.uint8)])
+
+
+def test_with_the_real_tiny_extractor(tmp_path):
+    from reid_sdk.extractor import FeatureExtractor
+    from tests.helpers import tiny_model
+
+    reid = ReIDIndex.create(FeatureExtractor(tiny_model(), device="cpu"), index="hnsw")
+    crops = random_crops(12, seed=4)
+    ids = reid.add(crops, identity=list(range(12)), camera="c1")
+    assert [row[0].entry_id for row in reid.search(crops, k=2)] == ids.tolist()
+    assert reid.identify(crops[3], threshold=0.999) == 3
+
+
+def test_index_and_gallery_work_without_torch(tmp_path):
+    code = f"""
+    import sys
+    for name in ('torch', 'torchvision'):
+        sys.modules[name] = None
+    import numpy as np
+    from reid_sdk.gallery import Gallery
+    from reid_sdk.index import ReIDIndex
+    import reid_sdk.index_cli
+
+    class Extractor:
+        feature_dim = 4
+        def extract(self, crops):
+            return np.array([c.reshape(-1, 3).mean(0).tolist() + [1.0] for c in crops], dtype=np.float32)
+
+    reid = ReIDIndex.create(Extractor(), index='hnsw')
+    crop = np.full((8, 4, 3), 200, np.uint8)
+    reid.add([crop, np.full((8, 4, 3), 10, np.uint8)], identity=['a', 'b'])
+    reid.save({str(tmp_path / 'g')!r})
+    again = ReIDIndex.load(Extractor(), {str(tmp_path / 'g')!r})
+    assert again.identify(crop, 0.99) == 'a' and 'torch' not in [m for m in sys.modules if sys.modules[m]]
+    print('ok')
+    """
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
