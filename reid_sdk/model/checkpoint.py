@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from reid_sdk import __version__
+from reid_sdk.atomic_file import atomic_write
 from reid_sdk.model.config import ModelConfig
 from reid_sdk.model.network import ReIDNet
 from reid_sdk.model.pretrained import describe_state_mismatch
@@ -38,16 +37,8 @@ def save_checkpoint(model: ReIDNet, path: str | Path, metadata: dict[str, Any] |
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metadata": dict(metadata or {}),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        torch.save(payload, handle)
     return path
 
 
