@@ -1,0 +1,97 @@
+"""What an exported model says about itself, so the SDK configures itself from the file.
+
+Stored as ONNX ``metadata_props`` (string pairs) and as the JSON sidecar of a
+TensorRT engine. Torch-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from reid_sdk import __version__
+
+METADATA_PREFIX = "reid_sdk."
+SIDECAR_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Input size (H, W), channel order and feature dim a backend needs, plus provenance."""
+
+    input_size: tuple[int, int]
+    feature_dim: int
+    channel_order: str = "rgb"
+    pooling: str = "unknown"
+    depth: int = 0
+    precision: str = "fp32"
+    config_hash: str = ""
+    sdk_version: str = __version__
+
+    def to_strings(self) -> dict[str, str]:
+        """Prefixed string pairs for ONNX ``metadata_props``."""
+        values = asdict(self)
+        values["input_size"] = f"{self.input_size[0]}x{self.input_size[1]}"
+        return {METADATA_PREFIX + key: str(value) for key, value in values.items()}
+
+    @classmethod
+    def from_strings(cls, props: dict[str, str], source: str = "model") -> ModelMetadata:
+        """Parse ``to_strings`` output; ValueError naming the file and what is missing or malformed."""
+        ours = {k.removeprefix(METADATA_PREFIX): v for k, v in props.items() if k.startswith(METADATA_PREFIX)}
+        missing = [key for key in ("input_size", "feature_dim") if key not in ours]
+        if missing:
+            raise ValueError(
+                f"{source} has no reid-sdk metadata ({', '.join(METADATA_PREFIX + k for k in missing)} missing); "
+                "export it with reid-export, or pass input_size=(H, W) explicitly"
+            )
+        try:
+            height, width = (int(v) for v in ours["input_size"].lower().split("x"))
+            return cls(input_size=(height, width), feature_dim=int(ours["feature_dim"]),
+                       channel_order=ours.get("channel_order", "rgb"), pooling=ours.get("pooling", "unknown"),
+                       depth=int(ours.get("depth", 0)), precision=ours.get("precision", "fp32"),
+                       config_hash=ours.get("config_hash", ""), sdk_version=ours.get("sdk_version", ""))
+        except ValueError as exc:
+            raise ValueError(f"{source} has malformed reid-sdk metadata {ours}: {exc}") from exc
+
+    @classmethod
+    def from_checkpoint(cls, payload: dict[str, Any], precision: str = "fp32") -> ModelMetadata:
+        """Metadata of a checkpoint dict (see reid_sdk.model.checkpoint) exported at ``precision``."""
+        config = payload["model_config"]
+        return cls(input_size=tuple(payload["input_size"]), feature_dim=int(payload["feature_dim"]),
+                   pooling=config["pooling"], depth=int(config["depth"]), precision=precision,
+                   config_hash=config_hash(payload))
+
+
+def config_hash(payload: dict[str, Any]) -> str:
+    """Short stable hash of the model config and the training config recorded in a checkpoint."""
+    document = {"model": payload["model_config"], "training": payload.get("metadata", {}).get("config")}
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def sidecar_path(engine_path: str | Path) -> Path:
+    """``model.engine`` -> ``model.engine.json``."""
+    path = Path(engine_path)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def write_sidecar(engine_path: str | Path, metadata: ModelMetadata, batch_profile: tuple[int, int, int]) -> Path:
+    """Write the engine's JSON sidecar: metadata plus its (min, opt, max) batch profile."""
+    document = {**metadata.to_strings(), METADATA_PREFIX + "batch_profile": list(batch_profile)}
+    path = sidecar_path(engine_path)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
+def read_sidecar(engine_path: str | Path) -> tuple[ModelMetadata, tuple[int, int, int]]:
+    """Metadata and batch profile of an engine, from its sidecar; errors name the expected file."""
+    path = sidecar_path(engine_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"TensorRT engine {engine_path} has no metadata sidecar {path} (reid-export writes it)")
+    document = json.loads(path.read_text())
+    profile = document.pop(METADATA_PREFIX + "batch_profile", None)
+    if not (isinstance(profile, list) and len(profile) == 3):
+        raise ValueError(f"{path} lacks a valid {METADATA_PREFIX}batch_profile [min, opt, max]")
+    return ModelMetadata.from_strings({k: str(v) for k, v in document.items()}, source=str(path)), tuple(profile)
