@@ -19,12 +19,15 @@ from reid_sdk.preprocess import CHANNEL_ORDERS, as_crop_list, preprocess_batch
 class FeatureExtractor:
     """Extracts re-ID features from person crops.
 
-    ``model`` is a ``ReIDNet`` or a checkpoint path. Crops are H x W x 3 uint8 in
+    ``model`` is a ``ReIDNet`` or a file: a torch checkpoint (``.pt``), an ONNX model
+    (``.onnx``, run by ONNX Runtime) or a TensorRT engine (``.engine``/``.plan``);
+    ``input_size`` is only for ONNX files exported without reid-sdk metadata. Crops are H x W x 3 uint8 in
     OpenCV's BGR order unless ``channel_order="rgb"``; grey and BGRA are converted.
     """
 
     def __init__(self, model: Any | str | Path, device: str = "auto", batch_size: int = 64,
-                 channel_order: str = "bgr", precision: str = "auto", compile: bool | str = False) -> None:
+                 channel_order: str = "bgr", precision: str = "auto", compile: bool | str = False,
+                 input_size: tuple[int, int] | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if channel_order not in CHANNEL_ORDERS:
@@ -32,7 +35,7 @@ class FeatureExtractor:
         self.batch_size = batch_size
         self.channel_order = channel_order
         self.backend: Backend = open_backend(model, device=device, precision=precision, compile=compile,
-                                             max_batch=batch_size)
+                                             max_batch=batch_size, input_size=input_size)
 
     @property
     def feature_dim(self) -> int:

@@ -75,7 +75,7 @@ def test_bad_crop_error_names_its_index_across_batches(model):
 def test_bad_arguments_are_refused(model, tmp_path):
     with pytest.raises(ValueError, match="no crops given"):
         FeatureExtractor(model, device="cpu").extract([])
-    with pytest.raises(ValueError, match="unsupported model file 'model.tflite'"):
+    with pytest.raises(ValueError, match="unsupported model file .model.tflite.: expected one of .pt, .pth, .ckpt, .onnx"):
         FeatureExtractor(tmp_path / "model.tflite")
     with pytest.raises(ValueError, match="expected a ReIDNet or a checkpoint path"):
         FeatureExtractor(object())

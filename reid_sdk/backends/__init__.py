@@ -8,15 +8,30 @@ from typing import Any
 from reid_sdk.backends.base import Backend
 
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
+ONNX_SUFFIXES = (".onnx",)
+TENSORRT_SUFFIXES = (".engine", ".plan")
 
 
 def open_backend(model: Any, device: str = "auto", precision: str = "auto", compile: bool | str = False,
-                 max_batch: int = 64) -> Backend:
-    """A backend for ``model``: a ReIDNet module or a checkpoint path (``.pt``/``.pth``/``.ckpt``)."""
+                 max_batch: int = 64, input_size: tuple[int, int] | None = None) -> Backend:
+    """A backend for ``model``: a ReIDNet module, or a file whose suffix names its kind.
+
+    ``.pt``/``.pth``/``.ckpt``: torch checkpoint; ``.onnx``: ONNX Runtime; ``.engine``/``.plan``: TensorRT.
+    ``precision`` and ``compile`` apply to torch; ``input_size`` to ONNX files without reid-sdk metadata.
+    """
     if isinstance(model, (str, Path)):
-        path = Path(model)
-        if path.suffix.lower() not in TORCH_SUFFIXES:
-            raise ValueError(f"unsupported model file {path.name!r}: expected a torch checkpoint ({', '.join(TORCH_SUFFIXES)})")
+        suffix = Path(model).suffix.lower()
+        if suffix in ONNX_SUFFIXES:
+            from reid_sdk.backends.onnx_backend import OnnxBackend
+
+            return OnnxBackend(model, device=device, input_size=input_size)
+        if suffix in TENSORRT_SUFFIXES:
+            from reid_sdk.backends.tensorrt_backend import TensorRTBackend
+
+            return TensorRTBackend(model, device=device)
+        if suffix not in TORCH_SUFFIXES:
+            known = ", ".join(TORCH_SUFFIXES + ONNX_SUFFIXES + TENSORRT_SUFFIXES)
+            raise ValueError(f"unsupported model file {Path(model).name!r}: expected one of {known}")
     try:
         from reid_sdk.backends.torch_backend import TorchBackend
     except ImportError as exc:

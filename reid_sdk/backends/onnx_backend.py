@@ -1,0 +1,68 @@
+"""ONNX Runtime backend: runs an exported model with the TensorRT / CUDA execution providers when present, else CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from reid_sdk.export.metadata import ModelMetadata
+
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def choose_providers(device: str) -> list[str]:
+    """Execution providers for ``device``: ``auto`` takes every GPU provider installed, then CPU."""
+    available = ort.get_available_providers()
+    gpu = [p for p in GPU_PROVIDERS if p in available]
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda") and not gpu:
+        raise ValueError(f"device {device!r} requested but this onnxruntime has no GPU provider "
+                         f"(available: {', '.join(available)}); pip install 'reid-sdk[gpu]'")
+    if device not in ("auto",) and not device.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda for ONNX models, got {device!r}")
+    return [*gpu, "CPUExecutionProvider"]
+
+
+def _l2_normalised(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float32)
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+
+class OnnxBackend:
+    """Feeds uint8 RGB batches to an ONNX model; configures itself from the file's reid-sdk metadata.
+
+    A foreign ONNX file without that metadata works when ``input_size`` is given; it
+    must take raw 0..255 RGB N x 3 x H x W (uint8 or float) like ours.
+    """
+
+    def __init__(self, path: str | Path, device: str = "auto", input_size: tuple[int, int] | None = None) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=choose_providers(device))
+        except (ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,
+                ort.capi.onnxruntime_pybind11_state.Fail) as exc:
+            raise ValueError(f"{path} is not a loadable ONNX model: {exc}") from exc
+        props = self.session.get_modelmeta().custom_metadata_map
+        output = self.session.get_outputs()[0]
+        if input_size is None:
+            self.metadata = ModelMetadata.from_strings(props, source=str(path))
+        else:
+            self.metadata = ModelMetadata(input_size=tuple(input_size), feature_dim=int(output.shape[-1]))
+        self.input_size: tuple[int, int] = self.metadata.input_size
+        self.feature_dim: int = self.metadata.feature_dim
+        self.device = self.session.get_providers()[0]
+        model_input = self.session.get_inputs()[0]
+        self._input_name = model_input.name
+        self._input_dtype = np.uint8 if model_input.type == "tensor(uint8)" else np.float32
+
+    def input_buffer(self, batch_size: int) -> np.ndarray:
+        return np.empty((batch_size, 3, *self.input_size), dtype=np.uint8)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        (features,) = self.session.run(None, {self._input_name: batch.astype(self._input_dtype, copy=False)})
+        return _l2_normalised(features)

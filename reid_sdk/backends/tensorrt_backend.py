@@ -1,0 +1,105 @@
+"""TensorRT backend: runs a serialized engine written by ``reid-export --format tensorrt``.
+
+Needs the ``tensorrt`` and ``cuda-python`` packages and an NVIDIA GPU, not torch.
+Batches larger than the engine's optimisation profile are split into profile-sized runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from reid_sdk.export.metadata import read_sidecar
+
+INSTALL_HINT = "pip install 'reid-sdk[tensorrt]' (needs an NVIDIA GPU and driver)"
+
+
+def require_tensorrt() -> ModuleType:
+    """The ``tensorrt`` module, or an ImportError that says how to install it."""
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise ImportError(f"TensorRT is not installed: {INSTALL_HINT}") from exc
+    return tensorrt
+
+
+def require_cudart() -> ModuleType:
+    """cuda-python's runtime API module (device buffers and streams without torch)."""
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        try:
+            from cuda import cudart as runtime
+        except ImportError as exc:
+            raise ImportError(f"cuda-python is not installed: {INSTALL_HINT}") from exc
+    return runtime
+
+
+def split_batches(count: int, max_batch: int) -> list[tuple[int, int]]:
+    """(start, stop) ranges of at most ``max_batch`` covering ``count`` items."""
+    return [(start, min(start + max_batch, count)) for start in range(0, count, max_batch)]
+
+
+class TensorRTBackend:
+    """Deserialises an engine, keeps device buffers for its largest batch, runs on one CUDA stream."""
+
+    def __init__(self, path: str | Path, device: str = "auto") -> None:
+        if device not in ("auto", "cuda", "cuda:0"):
+            raise ValueError(f"TensorRT engines run on CUDA only, got device {device!r}")
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"TensorRT engine not found: {path}")
+        self.metadata, (_, _, self.max_batch) = read_sidecar(path)
+        trt = require_tensorrt()
+        self._cudart = require_cudart()
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._engine = trt.Runtime(self._logger).deserialize_cuda_engine(path.read_bytes())
+        if self._engine is None:
+            raise ValueError(f"{path} could not be deserialised by TensorRT {trt.__version__}")
+        self._context = self._engine.create_execution_context()
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        self._input = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self._output = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        self.input_size: tuple[int, int] = self.metadata.input_size
+        self.feature_dim: int = self.metadata.feature_dim
+        self.device = "cuda"
+        self._input_bytes = 3 * self.input_size[0] * self.input_size[1]
+        self._output_bytes = 4 * self.feature_dim
+        self._device_input = self._call(self._cudart.cudaMalloc(self.max_batch * self._input_bytes))
+        self._device_output = self._call(self._cudart.cudaMalloc(self.max_batch * self._output_bytes))
+        self._stream = self._call(self._cudart.cudaStreamCreate())
+
+    def _call(self, result: tuple) -> object:
+        error, *values = result
+        if int(error) != 0:
+            raise RuntimeError(f"CUDA runtime error {error}")
+        return values[0] if values else None
+
+    def input_buffer(self, batch_size: int) -> np.ndarray:
+        return np.empty((batch_size, 3, *self.input_size), dtype=np.uint8)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        cudart, kinds = self._cudart, self._cudart.cudaMemcpyKind
+        batch = np.ascontiguousarray(batch, dtype=np.uint8)
+        features = np.empty((len(batch), self.feature_dim), dtype=np.float32)
+        for start, stop in split_batches(len(batch), self.max_batch):
+            count = stop - start
+            self._context.set_input_shape(self._input, (count, 3, *self.input_size))
+            self._context.set_tensor_address(self._input, self._device_input)
+            self._context.set_tensor_address(self._output, self._device_output)
+            self._call(cudart.cudaMemcpyAsync(self._device_input, batch[start:stop].ctypes.data,
+                                              count * self._input_bytes, kinds.cudaMemcpyHostToDevice, self._stream))
+            if not self._context.execute_async_v3(self._stream):
+                raise RuntimeError("TensorRT execution failed")
+            self._call(cudart.cudaMemcpyAsync(features[start:stop].ctypes.data, self._device_output,
+                                              count * self._output_bytes, kinds.cudaMemcpyDeviceToHost, self._stream))
+            self._call(cudart.cudaStreamSynchronize(self._stream))
+        return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+    def __del__(self) -> None:
+        cudart = getattr(self, "_cudart", None)
+        for pointer in (getattr(self, "_device_input", None), getattr(self, "_device_output", None)):
+            if cudart is not None and pointer is not None:
+                cudart.cudaFree(pointer)
