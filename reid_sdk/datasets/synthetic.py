@@ -189,6 +189,16 @@ class SyntheticWorld:
         return encode_jpeg(image, quality)
 
 
+def sample_crops(count: int, seed: int = 0, image_size: tuple[int, int] = (128, 64)) -> list[np.ndarray]:
+    """``count`` rendered BGR pedestrian crops, two per identity from different cameras, kept in memory.
+
+    For checks that want realistic crops without writing a dataset (e.g. ``reid-export --verify``).
+    """
+    world = SyntheticWorld(SyntheticConfig(seed=seed, image_size=image_size))
+    shots = [Shot(path="", pid=1 + index // 2, camera=1 + index % 6, stream=(index,)) for index in range(count)]
+    return [world.render(shot)[0] for shot in shots]
+
+
 # ----------------------------------------------------------------------------------------------- planning
 
 
