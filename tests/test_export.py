@@ -1,0 +1,138 @@
+"""reid-export: ONNX export checked by onnx.checker, parity in ONNX Runtime, metadata, CLI and its errors."""
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from reid_sdk.export.cli import main
+from reid_sdk.export.metadata import ModelMetadata
+from reid_sdk.export.onnx_export import export_onnx
+from reid_sdk.export.verify import Tolerance, verify_parity
+from reid_sdk.extractor import FeatureExtractor
+from reid_sdk.model import read_checkpoint, save_checkpoint
+from tests.helpers import random_crops, tiny_model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny checkpoint and its fp32 and fp16 ONNX exports."""
+    root = tmp_path_factory.mktemp("export")
+    checkpoint = save_checkpoint(tiny_model(seed=11), root / "model.pt", metadata={"config": {"lr": 0.1}})
+    return {
+        "checkpoint": checkpoint,
+        "fp32": export_onnx(checkpoint, root / "model.onnx"),
+        "fp16": export_onnx(checkpoint, root / "model-fp16.onnx", precision="fp16"),
+    }
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_exported_graph_is_valid_with_dynamic_batch_and_uint8_input(exported, precision):
+    proto = onnx.load(exported[precision])
+    onnx.checker.check_model(proto, full_check=True)
+    (graph_input,), (graph_output,) = proto.graph.input, proto.graph.output
+    assert graph_input.name == "images" and graph_output.name == "features"
+    assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert graph_output.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, 64, 32]
+    conv_weights = [init for init in proto.graph.initializer if len(init.dims) == 4 and list(init.dims) != [1, 3, 1, 1]]
+    weight_types = {init.data_type for init in conv_weights}
+    assert weight_types == {onnx.TensorProto.FLOAT16 if precision == "fp16" else onnx.TensorProto.FLOAT}
+
+
+def test_metadata_round_trips_through_the_onnx_file(exported):
+    props = {p.key: p.value for p in onnx.load(exported["fp16"]).metadata_props}
+    metadata = ModelMetadata.from_strings(props)
+    expected = ModelMetadata.from_checkpoint(read_checkpoint(exported["checkpoint"]), "fp16")
+    assert metadata == expected
+    assert metadata.input_size == (64, 32) and metadata.feature_dim == 512 and metadata.channel_order == "rgb"
+    assert metadata.pooling == "mixed" and metadata.depth == 18 and len(metadata.config_hash) == 16
+
+
+def test_fp32_parity_is_tight_at_batch_1_7_32(exported):
+    checks = verify_parity(exported["fp32"], exported["checkpoint"], random_crops(5, seed=1), device="cpu")
+    assert [c.count for c in checks] == [5, 1, 7, 32]
+    assert all(c.max_abs_diff <= 1e-4 and c.min_cosine >= 0.999 for c in checks), checks
+    assert all(c.passes(Tolerance.for_precision("fp32")) for c in checks)
+
+
+def test_fp16_parity_by_cosine(exported):
+    checks = verify_parity(exported["fp16"], exported["checkpoint"], random_crops(5, seed=2), device="cpu")
+    assert all(c.min_cosine >= 0.999 for c in checks), checks
+
+
+def test_parity_detects_a_different_network(exported, tmp_path):
+    other = save_checkpoint(tiny_model(seed=12), tmp_path / "other.pt")
+    checks = verify_parity(exported["fp32"], other, random_crops(3, seed=3), batch_sizes=(4,), device="cpu")
+    assert not any(c.passes(Tolerance.for_precision("fp32")) for c in checks)
+
+
+def test_feature_extractor_gives_the_same_features_from_pt_and_onnx(exported):
+    crops = random_crops(9, seed=4)
+    torch_features = FeatureExtractor(exported["checkpoint"], device="cpu", batch_size=4).extract(crops)
+    onnx_extractor = FeatureExtractor(exported["fp32"], device="cpu", batch_size=4)
+    assert onnx_extractor.input_size == (64, 32) and onnx_extractor.feature_dim == 512
+    np.testing.assert_allclose(onnx_extractor.extract(crops), torch_features, atol=1e-4)
+
+
+def test_onnx_without_metadata_needs_an_explicit_input_size(exported, tmp_path):
+    proto = onnx.load(exported["fp32"])
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(proto, bare)
+    with pytest.raises(ValueError, match="has no reid-sdk metadata.*input_size=\\(H, W\\)"):
+        FeatureExtractor(bare)
+    crops = random_crops(2, seed=5)
+    np.testing.assert_allclose(FeatureExtractor(bare, input_size=(64, 32)).extract(crops),
+                               FeatureExtractor(exported["fp32"]).extract(crops), atol=1e-6)
+
+
+def test_broken_onnx_file_is_refused(tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="not a loadable ONNX model"):
+        FeatureExtractor(broken)
+    with pytest.raises(FileNotFoundError):
+        FeatureExtractor(tmp_path / "absent.onnx")
+
+
+def _write_crops(folder, count=4):
+    folder.mkdir()
+    for index, crop in enumerate(random_crops(count, seed=6)):
+        cv2.imwrite(str(folder / f"{index}.png"), crop)
+    return folder
+
+
+def test_cli_exports_and_verifies(exported, tmp_path, capsys):
+    images = _write_crops(tmp_path / "crops")
+    out = tmp_path / "cli" / "model.onnx"
+    assert main([str(exported["checkpoint"]), "--format", "onnx", "--out", str(out), "--verify",
+                 "--verify-images", str(images)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out} (onnx, fp32)" in printed and "verified: 4 checks within tolerance" in printed
+    assert "real crops" in printed and FeatureExtractor(out).feature_dim == 512
+
+
+def test_cli_verification_failure_exits_1(exported, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Tolerance, "for_precision", classmethod(lambda cls, precision: cls(min_cosine=1.5)))
+    code = main([str(exported["checkpoint"]), "--format", "onnx-fp16", "--out", str(tmp_path / "m.onnx"),
+                 "--verify"])  # default real crops: rendered synthetic pedestrians
+    assert code == 1
+    assert "verification failed: 4 of 4 checks beyond tolerance" in capsys.readouterr().err
+
+
+def test_cli_bad_inputs_exit_2_with_the_reason(exported, tmp_path, capsys):
+    not_checkpoint = tmp_path / "notes.pt"
+    not_checkpoint.write_text("hello")
+    assert main([str(not_checkpoint), "--out", str(tmp_path / "a.onnx")]) == 2
+    assert "is not a reid-sdk checkpoint" in capsys.readouterr().err
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    assert main([str(exported["checkpoint"]), "--out", str(blocker / "model.onnx")]) == 2
+    assert "cannot create the output folder" in capsys.readouterr().err
+    assert main([str(exported["checkpoint"]), "--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert main([str(exported["checkpoint"]), "--format", "tensorrt", "--batch", "8:4:2",
+                 "--out", str(tmp_path / "m.engine")]) == 2
+    assert "1 <= min <= opt <= max" in capsys.readouterr().err
