@@ -4,7 +4,13 @@ import subprocess
 import sys
 import textwrap
 
-RUNTIME_MODULES = ["reid_sdk", "reid_sdk.preprocess", "reid_sdk.extractor", "reid_sdk.tracklets", "reid_sdk.backends"]
+import numpy as np
+
+RUNTIME_MODULES = [
+    "reid_sdk", "reid_sdk.preprocess", "reid_sdk.extractor", "reid_sdk.tracklets", "reid_sdk.backends",
+    "reid_sdk.backends.onnx_backend", "reid_sdk.backends.tensorrt_backend", "reid_sdk.export.metadata",
+    "reid_sdk.evaluation", "reid_sdk.datasets", "reid_sdk.gallery", "reid_sdk.index",
+]
 
 
 def _run_without_torch(code: str) -> subprocess.CompletedProcess:
@@ -52,3 +58,25 @@ def test_torch_checkpoint_without_torch_says_what_to_install():
     assert result.returncode != 0
     assert "pip install 'reid-sdk[train]'" in result.stderr
 
+
+
+def test_onnx_features_without_torch(tmp_path):
+    from reid_sdk.export.onnx_export import export_onnx
+    from reid_sdk.extractor import FeatureExtractor
+    from reid_sdk.model import save_checkpoint
+    from tests.helpers import tiny_model
+
+    onnx_path = export_onnx(save_checkpoint(tiny_model(), tmp_path / "model.pt"), tmp_path / "model.onnx")
+    crops = np.random.default_rng(2).integers(0, 256, (3, 70, 30, 3), dtype=np.uint8)
+    np.save(tmp_path / "crops.npy", crops)
+    expected = FeatureExtractor(onnx_path).extract(list(crops))
+    result = _run_without_torch(
+        f"""
+        import numpy as np
+        from reid_sdk import FeatureExtractor
+        features = FeatureExtractor({str(onnx_path)!r}).extract(list(np.load({str(tmp_path / "crops.npy")!r})))
+        np.save({str(tmp_path / "out.npy")!r}, features)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
