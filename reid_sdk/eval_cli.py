@@ -19,7 +19,7 @@ import numpy as np
 
 from reid_sdk.datasets import LOADERS, ImageRecord, TrackletRecord, load_dataset
 from reid_sdk.datasets.files import read_image
-from reid_sdk.datasets.records import evenly_spaced
+from reid_sdk.datasets.records import record_paths
 from reid_sdk.evaluation import RankResult, rank_metrics
 
 logger = logging.getLogger(__name__)
@@ -31,12 +31,7 @@ _CHUNK_IMAGES = 1024  # crops decoded and held in memory at once
 def _crops_of(records: Sequence[ImageRecord | TrackletRecord], max_frames: int) -> Iterator[tuple[int, np.ndarray]]:
     """(record position, decoded BGR crop) for every readable image / sampled frame, in record order."""
     for position, record in enumerate(records):
-        if isinstance(record, TrackletRecord):
-            frames = record.frames
-            paths = [frames[i] for i in sorted(set(evenly_spaced(len(frames), min(len(frames), max_frames))))]
-        else:
-            paths = [record.path]
-        for path in paths:
+        for path in record_paths(record, max_frames):
             image = read_image(path)
             if image is not None:
                 yield position, image

@@ -65,3 +65,11 @@ def evenly_spaced(length: int, count: int) -> list[int]:
     if length < 1 or count < 1:
         raise ValueError(f"need length >= 1 and count >= 1, got {length} and {count}")
     return np.round(np.linspace(0, length - 1, count)).astype(int).tolist()
+
+
+def record_paths(record: ImageRecord | TrackletRecord, max_frames: int) -> list[Path]:
+    """The files to read for a record's feature: its image, or up to ``max_frames`` evenly spaced frames."""
+    if isinstance(record, TrackletRecord):
+        frames = record.frames
+        return [frames[i] for i in sorted(set(evenly_spaced(len(frames), min(len(frames), max_frames))))]
+    return [record.path]
