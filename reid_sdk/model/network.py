@@ -84,10 +84,13 @@ class ReIDNet(nn.Module):
         x = self.layer4(self.non_local3(x))
         return self.pool(x)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor | TrainOutput:
+    def features_and_embeddings(self, images: torch.Tensor) -> TrainOutput:
+        """Both L2-normalised outputs in any mode (eval mode: what clustering and the lookup table start from)."""
         pooled = self.pooled_features(images)
-        feature = F.normalize(pooled.float(), dim=1)
-        if not self.training:
-            return feature
-        embedding = F.normalize(self.embedding(pooled).float(), dim=1)
-        return TrainOutput(embedding=embedding, feature=feature)
+        return TrainOutput(embedding=F.normalize(self.embedding(pooled).float(), dim=1),
+                           feature=F.normalize(pooled.float(), dim=1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor | TrainOutput:
+        if self.training:
+            return self.features_and_embeddings(images)
+        return F.normalize(self.pooled_features(images).float(), dim=1)
