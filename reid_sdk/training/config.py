@@ -1,0 +1,218 @@
+"""The run configuration: dataclasses with the paper's defaults, read from YAML, overridden by ``--set a.b=v``.
+
+Every value is type-checked on the way in, so a wrong key or type stops ``reid-train``
+at start-up with a one-line reason, before any work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reid_sdk.datasets import LOADERS
+from reid_sdk.model.config import ModelConfig
+from reid_sdk.training.clustering import LINKAGES
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run: unknown key, wrong type or value out of range."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the unlabelled training data is and how it is read."""
+
+    root: str = ""
+    format: str = "market1501"
+    num_workers: int = 4
+    frames_per_tracklet: int = 8  # T frames sampled per tracklet in training (video)
+    frame_sampling: str = "random"
+    eval_max_frames: int = 32  # frames per tracklet, evenly spaced, for clustering and evaluation
+    random_erasing: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.format in LOADERS, f"data.format must be one of {', '.join(LOADERS)}, got {self.format!r}")
+        _require(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
+        _require(self.frames_per_tracklet >= 1, "data.frames_per_tracklet must be >= 1")
+        _require(self.frame_sampling in ("evenly", "random"), "data.frame_sampling must be evenly or random")
+        _require(self.eval_max_frames >= 1, "data.eval_max_frames must be >= 1")
+        _require(0.0 <= self.random_erasing <= 1.0, "data.random_erasing must be a probability in [0, 1]")
+
+
+@dataclass(frozen=True)
+class ClusteringConfig:
+    """The merge rule (paper III.B) and Algorithm 1's schedule."""
+
+    linkage: str = "imd_cpd"
+    lam: float = 0.3
+    lam_buc: float = 0.005
+    merge_percent: float = 0.05
+    block_size: int | None = None
+    max_stages: int | None = None  # stop early (smoke runs); None runs until C <= m
+
+    def __post_init__(self) -> None:
+        _require(self.linkage in LINKAGES, f"clustering.linkage must be one of {', '.join(LINKAGES)}, "
+                                           f"got {self.linkage!r}")
+        _require(0.0 < self.merge_percent < 1.0, f"clustering.merge_percent (p) must be in (0, 1), "
+                                                 f"got {self.merge_percent}")
+        _require(self.lam >= 0.0, f"clustering.lam (lambda) must be >= 0, got {self.lam}")
+        _require(self.lam_buc >= 0.0, f"clustering.lam_buc must be >= 0, got {self.lam_buc}")
+        _require(self.block_size is None or self.block_size >= 1, "clustering.block_size must be >= 1")
+        _require(self.max_stages is None or self.max_stages >= 1, "clustering.max_stages must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation per stage (paper IV.B) and the repelled loss's lookup table."""
+
+    device: str = "auto"
+    seed: int = 0
+    batch_size: int = 16
+    first_stage_epochs: int = 20
+    first_stage_lr: float = 0.1
+    lr_step_epoch: int = 15  # first stage: lr x lr_decay from this epoch on
+    lr_decay: float = 0.1
+    later_stage_epochs: int = 2
+    later_stage_epochs_video: int = 5
+    later_stage_lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    backbone_lr_scale: float = 0.1
+    temperature: float = 0.1
+    memory_momentum: float = 0.5
+    amp: str = "auto"  # CUDA: bf16 where supported, else fp16; ignored on CPU
+    channels_last: bool = True
+    eval_batch_size: int = 128
+    init_checkpoint: str | None = None  # start from a reid-sdk checkpoint of the same model config
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 2, f"train.batch_size must be >= 2, got {self.batch_size}")
+        _require(self.first_stage_epochs >= 1 and self.later_stage_epochs >= 1 and self.later_stage_epochs_video >= 1,
+                 "train epochs per stage must be >= 1")
+        _require(self.first_stage_lr > 0 and self.later_stage_lr > 0, "train learning rates must be > 0")
+        _require(self.temperature > 0, f"train.temperature must be > 0, got {self.temperature}")
+        _require(0.0 <= self.memory_momentum < 1.0, f"train.memory_momentum must be in [0, 1), "
+                                                    f"got {self.memory_momentum}")
+        _require(self.amp in AMP_MODES, f"train.amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        _require(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything ``reid-train`` needs; written to RUN_DIR/config.yaml and into every stage checkpoint."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively, so the dict is YAML/JSON-friendly."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """``value`` as the annotated type, or ConfigError naming the key, the expected and the given type."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config {where}: expected a mapping of {annotation.__name__} fields, got {value!r}")
+        return build(annotation, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"config {where}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    accepted = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(annotation)
+    if accepted is None:
+        raise ConfigError(f"config {where}: unsupported field type {annotation!r}")
+    if isinstance(value, accepted) and (annotation is bool or not isinstance(value, bool)):
+        return annotation(value)
+    raise ConfigError(f"config {where}: expected {annotation.__name__}, got {value!r} ({type(value).__name__})")
+
+
+def build(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Instantiate dataclass ``cls`` from a (nested) dict, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    prefix = f"{where}." if where else ""
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown config key {prefix}{unknown[0]}; {where or 'the top level'} has: {', '.join(names)}")
+    values = {name: _coerce(data[name], hints[name], prefix + name) for name in names if name in data}
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # e.g. ModelConfig's own validation
+        raise ConfigError(f"config {where or cls.__name__}: {exc}") from exc
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``"section.key=value"`` (value parsed as YAML: 64, 0.1, true, null, [256, 128]) to ``data``."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects section.key=value, got {assignment!r}")
+    *sections, name = key.strip().split(".")
+    target = data
+    for section in sections:
+        target = target.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"--set {key}: {section} is not a section")
+    target[name] = yaml.safe_load(text) if text.strip() else ""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """The defaults, updated by the YAML file at ``path``, then by each ``section.key=value`` override."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return build(RunConfig, data)
+
+
+def save_config(config: RunConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML (what ``load_config`` reads back to an equal RunConfig)."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return path
