@@ -1,0 +1,159 @@
+"""reid-train end to end on tiny synthetic data: run directory, stage semantics, resume, errors, NaN, video."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from reid_sdk.datasets.synthetic import PRESETS, SyntheticConfig, generate
+from reid_sdk.model import load_checkpoint, save_checkpoint
+from reid_sdk.training.cli import main
+from reid_sdk.training.config import ConfigError, load_config
+from reid_sdk.training.memory import ClusterMemory
+from reid_sdk.training.run_dir import RunDirectory
+from reid_sdk.training.trainer import Trainer, TrainingDiverged, stage_plan
+from tests.helpers import tiny_model
+
+TINY_RUN = ["model.depth=18", "model.input_size=[64, 32]", "model.pretrained=null", "model.embedding_dim=64",
+            "train.first_stage_epochs=2", "train.lr_step_epoch=1", "train.later_stage_epochs=1",
+            "train.later_stage_epochs_video=1", "train.batch_size=8", "train.device=cpu", "train.eval_batch_size=32",
+            "data.num_workers=0", "clustering.merge_percent=0.25", "data.frames_per_tracklet=2"]
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    config = SyntheticConfig(seed=3, sizes=PRESETS["tiny"])
+    for layout in ("market1501", "mars", "crops"):
+        generate(layout, root / layout, config, workers=2)
+    return root
+
+
+def _config(data_root, layout="market1501", *extra):
+    return load_config(None, [f"data.root={data_root}", f"data.format={layout}", *TINY_RUN, *extra])
+
+
+@pytest.fixture(scope="module")
+def full_run(datasets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "market"
+    rows = Trainer(_config(datasets / "market1501"), out).run()
+    return out, rows
+
+
+def _stage_labels(out):
+    run_dir = RunDirectory(out)
+    return [run_dir.load_stage(stage)["labels"].numpy() for stage in run_dir.completed_stages()]
+
+
+def test_run_directory_holds_config_checkpoints_metrics_and_plot(full_run, datasets):
+    out, rows = full_run
+    run_dir = RunDirectory(out)
+    assert load_config(run_dir.config) == _config(datasets / "market1501")
+    assert run_dir.completed_stages() == [0, 1, 2]
+    lines = [json.loads(line) for line in run_dir.metrics.read_text().splitlines()]
+    assert lines == rows and [row["stage"] for row in rows] == [0, 1, 2]
+    assert all(0.0 <= row["mAP"] <= 1.0 and 0.0 <= row["pairwise_f"] <= 1.0 for row in rows)
+    assert run_dir.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model, payload = load_checkpoint(run_dir.best)
+    best_stage = max(rows, key=lambda row: row["mAP"])["stage"]
+    assert payload["metadata"]["stage"] == best_stage and payload["metadata"]["mAP"] == max(r["mAP"] for r in rows)
+    assert payload["metadata"]["config"]["clustering"]["linkage"] == "imd_cpd" and model.feature_dim == 512
+    state = run_dir.load_stage(2)
+    assert set(state) >= {"model_state", "memory", "labels", "optimizer", "seed", "config", "metrics"}
+    assert state["memory"].shape == (12, 64)  # the table of stage 2's clusters, before its merge
+
+
+def test_cluster_counts_fall_by_m_and_merges_are_monotone(full_run):
+    out, rows = full_run
+    assert [(row["clusters_before"], row["clusters_after"]) for row in rows] == [(24, 18), (18, 12), (12, 6)]
+    previous = np.arange(24)
+    for labels in _stage_labels(out):
+        assert sorted(np.unique(labels)) == list(range(labels.max() + 1))  # contiguous
+        for cluster in np.unique(previous):  # each old cluster lies inside one new cluster
+            assert len(np.unique(labels[previous == cluster])) == 1
+        previous = labels
+
+
+def test_resume_after_a_stop_reaches_the_same_labels(full_run, tmp_path):
+    out, rows = full_run
+    stopped = tmp_path / "stopped"
+    shutil.copytree(out, stopped)
+    for stage in (1, 2):  # as if killed during stage 1
+        RunDirectory(stopped).stage_path(stage).unlink()
+    resumed = Trainer(load_config(RunDirectory(stopped).config), stopped, resume=True)
+    assert resumed.start_stage == 1
+    resumed_rows = resumed.run()
+    for expected, actual in zip(_stage_labels(out), _stage_labels(stopped)):
+        np.testing.assert_array_equal(actual, expected)
+    assert [r["loss"] for r in resumed_rows] == pytest.approx([r["loss"] for r in rows], rel=1e-5)
+    assert [r["mAP"] for r in resumed_rows] == pytest.approx([r["mAP"] for r in rows], abs=1e-6)
+
+
+def test_an_existing_run_is_not_overwritten(full_run, datasets, capsys):
+    out, _ = full_run
+    args = ["--data", str(datasets / "market1501"), "--format", "market1501", "--out", str(out)]
+    args += [f"--set={override}" for override in TINY_RUN]
+    assert main(args) == 2
+    assert "already holds a run (stages up to 2); pass --resume" in capsys.readouterr().err
+
+
+def test_start_up_errors_are_one_line_and_exit_2(datasets, tmp_path, capsys):
+    base = ["--out", str(tmp_path / "run")] + [f"--set={override}" for override in TINY_RUN]
+    assert main(base + ["--data", str(tmp_path / "nowhere"), "--format", "market1501"]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert main(base + ["--data", str(datasets / "market1501"), "--format", "market1501",
+                        "--set", "clustering.merge_percent=2"]) == 2
+    assert "merge_percent (p) must be in (0, 1)" in capsys.readouterr().err
+    other = save_checkpoint(tiny_model(pooling="avg"), tmp_path / "other.pt")
+    assert main(base + ["--data", str(datasets / "market1501"), "--format", "market1501",
+                        "--set", f"train.init_checkpoint={other}"]) == 2
+    assert "another model config: pooling: 'avg' != 'mixed'" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "stages").exists(), "nothing is written before the inputs are valid"
+
+
+def test_nan_loss_stops_the_stage_and_keeps_the_last_good_checkpoint(datasets, tmp_path, monkeypatch):
+    real_loss = ClusterMemory.loss
+
+    def loss_nan_after_stage_0(self, embeddings, labels):
+        value = real_loss(self, embeddings, labels)
+        return value * float("nan") if self.num_clusters < 24 else value
+
+    monkeypatch.setattr(ClusterMemory, "loss", loss_nan_after_stage_0)
+    trainer = Trainer(_config(datasets / "market1501"), tmp_path / "run")
+    with pytest.raises(TrainingDiverged, match="loss became nan at stage 1 epoch 1 step 1"):
+        trainer.run()
+    run_dir = RunDirectory(tmp_path / "run")
+    assert run_dir.completed_stages() == [0] and run_dir.best.is_file()
+    assert len(run_dir.metrics.read_text().splitlines()) == 1
+
+
+def test_video_tracklets_train_and_evaluate(datasets, tmp_path):
+    rows = Trainer(_config(datasets / "mars", "mars", "clustering.max_stages=2"), tmp_path / "run").run()
+    assert len(rows) == 2 and all("mAP" in row for row in rows)
+    assert rows[0]["clusters_after"] < rows[0]["clusters_before"]
+
+
+def test_unlabelled_crops_train_without_evaluation(datasets, tmp_path):
+    rows = Trainer(_config(datasets / "crops", "image-folder", "clustering.max_stages=1"), tmp_path / "run").run()
+    assert len(rows) == 1 and "mAP" not in rows[0] and "pairwise_f" not in rows[0]
+    model, payload = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert payload["metadata"]["stage"] == 0
+
+
+def test_stage_plan_follows_the_paper():
+    config = load_config(None)
+    first = stage_plan(0, config.train, video=False)
+    assert first.epochs == 20 and first.learning_rates[:15] == (0.1,) * 15
+    assert first.learning_rates[15:] == pytest.approx((0.01,) * 5)
+    assert stage_plan(3, config.train, video=False).learning_rates == (0.01, 0.01)
+    assert stage_plan(3, config.train, video=True).epochs == 5
+
+
+def test_cli_runs_and_reports(datasets, tmp_path, capsys):
+    args = ["--data", str(datasets / "market1501"), "--format", "market1501", "--out", str(tmp_path / "run"),
+            "--linkage", "buc"] + [f"--set={override}" for override in TINY_RUN + ["clustering.max_stages=1"]]
+    assert main(args) == 0
+    assert "done: 1 stages" in capsys.readouterr().out
+    assert load_config(tmp_path / "run" / "config.yaml").clustering.linkage == "buc"
+    assert int(RunDirectory(tmp_path / "run").load_stage(0)["labels"].max()) + 1 == 18
