@@ -14,6 +14,9 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "FeatureExtractor": "reid_sdk.extractor",
     "TrackletAggregator": "reid_sdk.tracklets",
+    "ReIDIndex": "reid_sdk.index",
+    "Gallery": "reid_sdk.gallery",
+    "Match": "reid_sdk.index",
 }
 
 __all__ = ["__version__", *_PUBLIC]

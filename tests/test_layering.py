@@ -25,7 +25,7 @@ def test_runtime_modules_import_without_torch():
         import importlib, sys
         for name in {RUNTIME_MODULES!r}:
             importlib.import_module(name)
-        from reid_sdk import FeatureExtractor, TrackletAggregator
+        from reid_sdk import FeatureExtractor, Gallery, Match, ReIDIndex, TrackletAggregator
         assert sys.modules['torch'] is None
         print('ok')
         """
