@@ -38,9 +38,9 @@ class ClusterLayout:
         self.num_clusters = num_clusters
         self.cluster_ids = np.argsort(sizes, kind="stable")  # working position -> original label
         self.sizes = sizes[self.cluster_ids]
-        position = np.empty(num_clusters, dtype=np.int64)
-        position[self.cluster_ids] = np.arange(num_clusters)
-        self.sample_order = np.argsort(position[labels], kind="stable")  # working position -> sample
+        self.position = np.empty(num_clusters, dtype=np.int64)  # original label -> working position
+        self.position[self.cluster_ids] = np.arange(num_clusters)
+        self.sample_order = np.argsort(self.position[labels], kind="stable")  # working position -> sample
         self.offsets = np.concatenate(([0], np.cumsum(self.sizes)))  # first sample of each cluster
 
     def runs(self, start: int, stop: int) -> list[Run]:

@@ -67,11 +67,11 @@ class Linkage:
         return self.name == "imd_cpd"
 
     def combine(self, stats: PairStatistics, rows: ClusterSide, cols: ClusterSide) -> torch.Tensor:
-        """D for every (row cluster, column cluster) pair of a block, as a fresh (rows, cols) tensor."""
+        """D for every (row cluster, column cluster) pair of a block; the caller may overwrite it in place."""
         if self.name == "min":
-            return stats.min_distance.clone()
+            return stats.min_distance
         if self.name == "max":
-            return stats.max_distance.clone()
+            return stats.max_distance
         if self.name == "average":
             return stats.sum_distance / torch.outer(rows.sizes, cols.sizes)
         if self.name == "buc":

@@ -27,20 +27,27 @@ class CandidatePool:
 
     def offer(self, distances: torch.Tensor, row_ids: torch.Tensor, col_ids: torch.Tensor) -> None:
         """Consider every pair (row_ids[i], col_ids[j]) at D = distances[i, j]; +inf entries are not pairs."""
-        selected = distances < float("inf") if self._threshold == float("inf") else distances <= self._threshold
-        if int(selected.sum()) > self.capacity:  # keep the transfer small: this block's own K smallest
-            kth = torch.kthvalue(distances.flatten(), self.capacity).values
-            selected &= distances <= kth
-            self.truncated = True
-        rows, cols = torch.nonzero(selected, as_tuple=True)
+        rows = torch.nonzero(self._admits(distances.amin(dim=1))).flatten()  # rows holding any candidate
         if rows.numel() == 0:
             return
-        first, second = row_ids[rows], col_ids[cols]
-        self._values.append(distances[rows, cols])
+        block = distances if rows.numel() == len(distances) else distances[rows]
+        selected = self._admits(block)
+        if int(selected.sum()) > self.capacity:  # keep only this block's own K smallest (ties included)
+            selected &= block <= torch.kthvalue(block[selected], self.capacity).values
+            self.truncated = True
+        block_rows, cols = torch.nonzero(selected, as_tuple=True)
+        first, second = row_ids[rows[block_rows]], col_ids[cols]
+        self._values.append(block[block_rows, cols])
         self._keys.append(torch.minimum(first, second) * self.num_clusters + torch.maximum(first, second))
-        self._size += rows.numel()
+        self._size += len(cols)
         if self._size > self.capacity:
             self._trim()
+
+    def _admits(self, distances: torch.Tensor) -> torch.Tensor:
+        """Entries that may still rank among the first ``capacity``: D <= threshold, never +inf."""
+        if self._threshold == float("inf"):
+            return distances < float("inf")
+        return distances <= self._threshold
 
     def sorted_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(D, a, b) of the pool in ascending (D, a, b) order, as numpy arrays."""

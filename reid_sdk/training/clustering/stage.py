@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
+from scipy.cluster.hierarchy import DisjointSet
 
 from . import kernel
-from .inputs import (
-    ClusteringInput,
-    check_block_size,
-    check_matmul_precision,
-    check_num_merges,
-    labels_like,
-    prepare_inputs,
-)
+from .inputs import check_block_size, check_matmul_precision, check_num_merges, labels_like, prepare_inputs
 from .layout import ClusterLayout
 from .linkage import Linkage
 from .selection import CandidatePool, contiguous_labels, walk_merges
@@ -49,13 +43,12 @@ def merge_stage(
     """
     rule = Linkage(linkage, lam, lam_buc)
     num_merges = check_num_merges(num_merges)
-    data, block_size, precision = _prepare(features, labels, device, block_size, matmul_precision)
-    target = min(num_merges, data.num_clusters - 1)
+    job = _DistanceJob(features, labels, rule, device, block_size, matmul_precision)
+    target = min(num_merges, job.data.num_clusters - 1)
     if target == 0:
-        return labels_like(data.labels, labels)  # already contiguous; nothing merges
-    groups = _merge_groups(data, rule, block_size, precision, target)
-    cluster_labels = contiguous_labels(groups, data.num_clusters)
-    return labels_like(cluster_labels[data.labels], labels)
+        return labels_like(job.data.labels, labels)  # already contiguous; nothing merges
+    cluster_labels = contiguous_labels(job.merge_groups(target), job.data.num_clusters)
+    return labels_like(cluster_labels[job.data.labels], labels)
 
 
 def cluster_distance_matrix(
@@ -72,75 +65,63 @@ def cluster_distance_matrix(
 
     The values are the ones :func:`merge_stage` walks (same arithmetic, same ``block_size``).
     """
-    rule = Linkage(linkage, lam, lam_buc)
-    data, block_size, precision = _prepare(features, labels, device, block_size, matmul_precision)
-    size = data.num_clusters
-    matrix = torch.full((size, size), float("inf"), device=data.features.device)
-    for rows, cols, distances in _cluster_distances(data, rule, block_size, precision):
+    job = _DistanceJob(features, labels, Linkage(linkage, lam, lam_buc), device, block_size, matmul_precision)
+    size = job.data.num_clusters
+    matrix = torch.full((size, size), float("inf"), device=job.device)
+    for rows, cols, distances in job.blocks():
         matrix[rows[:, None], cols[None, :]] = distances
     return torch.minimum(matrix, matrix.T)  # each pair was written once, on one side of the diagonal
 
 
 def cluster_compactness(features: Any, labels: Any, device: str | torch.device | None = None) -> torch.Tensor:
     """CPD of every cluster, (C,) float32: (1/|A|) * sum over ordered pairs i != j in A of d(x_i, x_j)."""
-    data = prepare_inputs(features, labels, device)
-    layout = ClusterLayout(data.labels, data.num_clusters)
-    working = data.features[torch.as_tensor(layout.sample_order, device=data.features.device)]
-    with kernel.matmul_precision("ieee", data.features.device):
-        compactness = kernel.cluster_compactness(working, layout)
-    return compactness[torch.as_tensor(_inverse(layout.cluster_ids), device=compactness.device)]
+    job = _DistanceJob(features, labels, Linkage("imd_cpd"), device, None, "ieee")
+    return job.compactness[torch.as_tensor(job.layout.position, device=job.device)]
 
 
-def _prepare(
-    features: Any, labels: Any, device: Any, block_size: Any, precision: str
-) -> tuple[ClusteringInput, int, str]:
-    block_size = check_block_size(block_size)
-    data = prepare_inputs(features, labels, device)
-    compute = data.features.device
-    precision = check_matmul_precision(precision, compute)
-    return data, block_size or _DEFAULT_BLOCK_SIZE.get(compute.type, 1024), precision
+class _DistanceJob:
+    """Checked inputs in working order plus the linkage settings; yields the D blocks of one stage."""
+
+    def __init__(
+        self, features: Any, labels: Any, rule: Linkage, device: Any, block_size: Any, precision: str
+    ) -> None:
+        block_size = check_block_size(block_size)
+        self.data = prepare_inputs(features, labels, device)
+        self.device = self.data.features.device
+        self.precision = check_matmul_precision(precision, self.device)
+        self.block_size = block_size or _DEFAULT_BLOCK_SIZE.get(self.device.type, 1024)
+        self.rule = rule
+        self.layout = ClusterLayout(self.data.labels, self.data.num_clusters)
+        self.features = self.data.features[torch.as_tensor(self.layout.sample_order, device=self.device)]
+        self.cluster_ids = torch.as_tensor(self.layout.cluster_ids, device=self.device)
+        self.compactness = self._compactness() if rule.uses_compactness else None
+
+    def blocks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(row labels, column labels, D block) covering every unordered cluster pair exactly once."""
+        with kernel.matmul_precision(self.precision, self.device):
+            panels = kernel.panel_distances(self.features, self.layout, self.rule, self.block_size, self.compactness)
+            for panel, distances in panels:
+                rows = self.cluster_ids[panel.cluster_start : panel.cluster_stop]
+                yield rows, self.cluster_ids[panel.cluster_start :], distances
+
+    def merge_groups(self, target: int) -> DisjointSet:
+        """Walk the closest pairs until ``target`` merges; if skipped pairs use up the candidates, fetch more."""
+        capacity = _initial_capacity(target)
+        while True:
+            pool = CandidatePool(capacity, self.data.num_clusters)
+            for rows, cols, distances in self.blocks():
+                pool.offer(distances, rows, cols)
+            _, first, second = pool.sorted_pairs()
+            groups, merges = walk_merges(first, second, target)
+            if merges == target or not pool.truncated:
+                return groups
+            capacity *= 4  # the same D values again, more of the sorted list kept
+
+    def _compactness(self) -> torch.Tensor:
+        with kernel.matmul_precision("ieee", self.device):
+            return kernel.cluster_compactness(self.features, self.layout)
 
 
 def _initial_capacity(target: int) -> int:
     """Candidates kept at first: room for the merges plus as many pairs skipped as already joined."""
     return 2 * target + 256
-
-
-def _merge_groups(data: ClusteringInput, rule: Linkage, block_size: int, precision: str, target: int):
-    """Walk the closest pairs until ``target`` merges; if skipped pairs use up the candidates, fetch more."""
-    capacity = _initial_capacity(target)
-    while True:
-        pool = _closest_pairs(data, rule, block_size, precision, capacity)
-        _, first, second = pool.sorted_pairs()
-        groups, merges = walk_merges(first, second, target)
-        if merges == target or not pool.truncated:
-            return groups
-        capacity *= 4  # same D values, recomputed; more of the sorted list kept
-
-
-def _closest_pairs(
-    data: ClusteringInput, rule: Linkage, block_size: int, precision: str, capacity: int
-) -> CandidatePool:
-    pool = CandidatePool(capacity, data.num_clusters)
-    for rows, cols, distances in _cluster_distances(data, rule, block_size, precision):
-        pool.offer(distances, rows, cols)
-    return pool
-
-
-def _cluster_distances(data: ClusteringInput, rule: Linkage, block_size: int, precision: str):
-    """Yield (row labels, column labels, D block) covering every unordered cluster pair once."""
-    device = data.features.device
-    layout = ClusterLayout(data.labels, data.num_clusters)
-    working = data.features[torch.as_tensor(layout.sample_order, device=device)]
-    cluster_ids = torch.as_tensor(layout.cluster_ids, device=device)
-    with kernel.matmul_precision(precision, device):
-        compactness = kernel.cluster_compactness(working, layout) if rule.uses_compactness else None
-        for panel, distances in kernel.panel_distances(working, layout, rule, block_size, compactness):
-            rows = cluster_ids[panel.cluster_start : panel.cluster_stop]
-            yield rows, cluster_ids[panel.cluster_start :], distances
-
-
-def _inverse(permutation: np.ndarray) -> np.ndarray:
-    inverse = np.empty_like(permutation)
-    inverse[permutation] = np.arange(len(permutation))
-    return inverse
