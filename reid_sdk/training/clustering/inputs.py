@@ -25,14 +25,15 @@ def prepare_inputs(features: Any, labels: Any, device: str | torch.device | None
     """Validate ``features`` (N, d) and ``labels`` (N,), L2-normalise the features (fp32) on ``device``."""
     target = resolve_device(features, device)
     vectors = _features_tensor(features).to(device=target, dtype=torch.float32)
-    norms = torch.linalg.vector_norm(vectors, dim=1, keepdim=True, dtype=torch.float64)  # no fp32 overflow
-    if not bool(torch.isfinite(norms).all()):  # a norm is finite exactly when its row is
+    norms64 = torch.linalg.vector_norm(vectors, dim=1, keepdim=True, dtype=torch.float64)  # cannot overflow
+    if not bool(torch.isfinite(norms64).all()):  # a norm is finite exactly when its row is
         raise ValueError("features contain NaN or inf (after conversion to float32)")
+    norms = norms64.float()
     zero_rows = torch.nonzero(norms[:, 0] == 0)
     if zero_rows.numel():
         raise ValueError(f"feature row {int(zero_rows[0])} is all zeros and cannot be L2-normalised")
     cluster_of_sample, num_clusters = _labels_array(labels, len(vectors))
-    return ClusteringInput(vectors / norms.float(), cluster_of_sample, num_clusters)
+    return ClusteringInput(vectors / norms, cluster_of_sample, num_clusters)
 
 
 def resolve_device(features: Any, device: str | torch.device | None) -> torch.device:
