@@ -135,8 +135,8 @@ def panel_distances(
         del gram
         distances = linkage.combine(stats, _side(sizes, compactness, rows), _side(sizes, compactness, cols))
         width = panel.cluster_stop - panel.cluster_start
-        own = torch.ones(width, width, dtype=torch.bool, device=features.device).tril_()
-        distances[:, :width].masked_fill_(own, float("inf"))
+        position = torch.arange(width, device=features.device)
+        distances[:, :width].masked_fill_(position[:, None] >= position[None, :], float("inf"))
         yield panel, distances
 
 

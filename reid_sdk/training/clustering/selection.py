@@ -33,7 +33,7 @@ class CandidatePool:
         block = distances if rows.numel() == len(distances) else distances[rows]
         selected = self._admits(block)
         if int(selected.sum()) > self.capacity:  # keep only this block's own K smallest (ties included)
-            selected &= block <= torch.kthvalue(block[selected], self.capacity).values
+            selected &= block <= _kth_smallest(block[selected], self.capacity)
             self.truncated = True
         block_rows, cols = torch.nonzero(selected, as_tuple=True)
         first, second = row_ids[rows[block_rows]], col_ids[cols]
@@ -66,7 +66,7 @@ class CandidatePool:
 
     def _trim(self) -> None:
         values, keys = torch.cat(self._values), torch.cat(self._keys)
-        kth = torch.kthvalue(values, self.capacity).values
+        kth = _kth_smallest(values, self.capacity)
         near = values <= kth  # every pair that can rank among the first `capacity`, ties included
         self._values, self._keys = [values[near]], [keys[near]]
         values, keys = self._ordered()
@@ -74,6 +74,11 @@ class CandidatePool:
         self._size = self.capacity
         self._threshold = float(kth)
         self.truncated = True
+
+
+def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th smallest entry of a 1-D tensor (top-k selection: multi-block on CUDA, unlike kthvalue)."""
+    return torch.topk(values, k, largest=False, sorted=False).values.max()
 
 
 def walk_merges(first: np.ndarray, second: np.ndarray, target: int) -> tuple[DisjointSet, int]:
