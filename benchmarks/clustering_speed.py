@@ -12,7 +12,9 @@ sample pairs). Targets: BUC-style / stage >= 10 and stage / Gram <= 2. It also r
 matmuls (oneDNN) would change the merges.
 
 Wall and process CPU seconds are both recorded; on a machine shared with other work the CPU seconds (and
-one thread per library, as in the third command) give the steadier comparison.
+one thread per library, as in the third command) give the steadier comparison. On an oversubscribed
+machine set OMP_WAIT_POLICY=PASSIVE: OpenMP threads that spin at barriers take the core from the thread
+they wait for, and every multi-threaded tensor operation becomes several times slower.
 
 GPU section (only when CUDA is available): stage time and peak memory at each size, Gram time where the
 N x N product fits, and whether TF32 changes the merges. Targets: <= 50 ms at 12,936 on one H100,
@@ -39,7 +41,7 @@ from reid_sdk.training.clustering import LINKAGES, MergeSchedule, merge_stage
 
 GPU_SIZES = (12_936, 32_621, 100_000)
 MAX_GRAM_SAMPLES = 40_000  # a dense N x N Gram is only timed where it fits comfortably
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY")
 
 
 def mid_training_labels(num_samples: int, rng: np.random.Generator, max_size: int = 30) -> np.ndarray:
