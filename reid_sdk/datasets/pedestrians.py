@@ -39,7 +39,8 @@ class DifficultyConfig:
     colour_jitter: per-identity spread around the palette colour; cast_strength: per-channel camera gain range
     (gain in [1 - s, 1 + s]); illumination: camera brightness range; blur_sigma: max camera blur;
     low_resolution: max camera down-scaling factor; occlusion_probability: chance of an occluder per image;
-    jpeg_quality: per-image JPEG quality range; pose_jitter: scale of per-image scale / shift / rotation.
+    jpeg_quality: per-image JPEG quality range; pose_jitter: scale of per-image scale / shift / rotation;
+    background_contrast: camera scenes' variation around mid-grey (1 full texture, 0 flat grey).
     """
 
     upper_palette: int = 6
@@ -53,6 +54,7 @@ class DifficultyConfig:
     occlusion_probability: float = 0.3
     jpeg_quality: tuple[int, int] = (55, 95)
     pose_jitter: float = 1.0
+    background_contrast: float = 1.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.upper_palette <= len(UPPER_PALETTE):
@@ -63,6 +65,8 @@ class DifficultyConfig:
             raise ValueError(f"cast_strength must be in [0, 1), got {self.cast_strength}")
         if not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
             raise ValueError(f"jpeg_quality must be an increasing range within 1..100, got {self.jpeg_quality}")
+        if not 0.0 <= self.background_contrast <= 1.0:
+            raise ValueError(f"background_contrast must be in [0, 1], got {self.background_contrast}")
 
 
 @dataclass(frozen=True)
@@ -178,8 +182,11 @@ def make_camera(rng: np.random.Generator, difficulty: DifficultyConfig, image_si
     gains = rng.uniform(1.0 - strength, 1.0 + strength, 3) * rng.uniform(*difficulty.illumination)
     mixing = np.eye(3) * gains[:, None] + rng.uniform(-0.1, 0.1, (3, 3)) * strength
     offsets = rng.uniform(-25, 25, 3) * strength
+    background = _background_texture(rng, (3 * height, 3 * width))
+    if difficulty.background_contrast < 1.0:  # flatter scenes: the person dominates the crop
+        background = (128 + difficulty.background_contrast * (background.astype(np.float32) - 128)).astype(np.uint8)
     return Camera(
-        background=_background_texture(rng, (3 * height, 3 * width)),
+        background=background,
         colour_matrix=np.hstack([mixing, offsets[:, None]]).astype(np.float32),
         blur_sigma=float(rng.uniform(0.0, difficulty.blur_sigma)),
         low_resolution=float(rng.uniform(1.0, difficulty.low_resolution)),
