@@ -1,0 +1,177 @@
+"""``reid-demo [--out DIR] [--device auto|cpu|cuda] [--quick]``: the product end to end on synthetic data.
+
+1 render a synthetic Market-style dataset; 2 train with IMD/CPD and, for comparison, with BUC's linkage, both
+from the same initial weights; 3 evaluate both and the untrained network in one table; 4 export the best model
+to ONNX and verify parity; 5 build a gallery with the ONNX model and search it; 6 print a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reid_sdk.demo.pipeline import Evaluation
+    from reid_sdk.demo.settings import DemoSettings
+
+log = logging.getLogger("reid_sdk.demo")  # not __name__: "__main__" under python -m
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+MARKER = ".reid-demo"
+#: What a demo writes into its folder: a rerun replaces exactly these.
+OUTPUTS = ("data", "runs", "initial.pt", "model.onnx", "gallery", "matches", "matches.png", "stages.png",
+           "results.json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reid-demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default ./demo)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="cuda runs the paper's full network on a larger set (default auto)")
+    parser.add_argument("--quick", action="store_true", help="tiny data and two stages: every step in seconds")
+    return parser
+
+
+def resolve_device(name: str) -> str:
+    """"auto" -> cuda when available, else cpu; "cuda" without a GPU is refused."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but torch sees no CUDA device")
+    return name
+
+
+def prepare_output(out: Path) -> None:
+    """Create ``out``; a folder from an earlier demo is cleared of the demo's files, any other non-empty one refused."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise ValueError(f"--out {out} is not empty and holds no earlier demo; choose another folder")
+        for name in OUTPUTS:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by reid-demo; a rerun replaces this folder's demo files\n")
+
+
+def run_demo(settings: DemoSettings, out: Path, device: str) -> int:
+    """The six steps; prints the tables and returns the exit code (1 when ONNX parity fails)."""
+    from reid_sdk.demo import pipeline, report
+
+    start = time.perf_counter()
+    model = settings.run.model
+    network = f"ResNet-{model.depth}{' + non-local' if model.non_local else ''}"
+    settings_line = f"{settings.mode} mode on {device}: {network} at {model.input_size[0]} x {model.input_size[1]}"
+    print(f"reid-demo: {settings_line}\ndifficulty: {settings.describe_difficulty()}")
+
+    log.info("[1/6] rendering the synthetic dataset into %s", out / "data")
+    print(pipeline.render_dataset(out / "data", settings.synthetic))
+    evaluations = _train_and_compare(settings, out, device)
+    best = evaluations[1].run.best
+    parity_ok = _export_and_verify(settings, best, out / "model.onnx", device)
+    _search(settings, out, device)
+
+    log.info("[6/6] done")
+    seconds = time.perf_counter() - start
+    document = report.results_document(settings_line, evaluations, seconds, parity_ok)
+    (out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
+    print()
+    print(report.summary(out, settings_line, seconds, evaluations[1], evaluations[0]))
+    return 0 if parity_ok else EXIT_FAILED
+
+
+def _train_and_compare(settings: DemoSettings, out: Path, device: str) -> list[Evaluation]:
+    """Steps 2-3: both linkages from the same initial weights, then the comparison table and stages.png."""
+    from reid_sdk.demo import pipeline, report
+    from reid_sdk.training.plot import plot_stages
+
+    data = out / "data"
+    initial = pipeline.save_initial_weights(settings.run.model, settings.seed, out / "initial.pt")
+    runs = {}
+    for linkage in ("imd_cpd", "buc"):
+        log.info("[2/6] training with the %s linkage (reid-train, up to %s stages)", linkage,
+                 settings.run.clustering.max_stages)
+        runs[linkage] = pipeline.train(settings.run, data, linkage, initial, out / "runs" / linkage)
+
+    log.info("[3/6] evaluating on the query / gallery split")
+    evaluations = [
+        pipeline.evaluate("untrained (initial weights)", initial, data, device),
+        pipeline.evaluate("imd_cpd (IMD + 0.3 CPD, the paper)", runs["imd_cpd"].best, data, device, runs["imd_cpd"]),
+        pipeline.evaluate("buc (BUC's linkage)", runs["buc"].best, data, device, runs["buc"]),
+    ]
+    print("\nretrieval on the synthetic query / gallery split (Market-1501 protocol):")
+    print(report.comparison_table(evaluations))
+    plot_stages(runs["imd_cpd"].rows, out / "stages.png", title="synthetic demo: imd_cpd")
+    return evaluations
+
+
+def _export_and_verify(settings: DemoSettings, checkpoint: Path, onnx_path: Path, device: str) -> bool:
+    """Step 4: ONNX export of the best model and the parity checks; True when all pass."""
+    from reid_sdk.datasets.synthetic import sample_crops
+    from reid_sdk.demo import pipeline, report
+
+    log.info("[4/6] exporting the best imd_cpd model to ONNX and checking parity with torch")
+    crops = sample_crops(settings.parity_crops, seed=settings.seed + 1, image_size=settings.synthetic.image_size)
+    checks, tolerance = pipeline.export_and_verify(checkpoint, onnx_path, crops, device)
+    print(f"\nONNX parity of {onnx_path} against the torch fp32 checkpoint:")
+    print(report.parity_lines(checks, tolerance))
+    return all(check.passes(tolerance) for check in checks)
+
+
+def _search(settings: DemoSettings, out: Path, device: str) -> None:
+    """Step 5: a gallery of the gallery split built with the ONNX model, searched with a few query crops."""
+    from reid_sdk.demo import pipeline, report
+
+    log.info("[5/6] building a gallery with the ONNX model and searching it")
+    model, gallery = out / "model.onnx", out / "gallery"
+    pipeline.build_gallery(model, out / "data", gallery, device)
+    results = pipeline.search_queries(model, gallery, out / "data", settings.num_queries, settings.top_k, device)
+    pipeline.write_matches(results, out / "matches.png", out / "matches")
+    print(f"\ntop {settings.top_k} gallery matches in other cameras (identity/camera score, * = same person):")
+    print(report.search_lines(results))
+
+
+def _configure_logging() -> None:
+    """Progress from reid_sdk at INFO; other libraries (the ONNX exporter) only warn. Every step reloads the
+    dataset, so its statistics table is printed once by the demo instead of logged at each load."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("reid_sdk").setLevel(logging.INFO)
+    logging.getLogger("reid_sdk.datasets.statistics").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``reid-demo``."""
+    args = build_parser().parse_args(argv)
+    _configure_logging()
+    try:
+        from reid_sdk.demo.settings import demo_settings
+    except ImportError as error:  # the torch-free runtime install
+        print(f"reid-demo: error: the demo trains a network and needs the training extras "
+              f"(pip install 'reid-sdk[train]'): {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        device = resolve_device(args.device)
+        settings = demo_settings("quick" if args.quick else device, device)
+        prepare_output(args.out)
+    except ValueError as error:
+        print(f"reid-demo: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_demo(settings, args.out, device)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The demo's steps, each a thin call into the product: reid-synth, reid-train, reid-eval, reid-export, reid-index."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from reid_sdk import index_cli
+from reid_sdk.datasets import ImageRecord, load_dataset
+from reid_sdk.datasets.statistics import statistics_table
+from reid_sdk.datasets.synthetic import SyntheticConfig, generate
+from reid_sdk.eval_cli import evaluate_model
+from reid_sdk.export.onnx_export import export_onnx
+from reid_sdk.export.verify import ParityCheck, Tolerance, verify_parity
+from reid_sdk.extractor import FeatureExtractor
+from reid_sdk.gallery import Match
+from reid_sdk.index import ReIDIndex
+from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
+from reid_sdk.training.config import RunConfig
+from reid_sdk.training.trainer import Trainer
+
+DATASET_FORMAT = "market1501"
+
+
+def onnx_device(device: str) -> str:
+    """ONNX Runtime's device for a run on ``device``: on CUDA its GPU provider when installed (the ``gpu`` extra),
+    else its CPU one, so the demo needs no extra beyond ``train``."""
+    return "auto" if device == "cuda" else "cpu"
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A finished reid-train run: its directory, best checkpoint, per-stage metrics rows and wall time."""
+
+    linkage: str
+    run_dir: Path
+    rows: list[dict[str, Any]]
+    seconds: float
+
+    @property
+    def best(self) -> Path:
+        return self.run_dir / "best.pt"
+
+    @property
+    def best_row(self) -> dict[str, Any]:
+        """The stage whose model is best.pt (highest validation mAP, first on ties, as the trainer keeps it)."""
+        return max(self.rows, key=lambda row: row["mAP"])
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Retrieval quality of one model on the query / gallery split (Market-1501 protocol)."""
+
+    label: str
+    rank1: float
+    rank5: float
+    mAP: float
+    run: TrainedRun | None = None
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """One query crop of the search step and its gallery matches (query camera excluded)."""
+
+    record: ImageRecord
+    matches: list[Match]
+
+
+def render_dataset(root: Path, config: SyntheticConfig) -> str:
+    """Write the synthetic Market-1501 style dataset (train / query / gallery); returns its statistics table."""
+    generate(DATASET_FORMAT, root, config)
+    return statistics_table(load_dataset(root, DATASET_FORMAT))
+
+
+def save_initial_weights(model_config: ModelConfig, seed: int, path: Path) -> Path:
+    """The network before training, saved once so both linkages start from the very same weights."""
+    torch.manual_seed(seed)
+    return save_checkpoint(ReIDNet(model_config), path, metadata={"note": "initial weights, before training"})
+
+
+def train(run: RunConfig, data_root: Path, linkage: str, initial: Path, out: Path) -> TrainedRun:
+    """Algorithm 1 (reid-train's Trainer) with ``linkage``, from the initial weights, into ``out``."""
+    config = dataclasses.replace(
+        run,
+        data=dataclasses.replace(run.data, root=str(data_root)),
+        clustering=dataclasses.replace(run.clustering, linkage=linkage),
+        train=dataclasses.replace(run.train, init_checkpoint=str(initial)),
+    )
+    start = time.perf_counter()
+    rows = Trainer(config, out).run()
+    return TrainedRun(linkage, out, rows, time.perf_counter() - start)
+
+
+def evaluate(label: str, checkpoint: Path, data_root: Path, device: str, run: TrainedRun | None = None) -> Evaluation:
+    """rank-1, rank-5 and mAP of ``checkpoint`` (reid-eval's code path: FeatureExtractor + Market protocol)."""
+    result, _ = evaluate_model(FeatureExtractor(checkpoint, device=device), data_root, DATASET_FORMAT)
+    return Evaluation(label, result.rank(1), result.rank(5), result.mAP, run)
+
+
+def export_and_verify(checkpoint: Path, onnx_path: Path, crops: list[np.ndarray],
+                      device: str) -> tuple[list[ParityCheck], Tolerance]:
+    """reid-export: fp32 ONNX of ``checkpoint``, compared with torch fp32 on ``crops`` and random batches."""
+    export_onnx(checkpoint, onnx_path, "fp32")
+    return verify_parity(onnx_path, checkpoint, crops, device=onnx_device(device)), Tolerance.for_precision("fp32")
+
+
+def build_gallery(model: Path, data_root: Path, out: Path, device: str) -> None:
+    """``reid-index build`` over the gallery split (identities and cameras from the Market-1501 file names)."""
+    folder = load_dataset(data_root, DATASET_FORMAT).root / "bounding_box_test"
+    code = index_cli.main(["build", "--model", str(model), "--images", str(folder), "--out", str(out),
+                           "--device", onnx_device(device)])
+    if code != 0:
+        raise RuntimeError(f"reid-index build failed with exit code {code}")
+
+
+def search_queries(model: Path, gallery: Path, data_root: Path, count: int, k: int, device: str) -> list[QueryResult]:
+    """Search ``count`` query crops of distinct identities, spread over the query split, in other cameras."""
+    index = ReIDIndex.load(FeatureExtractor(model, device=onnx_device(device)), gallery)
+    queries = load_dataset(data_root, DATASET_FORMAT).query
+    first_of_identity = list({record.pid: record for record in reversed(queries)}.values())[::-1]
+    picks = [first_of_identity[i] for i in np.linspace(0, len(first_of_identity) - 1, count).astype(int)]
+    results = []
+    for record in picks:
+        crop = cv2.imread(str(record.path), cv2.IMREAD_COLOR)
+        if crop is None:
+            raise ValueError(f"cannot read query image {record.path}")
+        results.append(QueryResult(record, index.search(crop, k=k, exclude_camera=record.camera)))
+    return results
+
+
+def write_matches(results: list[QueryResult], path: Path, strips: Path) -> Path:
+    """One reid-index strip per query (query, then its matches), stacked into one PNG at ``path``."""
+    strips.mkdir(parents=True, exist_ok=True)
+    images = []
+    for number, result in enumerate(results, start=1):
+        strip_path = strips / f"query_{number}.png"
+        index_cli.write_strip(cv2.imread(str(result.record.path), cv2.IMREAD_COLOR), result.matches, strip_path)
+        images.append(cv2.imread(str(strip_path), cv2.IMREAD_COLOR))
+    width = max(image.shape[1] for image in images)
+    rows = [cv2.copyMakeBorder(image, 0, 6, 0, width - image.shape[1], cv2.BORDER_CONSTANT, value=(255, 255, 255))
+            for image in images]
+    if not cv2.imwrite(str(path), np.concatenate(rows, axis=0)):
+        raise ValueError(f"cannot write {path}")
+    return path

@@ -1,0 +1,117 @@
+"""reid-demo --quick end to end (once, shared by the checks below), and its output-folder rules."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+
+import cv2
+import numpy as np
+import pytest
+
+from reid_sdk.demo.cli import MARKER, main, prepare_output
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TABLE_ROWS = ("untrained (initial weights)", "imd_cpd (IMD + 0.3 CPD, the paper)", "buc (BUC's linkage)")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Run the quick demo once; (exit code, printed text, output folder)."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # capsys is per test; this fixture is per module
+        code = main(["--quick", "--out", str(out), "--device", "cpu"])
+    return code, printed.getvalue(), out
+
+
+def table_numbers(printed: str) -> dict[str, list[float]]:
+    """rank-1, rank-5, mAP of each comparison-table row, parsed from the printed text."""
+    rows = {}
+    for label in TABLE_ROWS:
+        line = next(line for line in printed.splitlines() if line.startswith(label))
+        rows[label] = [float(value) for value in re.findall(r"\d+\.\d+", line[len(label):])[:3]]
+    return rows
+
+
+def test_demo_runs_every_step_and_prints_the_comparison(demo):
+    code, printed, out = demo
+    assert code == 0
+    rows = table_numbers(printed)
+    assert all(len(values) == 3 and all(0.0 <= v <= 1.0 for v in values) for values in rows.values())
+    results = json.loads((out / "results.json").read_text())
+    assert [model["model"] for model in results["models"]] == list(TABLE_ROWS)
+    for model in results["models"]:  # the printed table and the JSON say the same
+        assert rows[model["model"]] == pytest.approx([model["rank1"], model["rank5"], model["mAP"]], abs=5e-4)
+    assert "difficulty: demo (" in printed
+    assert "reid-train --config" in printed and "--format market1501" in printed
+
+
+def test_best_checkpoints_are_the_trainers_best_stage(demo):
+    from reid_sdk.model import load_checkpoint
+
+    _, _, out = demo
+    results = {model["model"]: model for model in json.loads((out / "results.json").read_text())["models"]}
+    for linkage, label in (("imd_cpd", TABLE_ROWS[1]), ("buc", TABLE_ROWS[2])):
+        model, payload = load_checkpoint(out / "runs" / linkage / "best.pt")
+        assert model.config.depth == 18 and model.input_size == (128, 64)
+        assert payload["metadata"]["config"]["clustering"]["linkage"] == linkage
+        stages = [json.loads(line) for line in (out / "runs" / linkage / "metrics.jsonl").read_text().splitlines()]
+        assert 1 <= len(stages) <= 2
+        assert payload["metadata"]["stage"] == results[label]["best_stage"]
+    initial, _ = load_checkpoint(out / "initial.pt")
+    trained, _ = load_checkpoint(out / "runs" / "imd_cpd" / "best.pt")
+    assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(initial.state_dict().values(),
+                                                                       trained.state_dict().values()))
+
+
+def test_onnx_model_is_verified_and_serves_the_gallery(demo):
+    from reid_sdk.extractor import FeatureExtractor
+    from reid_sdk.gallery import Gallery
+
+    _, printed, out = demo
+    assert "verified: 4 checks within tolerance" in printed and "FAIL" not in printed  # real crops + 3 batches
+    crops = [cv2.imread(str(path)) for path in sorted((out / "data" / "query").glob("*.jpg"))[:3]]
+    onnx = FeatureExtractor(out / "model.onnx", device="cpu").extract(crops)
+    torch_features = FeatureExtractor(out / "runs" / "imd_cpd" / "best.pt", device="cpu").extract(crops)
+    assert np.sum(onnx * torch_features, axis=1) == pytest.approx(1.0, abs=1e-4)
+    gallery_images = list((out / "data" / "bounding_box_test").glob("*.jpg"))
+    assert len(Gallery.open(out / "gallery")) == len(gallery_images)
+    searched = [line for line in printed.splitlines() if line.startswith("query ") and "->" in line]
+    assert len(searched) == 2 and all(line.count("/c") == 1 + 5 for line in searched)
+
+
+def test_matches_and_stage_plots_are_pngs(demo):
+    _, _, out = demo
+    for name in ("matches.png", "stages.png"):
+        assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
+    matches = cv2.imread(str(out / "matches.png"))
+    strip = cv2.imread(str(out / "matches" / "query_1.png"))
+    assert matches.shape[0] > 2 * strip.shape[0] - 1 and matches.shape[1] == strip.shape[1]
+
+
+def test_output_folder_of_something_else_is_refused(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["--quick", "--out", str(tmp_path), "--device", "cpu"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_rerun_replaces_only_the_demo_files(tmp_path):
+    (tmp_path / MARKER).write_text("")
+    (tmp_path / "runs" / "imd_cpd").mkdir(parents=True)
+    (tmp_path / "results.json").write_text("{}")
+    (tmp_path / "keep.txt").write_text("mine")
+    prepare_output(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([MARKER, "keep.txt"])
+
+
+def test_cuda_without_a_gpu_is_refused(tmp_path, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["--out", str(tmp_path / "out"), "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
