@@ -9,6 +9,7 @@ tracklet: by its other frames), counted in ``num_unreadable`` and reported by on
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,12 +84,12 @@ class _UnreadableLog:
         self.paths.add(Path(path))
 
 
-class ImageDataset(Dataset):
-    """Image records -> ``(image uint8 3 x H x W RGB, pid, camera, index)``."""
+class _RecordDataset(Dataset, ABC):
+    """Records -> ``(sample, pid, camera, index)``; a record without a readable sample is replaced by the next one."""
 
-    def __init__(self, records: Sequence[ImageRecord], transform: Callable | None = None) -> None:
+    def __init__(self, records: Sequence, transform: Callable | None) -> None:
         if not records:
-            raise ValueError("ImageDataset needs at least one record")
+            raise ValueError(f"{type(self).__name__} needs at least one record")
         self.records = list(records)
         self.transform = transform
         self._unreadable = _UnreadableLog()
@@ -101,19 +102,34 @@ class ImageDataset(Dataset):
         """Files found unreadable so far (in this process)."""
         return len(self._unreadable.paths)
 
+    @abstractmethod
+    def _sample(self, record) -> torch.Tensor | None:
+        """The record's uint8 tensor before the transform, or None when nothing of it decodes."""
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int]:
         for offset in range(len(self.records)):
             position = (index + offset) % len(self.records)
             record = self.records[position]
-            image = read_image(record.path)
-            if image is None:
-                self._unreadable.add(record.path)
+            sample = self._sample(record)
+            if sample is None:
                 continue
-            tensor = _rgb_tensor(image)
             if self.transform is not None:
-                tensor = self.transform(tensor)
-            return tensor, record.pid, record.camera, position
-        raise RuntimeError("no record of this dataset holds a readable image")
+                sample = self.transform(sample)
+            return sample, record.pid, record.camera, position
+        raise RuntimeError(f"no record of this {type(self).__name__} holds a readable image")
+
+
+class ImageDataset(_RecordDataset):
+    """Image records -> ``(image uint8 3 x H x W RGB, pid, camera, index)``."""
+
+    def __init__(self, records: Sequence[ImageRecord], transform: Callable | None = None) -> None:
+        super().__init__(records, transform)
+    def _sample(self, record: ImageRecord) -> torch.Tensor | None:
+        image = read_image(record.path)
+        if image is None:
+            self._unreadable.add(record.path)
+            return None
+        return _rgb_tensor(image)
 
 
 def frame_indices(length: int, num_frames: int, mode: str, generator: torch.Generator | None = None) -> list[int]:
@@ -136,7 +152,7 @@ def frame_indices(length: int, num_frames: int, mode: str, generator: torch.Gene
     raise ValueError(f"unknown sampling mode {mode!r}; expected one of {', '.join(SAMPLING_MODES)}")
 
 
-class TrackletDataset(Dataset):
+class TrackletDataset(_RecordDataset):
     """Tracklet records -> ``(frames uint8 T x 3 x H x W RGB, pid, camera, index)``.
 
     Frames are resized to ``frame_size`` (H, W) so they stack, then ONE transform draw is applied to the whole
@@ -146,40 +162,16 @@ class TrackletDataset(Dataset):
 
     def __init__(self, records: Sequence[TrackletRecord], frame_size: tuple[int, int], num_frames: int = 8,
                  sampling: str = "evenly", transform: Callable | None = None) -> None:
-        if not records:
-            raise ValueError("TrackletDataset needs at least one record")
         if sampling not in SAMPLING_MODES:
             raise ValueError(f"unknown sampling mode {sampling!r}; expected one of {', '.join(SAMPLING_MODES)}")
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-        self.records = list(records)
+        super().__init__(records, transform)
         self.frame_size = frame_size
         self.num_frames = num_frames
         self.sampling = sampling
-        self.transform = transform
-        self._unreadable = _UnreadableLog()
 
-    def __len__(self) -> int:
-        return len(self.records)
-
-    @property
-    def num_unreadable(self) -> int:
-        """Frames found unreadable so far (in this process)."""
-        return len(self._unreadable.paths)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int]:
-        for offset in range(len(self.records)):
-            position = (index + offset) % len(self.records)
-            record = self.records[position]
-            clip = self._clip(record)
-            if clip is None:
-                continue
-            if self.transform is not None:
-                clip = self.transform(clip)
-            return clip, record.pid, record.camera, position
-        raise RuntimeError("no tracklet of this dataset holds a readable frame")
-
-    def _clip(self, record: TrackletRecord) -> torch.Tensor | None:
+    def _sample(self, record: TrackletRecord) -> torch.Tensor | None:
         """Decode only the sampled frames; when one fails, sample again among the frames left."""
         height, width = self.frame_size
         paths = [path for path in record.frames if Path(path) not in self._unreadable.paths]
