@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reid_sdk.datasets import LOADERS, ImageRecord, TrackletRecord, load_dataset
+from reid_sdk.datasets import ImageRecord, TrackletRecord, load_dataset
 from reid_sdk.datasets.files import read_image
 from reid_sdk.datasets.records import record_paths
 from reid_sdk.evaluation import RankResult, rank_metrics

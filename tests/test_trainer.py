@@ -9,7 +9,7 @@ import pytest
 from reid_sdk.datasets.synthetic import PRESETS, SyntheticConfig, generate
 from reid_sdk.model import load_checkpoint, save_checkpoint
 from reid_sdk.training.cli import main
-from reid_sdk.training.config import ConfigError, load_config
+from reid_sdk.training.config import load_config
 from reid_sdk.training.memory import ClusterMemory
 from reid_sdk.training.run_dir import RunDirectory
 from reid_sdk.training.trainer import Trainer, TrainingDiverged, stage_plan
