@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,25 +18,25 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from reid_sdk.datasets.files import image_files, read_image
+from reid_sdk.datasets.market import parse_image_name
 from reid_sdk.gallery import GalleryConfig
 from reid_sdk.gallery.config import INDEX_TYPES
 from reid_sdk.index import Match, ReIDIndex
 
-_MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 _TILE = (128, 64)  # strip tile (height, width)
 
 
 def _records_from_names(folder: Path) -> list[tuple[Path, int, int, float | None]]:
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    paths = image_files(folder, recursive=True)
     if not paths:
-        raise ValueError(f"no images (.jpg/.jpeg/.png/.bmp) under {folder}")
+        raise ValueError(f"no images under {folder}")
     records = []
     for path in paths:
-        found = _MARKET_NAME.match(path.name)
-        if found is None:
+        labels = parse_image_name(path.name)
+        if labels is None:
             raise ValueError(f"{path.name} is not a Market-1501 style name (PID_cCAM...): pass --csv path,identity,camera")
-        records.append((path, int(found.group(1)), int(found.group(2)), None))
+        records.append((path, *labels, None))
     return records
 
 
@@ -58,7 +57,7 @@ def _records_from_csv(csv_path: Path, folder: Path | None) -> list[tuple[Path, s
 
 
 def _read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = read_image(path)
     if image is None:
         raise ValueError(f"cannot read image {path}")
     return image
@@ -94,16 +93,17 @@ def _tile(image: np.ndarray | None, caption: str) -> np.ndarray:
     return tile
 
 
-def write_strip(query: np.ndarray, matches: Sequence[Match], path: Path) -> None:
-    """The query then its matches left to right, each captioned with its score and identity."""
+def render_strip(query: np.ndarray, matches: Sequence[Match]) -> np.ndarray:
+    """The query then its matches left to right, each captioned with its score and identity (BGR image)."""
     tiles = [_tile(query, "query")]
     for match in matches:
-        source = Path(str(match.metadata.get("path", "")))
-        image = cv2.imread(str(source), cv2.IMREAD_COLOR) if source.is_file() else None
-        tiles.append(_tile(image, f"{match.score:.3f} {match.identity}"))
+        tiles.append(_tile(read_image(str(match.metadata.get("path", ""))), f"{match.score:.3f} {match.identity}"))
     gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
-    strip = np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)
-    if not cv2.imwrite(str(path), strip):
+    return np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)
+
+
+def write_image(image: np.ndarray, path: Path) -> None:
+    if not cv2.imwrite(str(path), image):
         raise ValueError(f"cannot write {path}")
 
 
@@ -116,7 +116,7 @@ def search(args: argparse.Namespace) -> int:
         print(f"{rank:>4}  {match.score:6.3f}  {match.identity!s:>10}  {match.camera!s:>6}  {match.entry_id:>7}  "
               f"{match.metadata.get('path', '')}")
     strip = args.strip or Path(f"{args.query.stem}_matches.png")
-    write_strip(query, matches, strip)
+    write_image(render_strip(query, matches), strip)
     print(f"strip written to {strip}")
     return 0
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from reid_sdk.demo.cli import MARKER, main, prepare_output
+from reid_sdk.demo.settings import demo_settings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TABLE_ROWS = ("untrained (initial weights)", "imd_cpd (IMD + 0.3 CPD, the paper)", "buc (BUC's linkage)")
@@ -87,9 +88,11 @@ def test_matches_and_stage_plots_are_pngs(demo):
     _, _, out = demo
     for name in ("matches.png", "stages.png"):
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
+    settings = demo_settings("quick", "cpu")
+    tile_height, tile_width, gap, row_border = 128 + 18, 64, 4, 6  # reid-index strip tiles, stacked with a border
+    width = (settings.top_k + 1) * tile_width + settings.top_k * gap  # the query, then top_k matches
     matches = cv2.imread(str(out / "matches.png"))
-    strip = cv2.imread(str(out / "matches" / "query_1.png"))
-    assert matches.shape[0] > 2 * strip.shape[0] - 1 and matches.shape[1] == strip.shape[1]
+    assert matches.shape == (settings.num_queries * (tile_height + row_border), width, 3)
 
 
 def test_output_folder_of_something_else_is_refused(tmp_path, capsys):

@@ -28,6 +28,15 @@ _LAYOUTS = {
 }
 
 
+def parse_image_name(name: str) -> tuple[int, int] | None:
+    """(pid, camera) from a Market-1501 or DukeMTMC-reID file name; None when it is neither."""
+    for pattern in _NAME_PATTERNS.values():
+        match = pattern.match(name)
+        if match is not None:
+            return int(match.group(1)), int(match.group(2))
+    return None
+
+
 def load_market1501(root: str | Path) -> DatasetSplits:
     """Read a Market-1501 folder into train / query / gallery image records."""
     return _load_image_layout(root, "market1501")

@@ -27,7 +27,7 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 MARKER = ".reid-demo"
 #: What a demo writes into its folder: a rerun replaces exactly these.
-OUTPUTS = ("data", "runs", "initial.pt", "model.onnx", "gallery", "matches", "matches.png", "stages.png",
+OUTPUTS = ("data", "runs", "initial.pt", "model.onnx", "gallery", "matches.png", "stages.png",
            "results.json")
 
 
@@ -140,7 +140,7 @@ def _search(settings: DemoSettings, out: Path, device: str) -> None:
     model, gallery = out / "model.onnx", out / "gallery"
     pipeline.build_gallery(model, out / "data", gallery, device)
     results = pipeline.search_queries(model, gallery, out / "data", settings.num_queries, settings.top_k, device)
-    pipeline.write_matches(results, out / "matches.png", out / "matches")
+    pipeline.write_matches(results, out / "matches.png")
     print(f"\ntop {settings.top_k} gallery matches in other cameras (identity/camera score, * = same person):")
     print(report.search_lines(results))
 

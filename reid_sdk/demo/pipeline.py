@@ -14,6 +14,7 @@ import torch
 
 from reid_sdk import index_cli
 from reid_sdk.datasets import ImageRecord, load_dataset
+from reid_sdk.datasets.files import read_image
 from reid_sdk.datasets.statistics import statistics_table
 from reid_sdk.datasets.synthetic import SyntheticConfig, generate
 from reid_sdk.eval_cli import evaluate_model
@@ -128,24 +129,18 @@ def search_queries(model: Path, gallery: Path, data_root: Path, count: int, k: i
     picks = [first_of_identity[i] for i in np.linspace(0, len(first_of_identity) - 1, count).astype(int)]
     results = []
     for record in picks:
-        crop = cv2.imread(str(record.path), cv2.IMREAD_COLOR)
+        crop = read_image(record.path)
         if crop is None:
             raise ValueError(f"cannot read query image {record.path}")
         results.append(QueryResult(record, index.search(crop, k=k, exclude_camera=record.camera)))
     return results
 
 
-def write_matches(results: list[QueryResult], path: Path, strips: Path) -> Path:
+def write_matches(results: list[QueryResult], path: Path) -> Path:
     """One reid-index strip per query (query, then its matches), stacked into one PNG at ``path``."""
-    strips.mkdir(parents=True, exist_ok=True)
-    images = []
-    for number, result in enumerate(results, start=1):
-        strip_path = strips / f"query_{number}.png"
-        index_cli.write_strip(cv2.imread(str(result.record.path), cv2.IMREAD_COLOR), result.matches, strip_path)
-        images.append(cv2.imread(str(strip_path), cv2.IMREAD_COLOR))
+    images = [index_cli.render_strip(read_image(result.record.path), result.matches) for result in results]
     width = max(image.shape[1] for image in images)
     rows = [cv2.copyMakeBorder(image, 0, 6, 0, width - image.shape[1], cv2.BORDER_CONSTANT, value=(255, 255, 255))
             for image in images]
-    if not cv2.imwrite(str(path), np.concatenate(rows, axis=0)):
-        raise ValueError(f"cannot write {path}")
+    index_cli.write_image(np.concatenate(rows, axis=0), path)
     return path
