@@ -116,5 +116,5 @@ def test_cuda_without_a_gpu_is_refused(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["--out", str(tmp_path / "out"), "--device", "cuda"]) == 2
-    assert "no CUDA device" in capsys.readouterr().err
+    assert "CUDA is not available" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

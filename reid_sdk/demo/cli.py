@@ -40,17 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_device(name: str) -> str:
-    """"auto" -> cuda when available, else cpu; "cuda" without a GPU is refused."""
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but torch sees no CUDA device")
-    return name
-
-
 def prepare_output(out: Path) -> None:
     """Create ``out``; a folder from an earlier demo is cleared of the demo's files, any other non-empty one refused."""
     if out.exists() and not out.is_dir():
@@ -158,13 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging()
     try:
+        from reid_sdk.backends.torch_backend import resolve_device
         from reid_sdk.demo.settings import demo_settings
     except ImportError as error:  # the torch-free runtime install
         print(f"reid-demo: error: the demo trains a network and needs the training extras "
               f"(pip install 'reid-sdk[train]'): {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        device = resolve_device(args.device)
+        device = resolve_device(args.device).type
         settings = demo_settings("quick" if args.quick else device, device)
         prepare_output(args.out)
     except ValueError as error:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from reid_sdk.backends.torch_backend import resolve_device
 from reid_sdk.datasets import DatasetSplits, load_dataset
 from reid_sdk.datasets.records import UNKNOWN_PID
 from reid_sdk.datasets.torch_datasets import ImageDataset, TrackletDataset, TransformConfig, build_transform
@@ -59,15 +60,6 @@ def stage_plan(stage: int, train: TrainConfig, video: bool) -> StagePlan:
                                for epoch in range(train.first_stage_epochs)))
     epochs = train.later_stage_epochs_video if video else train.later_stage_epochs
     return StagePlan((train.later_stage_lr,) * epochs)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device {name!r} requested but CUDA is not available")
-    return device
 
 
 def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
