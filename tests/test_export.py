@@ -136,3 +136,13 @@ def test_cli_bad_inputs_exit_2_with_the_reason(exported, tmp_path, capsys):
     assert main([str(exported["checkpoint"]), "--format", "tensorrt", "--batch", "8:4:2",
                  "--out", str(tmp_path / "m.engine")]) == 2
     assert "1 <= min <= opt <= max" in capsys.readouterr().err
+
+
+def test_onnx_device_choice_is_checked(exported):
+    import onnxruntime
+
+    with pytest.raises(ValueError, match="device must be auto, cpu or cuda for ONNX models, got 'tpu'"):
+        FeatureExtractor(exported["fp32"], device="tpu")
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(ValueError, match="has no GPU provider .*pip install 'reid-sdk\\[gpu\\]'"):
+            FeatureExtractor(exported["fp32"], device="cuda")

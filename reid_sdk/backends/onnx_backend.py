@@ -14,15 +14,15 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 def choose_providers(device: str) -> list[str]:
     """Execution providers for ``device``: ``auto`` takes every GPU provider installed, then CPU."""
-    available = ort.get_available_providers()
-    gpu = [p for p in GPU_PROVIDERS if p in available]
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda for ONNX models, got {device!r}")
     if device == "cpu":
         return ["CPUExecutionProvider"]
+    available = ort.get_available_providers()
+    gpu = [p for p in GPU_PROVIDERS if p in available]
     if device.startswith("cuda") and not gpu:
         raise ValueError(f"device {device!r} requested but this onnxruntime has no GPU provider "
                          f"(available: {', '.join(available)}); pip install 'reid-sdk[gpu]'")
-    if device not in ("auto",) and not device.startswith("cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda for ONNX models, got {device!r}")
     return [*gpu, "CPUExecutionProvider"]
 
 
