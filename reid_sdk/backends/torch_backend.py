@@ -59,7 +59,6 @@ class TorchBackend:
         self.feature_dim: int = network.feature_dim
         self.max_batch = max_batch
         self.fixed_batch = bool(compile)
-        self._network = network
         self._forward = torch.compile(network, mode=None if compile is True else compile) if compile else network
         self._pinned: torch.Tensor | None = None
 
