@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import write_results
-from reid_sdk.export.metadata import ModelMetadata
+from reid_sdk.backends.model_contract import ModelMetadata
 from reid_sdk.export.onnx_export import export_network
 from reid_sdk.extractor import FeatureExtractor
 from reid_sdk.model import ModelConfig, ReIDNet

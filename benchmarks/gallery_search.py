@@ -23,7 +23,7 @@ import numpy as np
 
 from reid_sdk.gallery import Gallery, GalleryConfig
 from reid_sdk.gallery.store import gpu_count
-from reid_sdk.gallery.synthetic import clustered_features
+from reid_sdk.synthetic.vectors import clustered_features
 
 SWEEPS = {"flat": ("nprobe", [1]), "ivf": ("nprobe", [16, 32, 64, 128]), "hnsw": ("ef_search", [16, 32, 64, 128]),
           "ivfpq": ("nprobe", [16, 32, 64, 128])}

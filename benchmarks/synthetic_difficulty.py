@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from reid_sdk.datasets import load_market1501
-from reid_sdk.datasets.synthetic import PRESETS, SyntheticConfig, generate
+from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
 from reid_sdk.evaluation import rank_metrics
 
 RESULTS = Path(__file__).parent / "results" / "synthetic_difficulty.json"

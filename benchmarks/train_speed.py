@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import write_results
-from reid_sdk.datasets.synthetic import PRESETS, SyntheticConfig, generate
+from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
 from reid_sdk.training.config import load_config
 from reid_sdk.training.trainer import Trainer
 

@@ -8,7 +8,9 @@ queries, so memory stays bounded for Market-size (3,368 x 19,732) distance matri
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -112,17 +114,31 @@ def rank_metrics(
     )
 
 
-def evaluate_rank(
-    distmat: np.ndarray,
-    q_pids: np.ndarray,
-    g_pids: np.ndarray,
-    q_camids: np.ndarray,
-    g_camids: np.ndarray,
-    max_rank: int = 50,
-) -> tuple[np.ndarray, float]:
-    """(CMC curve, mAP) under the Market-1501 protocol; see :func:`rank_metrics` for mINP and query counts."""
-    result = rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
-    return result.cmc, result.mAP
+RecordFeatures = Callable[[Sequence[Any]], tuple[np.ndarray, np.ndarray]]
+"""Features of records: (features of those that could be read, boolean mask of which could)."""
+
+
+def evaluate_query_gallery(features_of: RecordFeatures, query: Sequence[Any],
+                           gallery: Sequence[Any]) -> tuple[RankResult, dict[str, int]]:
+    """Market-protocol retrieval of ``query`` against ``gallery`` records (each with ``pid`` and ``camera``).
+
+    ``features_of`` turns records into L2-normalised features; records it could not read are left out and
+    counted in the returned details (``num_query``, ``unreadable_query``, ``num_gallery``, ...).
+    """
+    details: dict[str, int] = {}
+    labelled = {}
+    for split, records in (("query", query), ("gallery", gallery)):
+        if not records:
+            raise ValueError(f"no {split} records to evaluate")
+        features, found = features_of(records)
+        kept = [record for record, ok in zip(records, found) if ok]
+        details[f"num_{split}"] = len(kept)
+        details[f"unreadable_{split}"] = int(len(records) - len(kept))
+        labelled[split] = (np.asarray(features, dtype=np.float32), np.array([r.pid for r in kept]),
+                           np.array([r.camera for r in kept]))
+    (q_feat, q_pids, q_cams), (g_feat, g_pids, g_cams) = labelled["query"], labelled["gallery"]
+    distmat = 1.0 - q_feat @ g_feat.T  # cosine distance of L2-normalised features
+    return rank_metrics(distmat, q_pids, g_pids, q_cams, g_cams), details
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,10 @@ from reid_sdk.backends import Backend, open_backend
 from reid_sdk.preprocess import CHANNEL_ORDERS, as_crop_list, preprocess_batch
 
 
+class NonFiniteFeaturesError(RuntimeError):
+    """A backend returned NaN or infinite features: a numerical fault of that engine and precision."""
+
+
 class FeatureExtractor:
     """Extracts re-ID features from person crops.
 
@@ -57,6 +61,12 @@ class FeatureExtractor:
             chunk = crop_list[start : start + self.batch_size]
             batch = preprocess_batch(chunk, self.input_size, self.channel_order, out=buffer, first_index=start)
             features[start : start + len(chunk)] = self.backend.run(batch)
+        bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+        if bad.size:
+            raise NonFiniteFeaturesError(
+                f"the {self.backend.description} backend returned NaN or infinite features for {bad.size} of "
+                f"{len(crop_list)} crops (first: crop {bad[0]}); this engine/precision is numerically unsafe "
+                "here: try precision fp32 or another backend")
         return features
 
     __call__ = extract

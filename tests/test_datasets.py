@@ -21,7 +21,7 @@ from reid_sdk.datasets import (
     statistics_table,
 )
 from reid_sdk.datasets.files import natural_key
-from reid_sdk.datasets.synthetic import PRESETS, SyntheticConfig, _split_pids, generate
+from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, _split_pids, generate
 
 TINY = SyntheticConfig(seed=3, sizes=PRESETS["tiny"])
 SIZES = TINY.sizes

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from reid_sdk.datasets import ImageRecord, TrackletRecord, load_market1501, load_tracklet_folder
-from reid_sdk.datasets.synthetic import PRESETS, SyntheticConfig, generate
-from reid_sdk.datasets.torch_datasets import (
+from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
+from reid_sdk.training.torch_data import (
     ImageDataset,
     TrackletDataset,
     TransformConfig,

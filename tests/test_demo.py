@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from reid_sdk.demo.cli import MARKER, main, prepare_output
+from reid_sdk.cli.demo import MARKER, main, prepare_output
 from reid_sdk.demo.settings import demo_settings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

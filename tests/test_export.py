@@ -5,8 +5,8 @@ import numpy as np
 import onnx
 import pytest
 
-from reid_sdk.export.cli import main
-from reid_sdk.export.metadata import ModelMetadata
+from reid_sdk.cli.export import main
+from reid_sdk.backends.model_contract import ModelMetadata
 from reid_sdk.export.onnx_export import export_onnx
 from reid_sdk.export.verify import Tolerance, verify_parity
 from reid_sdk.extractor import FeatureExtractor

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reid_sdk.gallery import Gallery, GalleryConfig
-from reid_sdk.gallery.synthetic import clustered_features
+from reid_sdk.synthetic.vectors import clustered_features
 
 APPROXIMATE = ["ivf", "hnsw", "ivfpq"]
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from reid_sdk.gallery import Gallery, GalleryConfig
-from reid_sdk.gallery.synthetic import clustered_features
+from reid_sdk.synthetic.vectors import clustered_features
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw", "ivfpq"])
@@ -78,7 +78,7 @@ _SAVER = """
 import sys
 import numpy as np
 from reid_sdk.gallery import Gallery
-from reid_sdk.gallery.synthetic import clustered_features
+from reid_sdk.synthetic.vectors import clustered_features
 
 path, batch = sys.argv[1], int(sys.argv[2])
 x, _ = clustered_features(batch * 12, 64, seed=5)

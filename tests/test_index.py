@@ -107,7 +107,7 @@ def test_index_and_gallery_work_without_torch(tmp_path):
     import numpy as np
     from reid_sdk.gallery import Gallery
     from reid_sdk.index import ReIDIndex
-    import reid_sdk.index_cli
+    import reid_sdk.cli.index
 
     class Extractor:
         feature_dim = 4

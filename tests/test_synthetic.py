@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from reid_sdk.datasets.pedestrians import DifficultyConfig
-from reid_sdk.datasets.synthetic import PRESETS, LayoutSizes, SyntheticConfig, generate, main
+from reid_sdk.synthetic.pedestrians import DifficultyConfig
+from reid_sdk.cli.synth import main
+from reid_sdk.synthetic.layouts import PRESETS, LayoutSizes, SyntheticConfig, generate
 
 
 def _contents(root):
@@ -64,7 +65,7 @@ def test_command_writes_several_layouts(tmp_path, capsys):
 
 def test_identity_palettes_are_shared():
     """Several identities wear the same upper-body palette colour: colour alone cannot identify them."""
-    from reid_sdk.datasets.pedestrians import make_identity
+    from reid_sdk.synthetic.pedestrians import make_identity
 
     difficulty = DifficultyConfig()
     uppers = [make_identity(np.random.default_rng([0, pid]), DifficultyConfig(colour_jitter=0.0)).upper

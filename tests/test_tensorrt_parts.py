@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from reid_sdk.backends.tensorrt_backend import split_batches
-from reid_sdk.export.cli import main
-from reid_sdk.export.metadata import ModelMetadata, read_sidecar, sidecar_path, write_sidecar
+from reid_sdk.cli.export import main
+from reid_sdk.backends.model_contract import ModelMetadata, read_sidecar, sidecar_path, write_sidecar
 from reid_sdk.export.tensorrt_build import CalibrationBatches, build_engine, parse_batch_profile, profile_shapes
 from reid_sdk.extractor import FeatureExtractor
 from reid_sdk.model import save_checkpoint

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from reid_sdk.training.cli import build_parser, resolve_config
+from reid_sdk.cli.train import build_parser, resolve_config
 from reid_sdk.training.config import ConfigError, RunConfig, load_config, save_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from reid_sdk.export.metadata import ModelMetadata
+from reid_sdk.backends.model_contract import ModelMetadata
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -56,6 +56,7 @@ class OnnxBackend:
         self.input_size: tuple[int, int] = self.metadata.input_size
         self.feature_dim: int = self.metadata.feature_dim
         self.device = self.session.get_providers()[0]
+        self.description = f"onnxruntime ({self.device}) on a {self.metadata.precision} model"
         model_input = self.session.get_inputs()[0]
         self._input_name = model_input.name
         self._input_dtype = np.uint8 if model_input.type == "tensor(uint8)" else np.float32

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import numpy as np
 
-from reid_sdk.export.metadata import read_sidecar
+from reid_sdk.backends.model_contract import read_sidecar
 
 INSTALL_HINT = "pip install 'reid-sdk[tensorrt]' (needs an NVIDIA GPU and driver)"
 
@@ -65,6 +65,7 @@ class TensorRTBackend:
         self.input_size: tuple[int, int] = self.metadata.input_size
         self.feature_dim: int = self.metadata.feature_dim
         self.device = "cuda"
+        self.description = f"tensorrt {self.metadata.precision} engine"
         self._input_bytes = 3 * self.input_size[0] * self.input_size[1]
         self._output_bytes = 4 * self.feature_dim
         self._device_input = self._call(self._cudart.cudaMalloc(self.max_batch * self._input_bytes))

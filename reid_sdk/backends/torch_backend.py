@@ -9,30 +9,7 @@ import numpy as np
 import torch
 
 from reid_sdk.model import ReIDNet, load_checkpoint
-
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` means CUDA when available; asking for CUDA without it is an error, not a silent fallback."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available to torch")
-    return resolved
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """``"auto"``: fp16 on CUDA, fp32 elsewhere; fp16 on CPU is refused (slow and partly unsupported)."""
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision 'fp16' needs a CUDA device; use fp32 or bf16 on CPU")
-    return PRECISIONS[precision]
-
+from reid_sdk.model.device import PRECISIONS, resolve_device, resolve_precision
 
 class TorchBackend:
     """Runs a ReIDNet (given, or loaded from a checkpoint) in inference mode.
@@ -58,6 +35,8 @@ class TorchBackend:
         self.input_size: tuple[int, int] = network.input_size
         self.feature_dim: int = network.feature_dim
         self.max_batch = max_batch
+        precision_name = next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype)
+        self.description = f"torch on {self.device} at {precision_name}"
         self.fixed_batch = bool(compile)
         self._forward = torch.compile(network, mode=None if compile is True else compile) if compile else network
         self._pinned: torch.Tensor | None = None

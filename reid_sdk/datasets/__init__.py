@@ -1,4 +1,4 @@
-"""Dataset layouts (Market-1501, DukeMTMC-reID, MARS, DukeMTMC-VideoReID, folders) and the synthetic generator."""
+"""Torch-free dataset loaders: Market-1501, DukeMTMC-reID, MARS, DukeMTMC-VideoReID, image and tracklet folders."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .dukevideo import load_dukemtmc_video
 from .folders import load_image_folder, load_tracklet_folder
-from .layout import DatasetLayoutError
+from .roots import DatasetLayoutError
 from .market import load_dukemtmc, load_market1501
 from .mars import load_mars
 from .records import DatasetSplits, ImageRecord, TrackletRecord

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from .files import readable_images, sorted_subfolders, warn_skipped
-from .layout import require_records, resolve_root
+from .roots import require_records, resolve_root
 from .records import DatasetSplits, TrackletRecord
 from .statistics import log_statistics
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .files import readable_images, sorted_subfolders, warn_skipped
-from .layout import require_records, resolve_root
+from .roots import require_records, resolve_root
 from .records import UNKNOWN_CAMERA, UNKNOWN_PID, DatasetSplits, ImageRecord, TrackletRecord
 from .statistics import log_statistics
 

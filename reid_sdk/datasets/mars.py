@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import looks_like_image, warn_skipped
-from .layout import DatasetLayoutError, require_records, resolve_root
+from .roots import DatasetLayoutError, require_records, resolve_root
 from .records import DatasetSplits, TrackletRecord
 from .statistics import log_statistics
 

@@ -8,24 +8,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
-from reid_sdk import index_cli
 from reid_sdk.datasets import ImageRecord, load_dataset
 from reid_sdk.datasets.files import read_image
 from reid_sdk.datasets.statistics import statistics_table
-from reid_sdk.datasets.synthetic import SyntheticConfig, generate
-from reid_sdk.eval_cli import evaluate_model
+from reid_sdk.synthetic.layouts import SyntheticConfig, generate
 from reid_sdk.export.onnx_export import export_onnx
 from reid_sdk.export.verify import ParityCheck, Tolerance, verify_parity
 from reid_sdk.extractor import FeatureExtractor
 from reid_sdk.gallery import Match
 from reid_sdk.index import ReIDIndex
+from reid_sdk.index_build import add_images, records_from_names
+from reid_sdk.model_evaluation import evaluate_model
 from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
 from reid_sdk.training.config import RunConfig
 from reid_sdk.training.trainer import Trainer
+from reid_sdk.visualize import render_strip, stack_rows, write_image
 
 DATASET_FORMAT = "market1501"
 
@@ -112,13 +112,13 @@ def export_and_verify(checkpoint: Path, onnx_path: Path, crops: list[np.ndarray]
     return verify_parity(onnx_path, checkpoint, crops, device=onnx_device(device)), Tolerance.for_precision("fp32")
 
 
-def build_gallery(model: Path, data_root: Path, out: Path, device: str) -> None:
-    """``reid-index build`` over the gallery split (identities and cameras from the Market-1501 file names)."""
+def build_gallery(model: Path, data_root: Path, out: Path, device: str) -> int:
+    """What ``reid-index build`` does, over the gallery split (labels from the Market-1501 file names)."""
     folder = load_dataset(data_root, DATASET_FORMAT).root / "bounding_box_test"
-    code = index_cli.main(["build", "--model", str(model), "--images", str(folder), "--out", str(out),
-                           "--device", onnx_device(device)])
-    if code != 0:
-        raise RuntimeError(f"reid-index build failed with exit code {code}")
+    index = ReIDIndex.create(FeatureExtractor(model, device=onnx_device(device)))
+    add_images(index, records_from_names(folder))
+    index.save(out)
+    return len(index)
 
 
 def search_queries(model: Path, gallery: Path, data_root: Path, count: int, k: int, device: str) -> list[QueryResult]:
@@ -137,10 +137,6 @@ def search_queries(model: Path, gallery: Path, data_root: Path, count: int, k: i
 
 
 def write_matches(results: list[QueryResult], path: Path) -> Path:
-    """One reid-index strip per query (query, then its matches), stacked into one PNG at ``path``."""
-    images = [index_cli.render_strip(read_image(result.record.path), result.matches) for result in results]
-    width = max(image.shape[1] for image in images)
-    rows = [cv2.copyMakeBorder(image, 0, 6, 0, width - image.shape[1], cv2.BORDER_CONSTANT, value=(255, 255, 255))
-            for image in images]
-    index_cli.write_image(np.concatenate(rows, axis=0), path)
-    return path
+    """One strip per query (query, then its matches), stacked into one PNG at ``path``."""
+    return write_image(stack_rows([render_strip(read_image(result.record.path), result.matches)
+                                   for result in results]), path)

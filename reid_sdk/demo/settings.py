@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from reid_sdk.datasets.pedestrians import DifficultyConfig
-from reid_sdk.datasets.synthetic import PRESETS, LayoutSizes, SyntheticConfig
+from reid_sdk.synthetic.pedestrians import DifficultyConfig
+from reid_sdk.synthetic.layouts import PRESETS, LayoutSizes, SyntheticConfig
 from reid_sdk.model.config import ModelConfig
 from reid_sdk.training.config import ClusteringConfig, DataConfig, RunConfig, TrainConfig
 

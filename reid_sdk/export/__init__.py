@@ -1,5 +1,5 @@
-"""Export a trained network to ONNX and TensorRT (``reid-export``).
+"""Export a trained network to ONNX and TensorRT (``reid-export``), and check the result against torch.
 
-This package's ``metadata`` module is torch-free (deployment backends read it);
-the exporters themselves need torch, and TensorRT engine building needs TensorRT.
+The exporters need torch (and TensorRT for engines); the metadata they write is the runtime's
+contract, :mod:`reid_sdk.backends.model_contract`, which the deployment backends read without torch.
 """

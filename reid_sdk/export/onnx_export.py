@@ -12,7 +12,7 @@ import onnx
 import torch
 
 from reid_sdk.atomic_file import atomic_write
-from reid_sdk.export.metadata import ModelMetadata
+from reid_sdk.backends.model_contract import ModelMetadata
 from reid_sdk.model import ReIDNet, load_checkpoint
 
 INPUT_NAME = "images"

@@ -16,7 +16,7 @@ import numpy as np
 from reid_sdk.atomic_file import atomic_write
 from reid_sdk.backends.tensorrt_backend import require_tensorrt
 from reid_sdk.datasets.files import image_files, read_image, warn_skipped
-from reid_sdk.export.metadata import ModelMetadata, write_sidecar
+from reid_sdk.backends.model_contract import ModelMetadata, write_sidecar
 from reid_sdk.preprocess import preprocess_batch
 
 log = logging.getLogger(__name__)

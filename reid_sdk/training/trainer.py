@@ -17,67 +17,24 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
-from tqdm import tqdm
+from torch.utils.data import Dataset
 
-from reid_sdk.backends.torch_backend import resolve_device
 from reid_sdk.datasets import DatasetSplits, load_dataset
 from reid_sdk.datasets.records import UNKNOWN_PID
-from reid_sdk.datasets.torch_datasets import ImageDataset, TrackletDataset, TransformConfig, build_transform
-from reid_sdk.evaluation import clustering_quality, rank_metrics
+from reid_sdk.training.torch_data import ImageDataset, TrackletDataset, TransformConfig, build_transform
+from reid_sdk.evaluation import clustering_quality, evaluate_query_gallery
 from reid_sdk.model import ReIDNet, load_checkpoint, save_checkpoint
 from reid_sdk.model.checkpoint import config_differences
+from reid_sdk.model.device import resolve_device
 from reid_sdk.training.clustering import MergeSchedule, merge_stage
-from reid_sdk.training.config import ConfigError, RunConfig, TrainConfig
-from reid_sdk.training.extraction import Extracted, autocast_context, extract_records
+from reid_sdk.training.config import ConfigError, RunConfig
+from reid_sdk.training.extraction import Extracted, extract_records
 from reid_sdk.training.memory import ClusterMemory
 from reid_sdk.training.plot import plot_stages
 from reid_sdk.training.run_dir import RunDirectory
+from reid_sdk.training.stage_sgd import StageSGD, TrainingDiverged, resolve_amp
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the stage stopped and the last good checkpoint is kept."""
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    """Epochs of one stage and the (head) learning rate of each epoch."""
-
-    learning_rates: tuple[float, ...]
-
-    @property
-    def epochs(self) -> int:
-        return len(self.learning_rates)
-
-
-def stage_plan(stage: int, train: TrainConfig, video: bool) -> StagePlan:
-    """Paper schedule: stage 0 at first_stage_lr, x lr_decay from lr_step_epoch; later stages at later_stage_lr."""
-    if stage == 0:
-        return StagePlan(tuple(train.first_stage_lr * (train.lr_decay if epoch >= train.lr_step_epoch else 1.0)
-                               for epoch in range(train.first_stage_epochs)))
-    epochs = train.later_stage_epochs_video if video else train.later_stage_epochs
-    return StagePlan((train.later_stage_lr,) * epochs)
-
-
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype on CUDA: bf16 where supported (auto), fp16, or None (off / CPU)."""
-    if device.type != "cuda" or mode == "off":
-        return None
-    if mode == "fp16" or (mode == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
-
-
-def parameter_groups(model: ReIDNet, lr: float, backbone_scale: float) -> list[dict[str, Any]]:
-    """The ImageNet backbone at lr x backbone_scale; the new parts (non-local blocks, embedding) at lr."""
-    backbone = [p for m in (model.stem, model.layer1, model.layer2, model.layer3, model.layer4) for p in m.parameters()]
-    owned = {id(p) for p in backbone}
-    new = [p for p in model.parameters() if id(p) not in owned]
-    return [{"params": backbone, "lr": lr * backbone_scale, "scale": backbone_scale},
-            {"params": new, "lr": lr, "scale": 1.0}]
 
 
 class Trainer:
@@ -97,6 +54,7 @@ class Trainer:
         self.model = self._build_model().to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.sgd = StageSGD(self.model, config.train, self.device, self.amp_dtype, self.channels_last, self.video)
         self.schedule = MergeSchedule(len(self.splits.train), config.clustering.merge_percent)
         self.labels = torch.arange(len(self.splits.train))
         self.rows: list[dict[str, Any]] = []
@@ -173,7 +131,11 @@ class Trainer:
         memory = ClusterMemory.from_members(extracted.embeddings.to(self.device), self.labels.to(self.device),
                                             self.config.train.temperature, self.config.train.memory_momentum)
         timer = time.perf_counter()
-        optimizer, loss = self._train_stage(stage, stages, memory, seed)
+        try:
+            loss = self.sgd.train(stage, stages, self.sgd.loader(self._train_dataset(), self.config.data.num_workers,
+                                                                 seed), self.labels, memory)
+        except TrainingDiverged as error:
+            raise TrainingDiverged(f"{error}; the last good checkpoint is kept in {self.run_dir.stages}") from error
         train_seconds = time.perf_counter() - timer
 
         timer = time.perf_counter()
@@ -193,79 +155,20 @@ class Trainer:
         row.update(self._evaluate())
         row.update(self._cluster_quality())
         row.update(train_seconds=train_seconds, extract_seconds=extract_seconds, merge_seconds=merge_seconds,
-                   eval_seconds=time.perf_counter() - timer, train_samples_per_s=self._samples_per_s(stage,
-                                                                                                     train_seconds))
-        self._finish_stage(stage, row, memory, optimizer)
+                   eval_seconds=time.perf_counter() - timer,
+                   train_samples_per_s=self.sgd.samples_per_second(stage, len(self.splits.train), train_seconds))
+        self._finish_stage(stage, row)
         return extracted
 
-    def _train_loader(self, seed: int) -> DataLoader:
-        data, train = self.config.data, self.config.train
+    def _train_dataset(self) -> Dataset:
+        """The training samples with the training augmentation: images, or T frames per tracklet."""
+        data = self.config.data
         transform = build_transform(TransformConfig(size=self.model.input_size, random_erasing=data.random_erasing),
                                     train=True)
         if self.video:
-            dataset = TrackletDataset(self.splits.train, self.model.input_size, data.frames_per_tracklet,
-                                      data.frame_sampling, transform)
-        else:
-            dataset = ImageDataset(self.splits.train, transform)
-        return DataLoader(dataset, batch_size=train.batch_size, shuffle=True, num_workers=data.num_workers,
-                          drop_last=len(dataset) >= train.batch_size, pin_memory=self.device.type == "cuda",
-                          generator=torch.Generator().manual_seed(seed), persistent_workers=False)
-
-    def _train_stage(self, stage: int, stages: int, memory: ClusterMemory, seed: int):
-        train = self.config.train
-        plan = stage_plan(stage, train, self.video)
-        groups = parameter_groups(self.model, plan.learning_rates[0], train.backbone_lr_scale)
-        optimizer = torch.optim.SGD(groups, lr=plan.learning_rates[0], momentum=train.momentum,
-                                    weight_decay=train.weight_decay)
-        scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        loader = self._train_loader(seed)
-        self.model.train()
-        mean_loss = float("nan")
-        for epoch, lr in enumerate(plan.learning_rates):
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["scale"]
-            total, steps, start = 0.0, 0, time.perf_counter()
-            progress = tqdm(loader, desc=f"stage {stage + 1}/{stages} epoch {epoch + 1}/{plan.epochs}",
-                            unit="batch", leave=False, dynamic_ncols=True, disable=None)
-            for images, _, _, index in progress:
-                targets = self.labels[index].to(self.device, non_blocking=True)
-                loss = self._step(images, targets, memory, optimizer, scaler)
-                if not np.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss} at stage {stage} epoch {epoch + 1} step {steps + 1}; "
-                        f"the last good checkpoint is kept in {self.run_dir.stages}")
-                total, steps = total + loss, steps + 1
-                progress.set_postfix(loss=f"{total / steps:.3f}",
-                                     img_s=f"{steps * loader.batch_size / (time.perf_counter() - start):.0f}")
-            mean_loss = total / max(steps, 1)
-        return optimizer, mean_loss
-
-    def _step(self, images: torch.Tensor, targets: torch.Tensor, memory: ClusterMemory,
-              optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> float:
-        images = images.to(self.device, non_blocking=True)
-        clip_shape = images.shape[:2] if images.dim() == 5 else None
-        if clip_shape is not None:  # tracklets: B x T frames -> one embedding per tracklet
-            images = images.flatten(0, 1)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast_context(self.device, self.amp_dtype):
-            embedding = self.model(images).embedding
-        if clip_shape is not None:
-            embedding = F.normalize(embedding.view(*clip_shape, -1).mean(dim=1), dim=1)
-        loss = memory.loss(embedding, targets)
-        value = loss.detach().item()
-        if not np.isfinite(value):
-            return value
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        memory.update(embedding, targets)
-        return value
-
-    def _samples_per_s(self, stage: int, seconds: float) -> float:
-        epochs = stage_plan(stage, self.config.train, self.video).epochs
-        return epochs * len(self.splits.train) / max(seconds, 1e-9)
+            return TrackletDataset(self.splits.train, self.model.input_size, data.frames_per_tracklet,
+                                   data.frame_sampling, transform)
+        return ImageDataset(self.splits.train, transform)
 
     # ------------------------------------------------------------------------------------- evaluation
 
@@ -274,17 +177,14 @@ class Trainer:
         if not self.evaluates:
             return {}
         data, train = self.config.data, self.config.train
-        features = {}
-        for split in ("query", "gallery"):
-            records = self.splits.split(split)
+
+        def features_of(records: list) -> tuple[np.ndarray, np.ndarray]:
             extracted = extract_records(self.model, records, self.device, train.eval_batch_size, data.num_workers,
                                         data.eval_max_frames, self.amp_dtype, self.channels_last)
             found = extracted.found.numpy()
-            kept = [record for record, ok in zip(records, found) if ok]
-            features[split] = (extracted.features[found].numpy(), np.array([r.pid for r in kept]),
-                               np.array([r.camera for r in kept]))
-        (q, q_pids, q_cams), (g, g_pids, g_cams) = features["query"], features["gallery"]
-        result = rank_metrics(1.0 - q @ g.T, q_pids, g_pids, q_cams, g_cams)
+            return extracted.features[found].numpy(), found
+
+        result, _ = evaluate_query_gallery(features_of, self.splits.query, self.splits.gallery)
         return {key: value for key, value in result.as_dict().items() if key in ("rank1", "rank5", "rank10", "mAP",
                                                                                  "mINP")}
 
@@ -299,8 +199,7 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------- saving
 
-    def _finish_stage(self, stage: int, row: dict[str, Any], memory: ClusterMemory,
-                      optimizer: torch.optim.Optimizer) -> None:
+    def _finish_stage(self, stage: int, row: dict[str, Any]) -> None:
         improved = self.evaluates and row["mAP"] > self.best_map
         if improved or not self.evaluates:
             self.best_map = row.get("mAP", self.best_map)
@@ -309,11 +208,10 @@ class Trainer:
                                       **{k: row[k] for k in ("mAP", "rank1") if k in row}})
         row["best"] = bool(improved or not self.evaluates)
         self.rows.append(row)
-        self.run_dir.save_stage(stage, {
-            "model_config": self.config.model.to_dict(), "config": self.config.to_dict(),
+        self.run_dir.save_stage(stage, {  # exactly what _restore reads; the config is config.yaml beside it
+            "model_config": self.config.model.to_dict(),
             "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "memory": memory.table.cpu(), "labels": self.labels.cpu(), "optimizer": optimizer.state_dict(),
-            "seed": self.config.train.seed * 1000 + stage, "best_map": self.best_map, "metrics": self.rows,
+            "labels": self.labels.cpu(), "best_map": self.best_map, "metrics": self.rows,
         })
         self.run_dir.write_metrics(self.rows)
         plot_stages(self.rows, self.run_dir.plot, title=f"{self.splits.name}: {self.config.clustering.linkage}")

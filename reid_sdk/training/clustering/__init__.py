@@ -6,7 +6,7 @@ D is ``imd_cpd`` (IMD + lambda * (CPD(A) + CPD(B))) or a baseline (``imd``, ``mi
 ``buc``). Nothing of size N x N or C x C is ever held:
 
 1. Clusters are ordered by (size, label), samples grouped by cluster, and cut into panels of ~block_size
-   samples (``layout``).
+   samples (``cluster_order``).
 2. Per panel, one fp32 Gram product against all later samples (the lower triangle is never computed);
    reshapes per run of equal-sized clusters reduce it to per-cluster-pair max / min Gram (= min / max
    distance) or distance sums; CPD comes from within-cluster batched products (``kernel``).

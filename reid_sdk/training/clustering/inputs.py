@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from reid_sdk.model.device import resolve_device
+
 MATMUL_PRECISIONS = ("ieee", "tf32", "bf16")
 
 
@@ -23,7 +25,7 @@ class ClusteringInput:
 
 def prepare_inputs(features: Any, labels: Any, device: str | torch.device | None) -> ClusteringInput:
     """Validate ``features`` (N, d) and ``labels`` (N,), L2-normalise the features (fp32) on ``device``."""
-    target = resolve_device(features, device)
+    target = _compute_device(features, device)
     vectors = _features_tensor(features).to(device=target, dtype=torch.float32)
     norms64 = torch.linalg.vector_norm(vectors, dim=1, keepdim=True, dtype=torch.float64)  # cannot overflow
     if not bool(torch.isfinite(norms64).all()):  # a norm is finite exactly when its row is
@@ -36,10 +38,10 @@ def prepare_inputs(features: Any, labels: Any, device: str | torch.device | None
     return ClusteringInput(vectors / norms, cluster_of_sample, num_clusters)
 
 
-def resolve_device(features: Any, device: str | torch.device | None) -> torch.device:
-    """``device`` if given, else the features' own device (CPU for numpy input)."""
+def _compute_device(features: Any, device: str | torch.device | None) -> torch.device:
+    """``device`` (checked by the one device resolver) if given, else the features' own device (CPU for numpy)."""
     if device is not None:
-        return torch.device(device)
+        return resolve_device(device)
     return features.device if isinstance(features, torch.Tensor) else torch.device("cpu")
 
 

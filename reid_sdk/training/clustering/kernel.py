@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .layout import ClusterLayout, Panel, Run
+from .cluster_order import ClusterLayout, Panel, Run
 from .linkage import ClusterSide, Linkage, PairStatistics
 
 Reduction = Callable[..., torch.Tensor]

@@ -10,7 +10,7 @@ from scipy.cluster.hierarchy import DisjointSet
 
 from . import kernel
 from .inputs import check_block_size, check_matmul_precision, check_num_merges, labels_like, prepare_inputs
-from .layout import ClusterLayout
+from .cluster_order import ClusterLayout
 from .linkage import Linkage
 from .selection import CandidatePool, contiguous_labels, walk_merges
 

@@ -20,8 +20,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from .files import read_image
-from .records import ImageRecord, TrackletRecord, evenly_spaced
+from reid_sdk.datasets.files import read_image
+from reid_sdk.datasets.records import ImageRecord, TrackletRecord, evenly_spaced
 
 logger = logging.getLogger(__name__)
 

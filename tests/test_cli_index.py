@@ -6,7 +6,7 @@ import cv2
 import pytest
 
 from reid_sdk.gallery import Gallery
-from reid_sdk.index_cli import main
+from reid_sdk.cli.index import main
 from tests.helpers import random_crops, tiny_model
 
 

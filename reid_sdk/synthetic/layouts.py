@@ -1,6 +1,6 @@
-"""Synthetic pedestrian datasets written in the real layouts, and the ``reid-synth`` command.
+"""Synthetic pedestrian datasets written in the real layouts (what ``reid-synth`` writes).
 
-A :class:`SyntheticWorld` holds identities and cameras (see :mod:`reid_sdk.datasets.pedestrians`); the layout
+A :class:`SyntheticWorld` holds identities and cameras (see :mod:`reid_sdk.synthetic.pedestrians`); the layout
 writers plan which identity is seen by which camera how often, name every file exactly as the real dataset
 does (with distractors and junk where the real one has them) and render the images. Every image has its own
 random stream derived from (seed, kind, pid, camera, index), so output is byte-identical for a seed whatever
@@ -9,14 +9,12 @@ the order or number of worker threads.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import io
 import logging
 import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -517,56 +515,3 @@ def generate(layout: str, out: str | Path, config: SyntheticConfig | None = None
 
 
 # ------------------------------------------------------------------------------------------------- command
-
-
-def _image_size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(part) for part in text.lower().split("x"))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 128x64, got {text!r}") from error
-    return height, width
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``reid-synth`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="reid-synth", description="Render a synthetic pedestrian dataset in a real dataset layout."
-    )
-    parser.add_argument("out", type=Path, help="output folder (one sub-folder per layout when several are asked)")
-    parser.add_argument("--layout", action="append", choices=[*WRITERS, "all"],
-                        help="layout(s) to write (repeatable; default market1501)")
-    parser.add_argument("--size", choices=sorted(PRESETS), default="small", help="size preset (default small)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
-    parser.add_argument("--image-size", type=_image_size, default=(128, 64), help="crop size HxW (default 128x64)")
-    parser.add_argument("--train-ids", type=int, help="override the preset's number of train identities")
-    parser.add_argument("--test-ids", type=int, help="override the preset's number of test identities")
-    parser.add_argument("--workers", type=int, default=None, help="rendering threads (default min(4, CPUs))")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``reid-synth``."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sizes = PRESETS[args.size]
-    overrides = {k: v for k, v in (("train_ids", args.train_ids), ("test_ids", args.test_ids)) if v is not None}
-    try:
-        config = SyntheticConfig(seed=args.seed, image_size=args.image_size,
-                                 sizes=dataclasses.replace(sizes, **overrides))
-    except ValueError as error:
-        print(f"reid-synth: {error}", file=sys.stderr)
-        return 2
-    layouts = list(WRITERS) if "all" in (args.layout or []) else (args.layout or ["market1501"])
-    for layout in layouts:
-        target = args.out / layout if len(layouts) > 1 else args.out
-        try:
-            count = generate(layout, target, config, workers=args.workers)
-        except ValueError as error:
-            print(f"reid-synth: {error}", file=sys.stderr)
-            return 2
-        print(f"{layout}: {count} files in {target}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reid_sdk.cli.common import EXIT_FAILED, configure_logging, fail, make_parser
+
 if TYPE_CHECKING:
     from reid_sdk.demo.pipeline import Evaluation
     from reid_sdk.demo.settings import DemoSettings
 
 log = logging.getLogger("reid_sdk.demo")  # not __name__: "__main__" under python -m
 
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 MARKER = ".reid-demo"
 #: What a demo writes into its folder: a rerun replaces exactly these.
 OUTPUTS = ("data", "runs", "initial.pt", "model.onnx", "gallery", "matches.png", "stages.png",
@@ -32,10 +32,11 @@ OUTPUTS = ("data", "runs", "initial.pt", "model.onnx", "gallery", "matches.png",
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reid-demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default ./demo)")
+    """The ``reid-demo`` argument parser."""
+    parser = make_parser("reid-demo", __doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("demo"), help="output folder")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="cuda runs the paper's full network on a larger set (default auto)")
+                        help="cuda runs the paper's full network on a larger set")
     parser.add_argument("--quick", action="store_true", help="tiny data and two stages: every step in seconds")
     return parser
 
@@ -110,7 +111,7 @@ def _train_and_compare(settings: DemoSettings, out: Path, device: str) -> list[E
 
 def _export_and_verify(settings: DemoSettings, checkpoint: Path, onnx_path: Path, device: str) -> bool:
     """Step 4: ONNX export of the best model and the parity checks; True when all pass."""
-    from reid_sdk.datasets.synthetic import sample_crops
+    from reid_sdk.synthetic.layouts import sample_crops
     from reid_sdk.demo import pipeline, report
 
     log.info("[4/6] exporting the best imd_cpd model to ONNX and checking parity with torch")
@@ -127,7 +128,8 @@ def _search(settings: DemoSettings, out: Path, device: str) -> None:
 
     log.info("[5/6] building a gallery with the ONNX model and searching it")
     model, gallery = out / "model.onnx", out / "gallery"
-    pipeline.build_gallery(model, out / "data", gallery, device)
+    entries = pipeline.build_gallery(model, out / "data", gallery, device)
+    print(f"gallery of {entries} entries written to {gallery}")
     results = pipeline.search_queries(model, gallery, out / "data", settings.num_queries, settings.top_k, device)
     pipeline.write_matches(results, out / "matches.png")
     print(f"\ntop {settings.top_k} gallery matches in other cameras (identity/camera score, * = same person):")
@@ -135,10 +137,9 @@ def _search(settings: DemoSettings, out: Path, device: str) -> None:
 
 
 def _configure_logging() -> None:
-    """Progress from reid_sdk at INFO; other libraries (the ONNX exporter) only warn. Every step reloads the
-    dataset, so its statistics table is printed once by the demo instead of logged at each load."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("reid_sdk").setLevel(logging.INFO)
+    """Progress from reid_sdk at INFO. Every step reloads the dataset, so its statistics table is printed
+    once by the demo instead of logged at each load."""
+    configure_logging(timestamps=True)
     logging.getLogger("reid_sdk.datasets.statistics").setLevel(logging.WARNING)
 
 
@@ -147,19 +148,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging()
     try:
-        from reid_sdk.backends.torch_backend import resolve_device
         from reid_sdk.demo.settings import demo_settings
+        from reid_sdk.model.device import resolve_device
     except ImportError as error:  # the torch-free runtime install
-        print(f"reid-demo: error: the demo trains a network and needs the training extras "
-              f"(pip install 'reid-sdk[train]'): {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return fail("reid-demo", f"the demo trains a network and needs the training extras "
+                                 f"(pip install 'reid-sdk[train]'): {error}")
     try:
         device = resolve_device(args.device).type
         settings = demo_settings("quick" if args.quick else device, device)
         prepare_output(args.out)
     except ValueError as error:
-        print(f"reid-demo: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return fail("reid-demo", error)
     return run_demo(settings, args.out, device)
 
 

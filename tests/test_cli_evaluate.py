@@ -10,8 +10,9 @@ import torch
 
 from reid_sdk.datasets import load_mars
 from reid_sdk.datasets.files import read_image
-from reid_sdk.datasets.synthetic import PRESETS, SyntheticConfig, generate
-from reid_sdk.eval_cli import extract_features, main
+from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
+from reid_sdk.cli.evaluate import main
+from reid_sdk.model_evaluation import extract_features
 from reid_sdk.extractor import FeatureExtractor
 from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
 

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
+from reid_sdk.cli.common import EXIT_FAILED, EXIT_OK, configure_logging, fail, make_parser
 from reid_sdk.datasets import LOADERS
 from reid_sdk.training.config import ConfigError, RunConfig, load_config
 from reid_sdk.training.run_dir import RunDirectory
 
-EXIT_DIVERGED = 1
-EXIT_BAD_INPUT = 2
+PROG = "reid-train"
+EXIT_DIVERGED = EXIT_FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reid-train", description=__doc__)
+    """The ``reid-train`` argument parser."""
+    parser = make_parser(PROG, __doc__)
     parser.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, metrics, plot)")
     parser.add_argument("--data", help="dataset root (data.root)")
     parser.add_argument("--format", choices=list(LOADERS), help="dataset layout (data.format)")
@@ -50,24 +51,25 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``reid-train``."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    from reid_sdk.training.trainer import Trainer, TrainingDiverged
+    configure_logging(timestamps=True)
+    from reid_sdk.training.stage_sgd import TrainingDiverged
+    from reid_sdk.training.trainer import Trainer
 
     try:
         trainer = Trainer(resolve_config(args), args.out, resume=args.resume)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"reid-train: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return fail(PROG, exc)
     try:
         rows = trainer.run()
     except TrainingDiverged as exc:
-        print(f"reid-train: stopped: {exc}", file=sys.stderr)
+        print(f"{PROG}: stopped: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
     best = max((row for row in rows if "mAP" in row), key=lambda row: row["mAP"], default=None)
     summary = f"best mAP {best['mAP']:.1%} at stage {best['stage']}" if best else "no evaluation split"
     print(f"done: {len(rows)} stages in {args.out} ({summary}); best model: {trainer.run_dir.best}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":
