@@ -70,7 +70,7 @@ def bench_kind(kind: str, x: np.ndarray, queries: np.ndarray, truth: np.ndarray,
                "recall_at_10": recall, **timing,
                "meets_target": recall >= 0.95 and timing["single_ms_median"] <= 1.0}
         if gallery.config.trainable:
-            row["nlist"] = gallery._store.index.nlist
+            row["nlist"] = gallery._backend._store.index.nlist
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         rows.append(row)
     return rows

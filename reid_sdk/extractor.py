@@ -46,6 +46,11 @@ class FeatureExtractor:
         return self.backend.feature_dim
 
     @property
+    def model_id(self) -> str:
+        """Identity of the model's features (architecture + weights, or the model file's hash); galleries record it."""
+        return self.backend.model_id
+
+    @property
     def input_size(self) -> tuple[int, int]:
         """Model input (height, width) every crop is resized to."""
         return self.backend.input_size

@@ -1,7 +1,8 @@
 """ReIDIndex: a feature extractor plus a Gallery, the search API a surveillance application calls.
 
 Written against a duck type: ``extractor`` is anything with ``extract(crops) -> (B, D)``
-float32 features and ``feature_dim`` (``FeatureExtractor`` on any backend). No torch import.
+float32 features and ``feature_dim`` (``FeatureExtractor`` on any backend), optionally ``model_id``,
+which the gallery records and checks. No torch import.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ class Extractor(Protocol):
     feature_dim: int
 
     def extract(self, crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+def model_id_of(extractor: Extractor) -> str | None:
+    """The extractor's model identity (``FeatureExtractor.model_id``), None for extractors that have none."""
+    return getattr(extractor, "model_id", None)
 
 
 def _tracklet_feature(extractor: Extractor, crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
@@ -48,22 +54,35 @@ class ReIDIndex:
             where = f" at {gallery.path}" if gallery.path is not None else ""
             raise ValueError(f"the gallery{where} holds {gallery.dim}-d features but the extractor produces "
                              f"{feature_dim}-d features: use a gallery built with this model")
+        gallery.check_model(model_id_of(extractor))
         self.extractor = extractor
         self.gallery = gallery
 
     @classmethod
     def create(cls, extractor: Extractor, index: str = "flat", path: str | Path | None = None,
                **gallery_options: Any) -> ReIDIndex:
-        """A ReIDIndex over a new, empty gallery sized for the extractor's features."""
-        return cls(extractor, Gallery(int(extractor.feature_dim), index=index, path=path, **gallery_options))
+        """A ReIDIndex over a new, empty gallery sized for the extractor's features and recording its model.
+
+        ``path``: None (in memory), a directory or a Milvus URI; ``gallery_options`` go to :class:`Gallery`
+        (``config``, ``overwrite``).
+        """
+        gallery = Gallery(int(extractor.feature_dim), index=index, path=path, model_id=model_id_of(extractor),
+                          **gallery_options)
+        return cls(extractor, gallery)
 
     @classmethod
     def load(cls, extractor: Extractor, path: str | Path, **search_params: Any) -> ReIDIndex:
-        """Open a saved gallery for this extractor; ValueError if it holds another feature dimension."""
-        return cls(extractor, Gallery.open(path, **search_params))
+        """Open a saved gallery for this extractor; ValueError if it holds another dimension or model."""
+        gallery = Gallery.open(path, **search_params)
+        try:
+            return cls(extractor, gallery)
+        except ValueError:
+            gallery.close()
+            raise
 
-    def save(self, path: str | Path | None = None) -> Path:
-        return self.gallery.save(path)
+    def save(self, path: str | Path | None = None, overwrite: bool = False) -> Path | str:
+        """Save the gallery (see :meth:`Gallery.save`)."""
+        return self.gallery.save(path, overwrite=overwrite)
 
     def __len__(self) -> int:
         return len(self.gallery)

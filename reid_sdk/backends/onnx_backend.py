@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from reid_sdk.backends.model_contract import ModelMetadata
+from reid_sdk.backends.model_contract import ModelMetadata, model_identity
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -55,6 +55,7 @@ class OnnxBackend:
             self.metadata = ModelMetadata(input_size=tuple(input_size), feature_dim=int(output.shape[-1]))
         self.input_size: tuple[int, int] = self.metadata.input_size
         self.feature_dim: int = self.metadata.feature_dim
+        self.model_id: str = model_identity(self.metadata, path)
         self.device = self.session.get_providers()[0]
         self.description = f"onnxruntime ({self.device}) on a {self.metadata.precision} model"
         model_input = self.session.get_inputs()[0]

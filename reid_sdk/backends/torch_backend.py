@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reid_sdk.backends.model_contract import weights_fingerprint
 from reid_sdk.model import ReIDNet, load_checkpoint
 from reid_sdk.model.device import PRECISIONS, resolve_device, resolve_precision
 
@@ -29,6 +30,7 @@ class TorchBackend:
             network, _ = load_checkpoint(model)
         else:
             raise ValueError(f"expected a ReIDNet or a checkpoint path, got {type(model).__name__}")
+        self.model_id: str = weights_fingerprint(network.config.to_dict(), network.state_dict())
         network = network.eval().to(self.device, self.dtype)
         if self.device.type == "cuda":
             network = network.to(memory_format=torch.channels_last)
