@@ -199,3 +199,42 @@ def test_concurrent_searches_while_one_thread_adds(kind):
     assert len(gallery) == 3000
     _, ids = gallery.search_ids(x[2500:2510], k=1)
     assert ids[:, 0].tolist() == list(range(2500, 2510))
+
+
+def test_locations_name_the_backend(tmp_path):
+    from reid_sdk.gallery.location import parse_location
+
+    assert parse_location(tmp_path).backend == "faiss" and parse_location("galleries/lobby").path.name == "lobby"
+    lite = parse_location("milvus-lite:data/g.db?collection=lobby")
+    assert (lite.backend, lite.path.name, lite.collection) == ("milvus", "g.db", "lobby") and lite.path.is_absolute()
+    server = parse_location("http://reid:s3cret@milvus.local:19530?collection=site_2")
+    assert (server.server_uri, server.token, server.collection) == ("http://milvus.local:19530", "reid:s3cret", "site_2")
+    assert "s3cret" not in server.text  # messages never show the password
+    assert parse_location("https://milvus.local").collection == "reid_gallery"
+    for bad, message in [("milvus-lite:g.sqlite", "ends in .db"), ("s3://bucket/g", "unknown gallery URI"),
+                         ("http://h:19530?collection=2x", "collection name"), ("http://h?db=x", "unknown parameters"),
+                         ("", "path or a URI")]:
+        with pytest.raises(ValueError, match=message):
+            parse_location(bad)
+
+
+def test_gpu_searches_respect_faiss_gpu_limits():
+    from reid_sdk.gallery.store import GPU_MAX_K, GPU_MAX_NPROBE, gpu_nprobe
+
+    assert gpu_nprobe(10, 64) == 64
+    assert gpu_nprobe(10, 4 * GPU_MAX_NPROBE) == GPU_MAX_NPROBE  # a widened probe is clamped on the GPU
+    assert gpu_nprobe(GPU_MAX_K, 1) == 1
+    assert gpu_nprobe(GPU_MAX_K + 1, 1) is None  # k beyond FAISS-GPU's limit runs on the CPU
+    with pytest.raises(ValueError, match="gpu_device must be >= 0"):
+        GalleryConfig(gpu_device=-1)
+    assert GalleryConfig().with_search_params(gpu_device=1).gpu_device == 1
+
+
+def test_labels_must_fit_every_backend():
+    gallery = Gallery(4)
+    with pytest.raises(ValueError, match="does not fit in a signed 64-bit integer"):
+        gallery.add(np.eye(4)[:1], cameras=2**63)
+    with pytest.raises(ValueError, match="no NaN"):
+        gallery.add(np.eye(4)[:1], metadata={"x": float("nan")})
+    gallery.add(np.eye(4)[:1], metadata={"pair": (1, 2)})
+    assert gallery.search(np.eye(4)[0], k=1)[0].metadata == {"pair": [1, 2]}  # as JSON returns it, on every backend
