@@ -269,18 +269,26 @@ class MilvusBackend:
         return np.sort(np.fromiter((entity["id"] for entity in self._query(ids, [])), dtype=np.int64))
 
     def search(self, vectors: np.ndarray, k: int, entry_filter: EntryFilter) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k, counting the entries that pass the filter only when k is beyond Milvus's limit or some
+        query came back short (then k is clamped to that count and short queries search wider)."""
         expr = expression(entry_filter)
+        if k > MAX_TOP_K:
+            k = min(k, self.count(entry_filter))
+            if k > MAX_TOP_K:
+                raise ValueError(f"Milvus returns at most {MAX_TOP_K} results per query, asked for {k}")
+        if k:
+            scores, ids = self._search_once(vectors, k, expr, self._effort_range(k)[0])
+            if (ids[:, -1] >= 0).all():
+                return scores, ids
         available = self.count(entry_filter)
         k = min(k, available)
         if k < 1:
             return np.empty((len(vectors), 0), np.float32), np.empty((len(vectors), 0), np.int64)
-        if k > MAX_TOP_K:
-            raise ValueError(f"Milvus returns at most {MAX_TOP_K} results per query, asked for {k}")
         effort, max_effort = self._effort_range(available)
         return search_widening(lambda rows, e: self._search_once(rows, k, expr, e), vectors, k, effort, max_effort)
 
     def _effort_range(self, available: int) -> tuple[int, int]:
-        """Starting and exhaustive query effort: IVF nprobe up to nlist, HNSW ef up to the entry count."""
+        """Starting and exhaustive query effort: IVF nprobe up to nlist, HNSW ef up to the entries available."""
         config = self._config
         if config.index in ("ivf", "ivfpq"):
             nlist = config.nlist or DEFAULT_NLIST
