@@ -25,9 +25,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from benchmarks.common import machine_info, write_results
+from benchmarks.common import write_results
+from benchmarks.gallery_search import recall_at_10, search_problem
 from reid_sdk.gallery import Gallery
-from reid_sdk.synthetic.vectors import clustered_features
 
 DEFAULT_RUNS = [
     "100000x256:faiss-flat,faiss-ivf,faiss-hnsw,faiss-ivfpq,milvus-lite-flat,milvus-lite-ivf,milvus-lite-hnsw",
@@ -35,10 +35,6 @@ DEFAULT_RUNS = [
 ]
 BATCH = 10_000
 SINGLE_QUERIES = 50
-
-
-def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(np.intersect1d(f, t)) / len(t) for f, t in zip(found, truth)]))
 
 
 def bench(backend: str, kind: str, x: np.ndarray, queries: np.ndarray, truth: np.ndarray, scratch: Path) -> dict:
@@ -96,12 +92,7 @@ def main() -> None:
         for run in args.runs:
             shape, _, configs = run.partition(":")
             n, dim = (int(v) for v in shape.split("x"))
-            data, _ = clustered_features(n + args.queries, dim, seed=0)
-            x, queries = data[:n], data[n:]
-            exact = faiss.IndexFlatIP(dim)
-            exact.add(x)
-            truth = exact.search(queries, 10)[1]
-            del exact
+            x, queries, truth = search_problem(n, dim, args.queries)
             for config in configs.split(","):
                 backend, _, kind = config.rpartition("-")
                 results["runs"].append(bench(backend, kind, x, queries, truth, Path(scratch)))

@@ -14,6 +14,7 @@ import pytest
 from reid_sdk.gallery import Gallery, GalleryConfig, ModelMismatchError
 from reid_sdk.index import ReIDIndex
 from reid_sdk.synthetic.vectors import clustered_features
+from tests.test_gallery import brute_force, normalised
 
 BACKENDS = ["faiss", "milvus-lite"]
 _collections = itertools.count()
@@ -38,19 +39,6 @@ def new_location(request, tmp_path):
         return lambda: str(tmp_path / f"g{next(_collections)}")
     milvus_file = request.getfixturevalue("milvus_file")
     return lambda: f"milvus-lite:{milvus_file}?collection=c{next(_collections)}"
-
-
-def normalised(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def brute_force(gallery_x: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None = None):
-    """Exact top-k row indices and scores by cosine similarity over the rows where ``mask`` holds."""
-    scores = normalised(queries.astype(np.float64)) @ normalised(gallery_x.astype(np.float64)).T
-    if mask is not None:
-        scores[:, ~mask] = -np.inf
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(scores, order, 1), order
 
 
 N = 240
