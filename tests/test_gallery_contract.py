@@ -7,6 +7,10 @@ Results are checked against an independent numpy brute force. One Milvus Lite fi
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -242,3 +246,19 @@ def test_a_foreign_milvus_collection_is_not_a_gallery(milvus_file):
     client.close()
     with pytest.raises(ValueError, match="'foreign' .* is not a reid-sdk gallery"):
         Gallery.open(f"milvus-lite:{milvus_file}?collection=foreign")
+
+
+def test_a_milvus_lite_file_held_by_another_process_is_a_clear_error(tmp_path):
+    pytest.importorskip("milvus_lite", reason="milvus-lite: URIs need pip install milvus-lite")
+    uri = f"milvus-lite:{tmp_path / 'held.db'}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from reid_sdk.gallery import Gallery\ng = Gallery(4, path={uri!r})\n"
+                               "print('open', flush=True)\nimport sys\nsys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(ConnectionError, match="one process at a time"):
+            Gallery.open(uri)
+    finally:
+        holder.communicate(timeout=120)

@@ -122,7 +122,9 @@ class MilvusBackend:
         try:
             return pymilvus.MilvusClient(uri=location.client_uri, token=location.token)
         except pymilvus.MilvusException as error:
-            raise ConnectionError(f"cannot reach the Milvus gallery at {location.text}: {error}") from error
+            hint = (" (Milvus Lite serves a file to one process at a time: several processes need a Milvus server)"
+                    if location.path is not None else "")
+            raise ConnectionError(f"cannot reach the Milvus gallery at {location.text}: {error}{hint}") from error
 
     @classmethod
     def create(cls, location: GalleryLocation, dim: int, config: GalleryConfig, model_id: str | None = None,
