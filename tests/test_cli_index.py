@@ -147,8 +147,8 @@ def test_build_from_a_dataset_layout_and_a_csv(checkpoint, tmp_path, capsys):
     folder.mkdir()
     for i, crop in enumerate(crops[:3]):
         cv2.imwrite(str(folder / f"person{i}.png"), crop)
-    (tmp_path / "list.csv").write_text("path,identity,camera,timestamp\n"
-                                       "person0.png,alice,north,10\nperson1.png,bob,south,\nperson2.png,alice,south,12.5\n")
+    (tmp_path / "list.csv").write_text("path,identity,camera,timestamp\nperson0.png,alice,north,10\n"
+                                       "person1.png,bob,south,\nperson2.png,alice,south,12.5\n")
     assert run("build", "--csv", str(tmp_path / "list.csv"), "--images", str(folder), "--out", str(tmp_path / "h"),
                checkpoint=checkpoint) == 0
     gallery = Gallery.open(tmp_path / "h")

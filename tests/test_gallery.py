@@ -208,7 +208,8 @@ def test_locations_name_the_backend(tmp_path):
     lite = parse_location("milvus-lite:data/g.db?collection=lobby")
     assert (lite.backend, lite.path.name, lite.collection) == ("milvus", "g.db", "lobby") and lite.path.is_absolute()
     server = parse_location("http://reid:s3cret@milvus.local:19530?collection=site_2")
-    assert (server.server_uri, server.token, server.collection) == ("http://milvus.local:19530", "reid:s3cret", "site_2")
+    assert (server.server_uri, server.token, server.collection) == (
+        "http://milvus.local:19530", "reid:s3cret", "site_2")
     assert "s3cret" not in server.text  # messages never show the password
     assert parse_location("https://milvus.local").collection == "reid_gallery"
     for bad, message in [("milvus-lite:g.sqlite", "ends in .db"), ("s3://bucket/g", "unknown gallery URI"),

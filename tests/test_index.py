@@ -137,7 +137,8 @@ def test_a_gallery_refuses_another_models_features(tmp_path):
     from reid_sdk.model import save_checkpoint
     from tests.helpers import tiny_model
 
-    model_a, model_b = save_checkpoint(tiny_model(seed=0), tmp_path / "a.pt"), save_checkpoint(tiny_model(seed=1), tmp_path / "b.pt")
+    model_a = save_checkpoint(tiny_model(seed=0), tmp_path / "a.pt")
+    model_b = save_checkpoint(tiny_model(seed=1), tmp_path / "b.pt")
     onnx_a = export_onnx(model_a, tmp_path / "a.onnx")
     extractor_a, extractor_b = FeatureExtractor(model_a, device="cpu"), FeatureExtractor(model_b, device="cpu")
     # the same weights have one identity as a module, a checkpoint and an export; other weights another

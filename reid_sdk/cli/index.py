@@ -142,14 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
                               help="folder: crops labelled by Market-1501/Duke names; else a dataset layout")
     build_parser.add_argument("--split", choices=("gallery", "query", "train"), default="gallery",
                               help="split of a dataset layout to embed")
-    build_parser.add_argument("--csv", type=Path, help="rows path,identity,camera[,timestamp]; paths relative to --images")
-    build_parser.add_argument("--out", required=True, help="gallery directory, milvus-lite:FILE.db or http://host:19530")
+    build_parser.add_argument("--csv", type=Path,
+                              help="rows path,identity,camera[,timestamp]; paths relative to --images")
+    build_parser.add_argument("--out", required=True,
+                              help="gallery directory, milvus-lite:FILE.db or http://host:19530")
     build_parser.add_argument("--overwrite", action="store_true", help="replace a gallery already at --out")
     build_parser.add_argument("--index", choices=INDEX_TYPES, default="flat", help="index type")
     build_parser.add_argument("--nlist", type=int, help="IVF cells (default: from the gallery size)")
     build_parser.add_argument("--progress", choices=("auto", "bar", "log", "none"), default="auto",
                               help="auto: a bar on a terminal, log lines otherwise")
-    search_parser.add_argument("queries", nargs="+", type=Path, help="query images, folders of them, or CSVs (path first)")
+    search_parser.add_argument("queries", nargs="+", type=Path,
+                               help="query images, folders of them, or CSVs (path first)")
     search_parser.add_argument("--gallery", required=True, help="gallery directory or Milvus URI")
     search_parser.add_argument("-k", type=int, default=10, help="matches per query")
     search_parser.add_argument("--exclude-camera",

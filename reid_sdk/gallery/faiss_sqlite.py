@@ -209,7 +209,8 @@ class FaissSqliteBackend:
             root.mkdir(parents=True, exist_ok=True)
             with save_lock(root):
                 on_disk = self._committed(root, own, overwrite or (own and self._replace_existing))
-                if on_disk is not None and own and on_disk.lineage == self._lineage and on_disk.generation != self._generation:
+                if own and on_disk is not None and on_disk.lineage == self._lineage and (
+                        on_disk.generation != self._generation):
                     self._merge(root, on_disk)
                 with self._lock.read():  # adds wait; searches go on
                     manifest = write_generation(root, self._writers(), Manifest(
@@ -223,7 +224,7 @@ class FaissSqliteBackend:
         return root
 
     def _committed(self, root: Path, own: bool, may_replace: bool) -> Manifest | None:
-        """The manifest this save builds on (None: start afresh); FileExistsError when it would replace another gallery."""
+        """The manifest this save builds on (None: afresh); FileExistsError where it would replace another gallery."""
         try:
             on_disk = find_manifest(root)
         except ValueError:  # a damaged or foreign-format gallery: replaced only when asked to

@@ -45,7 +45,8 @@ def _collection(query: str, text: str) -> str:
         raise ValueError(f"gallery URI {text!r} has unknown parameters {sorted(unknown)}; only 'collection' is known")
     name = values.get("collection", [DEFAULT_COLLECTION])[-1]
     if not _COLLECTION_NAME.match(name):
-        raise ValueError(f"collection name {name!r} in {text!r} must be letters, digits and _ (not starting with a digit)")
+        raise ValueError(f"collection name {name!r} in {text!r} must be letters, digits and _, "
+                         "not starting with a digit")
     return name
 
 
@@ -64,7 +65,8 @@ def parse_location(value: str | Path) -> GalleryLocation:
     if _URI_SCHEME.match(value):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"unknown gallery URI {value!r}: use a directory, milvus-lite:PATH.db or http://host:19530")
+            raise ValueError(f"unknown gallery URI {value!r}: use a directory, milvus-lite:PATH.db or "
+                             "http://host:19530")
         token = f"{parts.username or ''}:{parts.password or ''}" if parts.username else ""
         netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
         server_uri = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"

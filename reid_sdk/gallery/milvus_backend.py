@@ -62,7 +62,8 @@ def expression(entry_filter: EntryFilter) -> str:
     if entry_filter.cameras is not None:
         clauses.append(_label_in("camera", entry_filter.cameras))
     if entry_filter.exclude_cameras:
-        clauses.append(f"((camera_int is null and camera_str is null) or not {_label_in('camera', entry_filter.exclude_cameras)})")
+        excluded = _label_in("camera", entry_filter.exclude_cameras)
+        clauses.append(f"((camera_int is null and camera_str is null) or not {excluded})")
     if entry_filter.identities is not None:
         clauses.append(_label_in("identity", entry_filter.identities))
     for bound, operator in ((entry_filter.since, ">="), (entry_filter.until, "<="), (entry_filter.before, "<")):

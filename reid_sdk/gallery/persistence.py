@@ -136,12 +136,13 @@ def check_target(root: Path) -> None:
     foreign = [p.name for p in root.iterdir()
                if p.name != LOCK_DIR and not GENERATION_FILE.match(p.name) and not _LEFTOVER.match(p.name)]
     if foreign:
-        raise FileExistsError(f"cannot save a gallery into {root}: it holds other files ({', '.join(sorted(foreign)[:3])}"
-                              f"{', ...' if len(foreign) > 3 else ''}); choose an empty or new directory")
+        examples = ", ".join(sorted(foreign)[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise FileExistsError(f"cannot save a gallery into {root}: it holds other files ({examples}); "
+                              "choose an empty or new directory")
 
 
 def write_generation(root: Path, writers: Mapping[str, Callable[[Path], None]], manifest: Manifest) -> Manifest:
-    """Commit ``manifest.generation`` of ``root``: each ``writers[role](path)`` writes one file. Returns the manifest."""
+    """Commit ``manifest.generation`` of ``root`` (``writers[role](path)`` writes each file); returns the manifest."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     files: dict[str, StoredFile] = {}
