@@ -44,7 +44,7 @@ from reid_sdk.gallery import Gallery
 
 root, stop = sys.argv[1], Path(sys.argv[2])
 opened, deadline = 0, time.monotonic() + 500
-while not stop.exists() and opened < 100_000 and time.monotonic() < deadline:
+while opened == 0 or (not stop.exists() and opened < 100_000 and time.monotonic() < deadline):
     with Gallery.open(root) as gallery:
         assert len(gallery.ids()) == len(gallery)
     opened += 1
