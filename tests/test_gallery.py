@@ -239,3 +239,15 @@ def test_labels_must_fit_every_backend():
         gallery.add(np.eye(4)[:1], metadata={"x": float("nan")})
     gallery.add(np.eye(4)[:1], metadata={"pair": (1, 2)})
     assert gallery.search(np.eye(4)[0], k=1)[0].metadata == {"pair": [1, 2]}  # as JSON returns it, on every backend
+
+
+@pytest.mark.parametrize("kind", ["flat", *APPROXIMATE])
+def test_k_beyond_the_gallery_returns_every_entry_once(kind, small):
+    x, queries, _, cameras, _ = small
+    gallery = build(kind, small)
+    scores, ids = gallery.search_ids(queries[:3], k=2**31)  # clamped to the 600 entries before FAISS is asked
+    assert ids.shape == (3, 600)
+    assert all(sorted(row) == list(range(600)) for row in ids.tolist())
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+    assert len(gallery.search(queries[0], k=2**63 - 1, cameras="c2")) == (cameras == "c2").sum()
+    assert Gallery(32, index=kind).search(queries[0], k=2**31) == []

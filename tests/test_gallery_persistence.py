@@ -265,13 +265,3 @@ def test_a_read_only_gallery_opens_without_a_lease(tmp_path, monkeypatch):
 
     monkeypatch.setattr(directory_locks, "ReadWriteLock", read_only)
     assert len(Gallery.open(tmp_path)) == 4
-
-
-def test_k_beyond_the_gallery_is_clamped(tmp_path):
-    gallery = Gallery(8, index="hnsw")
-    x, _ = clustered_features(50, 8)
-    gallery.add(x, cameras=np.arange(50) % 2)
-    scores, ids = gallery.search_ids(x[:3], k=2**31)
-    assert ids.shape == (3, 50) and sorted(ids[0]) == list(range(50))
-    assert len(gallery.search(x[0], k=2**63 - 1, cameras=1)) == 25
-    assert Gallery(8).search(x[0], k=2**31) == []

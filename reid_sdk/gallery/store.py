@@ -219,7 +219,7 @@ class VectorStore:
     def _search_once(self, queries: np.ndarray, k: int, selector: faiss.IDSelector | None,
                      effort: int) -> tuple[np.ndarray, np.ndarray]:
         kind = self.config.index
-        fetch = k * self.config.rerank_factor if kind == "ivfpq" else k
+        fetch = min(k * self.config.rerank_factor, self.ntotal) if kind == "ivfpq" else k
         nprobe = gpu_nprobe(k, effort)
         if selector is None and kind in ("flat", "ivf") and nprobe is not None and self._use_gpu():
             return self._search_gpu(queries, k, faiss.SearchParametersIVF(nprobe=nprobe) if kind == "ivf" else None)
@@ -235,14 +235,20 @@ class VectorStore:
         return scores, ids
 
     def _rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Re-rank PQ candidates by the inner product with their scalar-quantised vectors; keep the best k."""
-        valid = candidates >= 0
-        vectors = np.zeros((*candidates.shape, self.dim), dtype=np.float32)
-        vectors[valid] = self.rescorer.reconstruct_batch(candidates[valid])
-        scores = np.einsum("qcd,qd->qc", vectors, queries)
-        scores[~valid] = -np.inf
+        """Re-rank PQ candidates by the inner product with their scalar-quantised vectors; keep the best k.
+
+        Queries are re-scored in chunks so the decoded candidates stay within ~256 MiB, whatever k is.
+        """
+        scores = np.full(candidates.shape, -np.inf, dtype=np.float32)
+        step = max(1, (256 << 20) // (4 * self.dim * candidates.shape[1]))
+        for start in range(0, len(queries), step):
+            chunk = candidates[start : start + step]
+            valid = chunk >= 0
+            vectors = np.zeros((*chunk.shape, self.dim), dtype=np.float32)
+            vectors[valid] = self.rescorer.reconstruct_batch(chunk[valid])
+            scores[start : start + step][valid] = np.einsum("qcd,qd->qc", vectors, queries[start : start + step])[valid]
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(scores, order, 1).astype(np.float32), np.take_along_axis(candidates, order, 1)
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(candidates, order, 1)
 
     # -- GPU ----------------------------------------------------------------------------------------------------
     def _use_gpu(self) -> bool:
