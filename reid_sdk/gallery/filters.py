@@ -31,5 +31,3 @@ class EntryFilter:
         return (self.cameras is None and not self.exclude_cameras and self.identities is None
                 and self.since is None and self.until is None and self.before is None)
 
-
-ALL = EntryFilter()

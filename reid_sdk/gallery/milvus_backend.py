@@ -162,6 +162,9 @@ class MilvusBackend:
             except (KeyError, TypeError, json.JSONDecodeError) as error:
                 raise ValueError(f"collection {location.collection!r} at {location.text} is not a reid-sdk gallery "
                                  f"(its {PROPERTY} property is missing or malformed: {error!r})") from error
+            if info.get("format") != FORMAT_VERSION:
+                raise ValueError(f"{location.text}: unsupported gallery format {info.get('format')!r} "
+                                 f"(this reid-sdk reads format {FORMAT_VERSION})")
             client.load_collection(location.collection)
         except BaseException:
             client.close()
