@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -86,7 +87,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/gallery_backends_cpu.json)")
     args = parser.parse_args()
     results = {"versions": versions(), "omp_threads": faiss.omp_get_max_threads(), "queries": args.queries,
-               "k": 10, "insert_batch": BATCH, "runs": []}
+               "k": 10, "insert_batch": BATCH, "load_average_at_start": os.getloadavg()[0],
+               "note": "2 cores shared with other work: the load averages say how much ran beside the measurement",
+               "runs": []}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         for run in args.runs:
