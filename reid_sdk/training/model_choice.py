@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from reid_sdk.training.config import ConfigError
+
 #: Rows of the silhouette sample (every row when N is smaller): bounds the cost on large sets.
 SILHOUETTE_ROWS = 4096
 _BLOCK_ELEMENTS = 1 << 24  # (rows x N) distances held at once
@@ -48,11 +50,12 @@ def silhouette(features: torch.Tensor, labels: torch.Tensor, max_rows: int = SIL
     for start in range(0, len(rows), block):
         chosen = rows[start : start + block]
         distances = (2.0 - 2.0 * features[chosen] @ features.T).clamp_(min=0.0).sqrt_()
+        positions = torch.arange(len(chosen), device=features.device)
+        distances[positions, chosen] = 0.0  # exactly: rounding would leave sqrt(~1e-7) on the diagonal
         sums = torch.zeros(len(chosen), num_clusters, dtype=features.dtype, device=features.device)
         sums.index_add_(1, labels, distances)
         own = labels[chosen]
         own_size = sizes[own]
-        positions = torch.arange(len(chosen), device=features.device)
         within = sums[positions, own] / (own_size - 1).clamp(min=1)
         means = sums / sizes
         means[positions, own] = float("inf")
@@ -75,9 +78,9 @@ class Selection:
 
 
 def resolve_selection(select_by: str, has_eval_split: bool) -> Selection:
-    """The rule for ``train.select_by`` (auto, map, label_free); ValueError when map has no split to use."""
+    """The rule for ``train.select_by`` (auto, map, label_free); ConfigError when map has no split to use."""
     if select_by == "map" and not has_eval_split:
-        raise ValueError("train.select_by=map needs a labelled query / gallery split: give data with one, "
+        raise ConfigError("train.select_by=map needs a labelled query / gallery split: give data with one, "
                          "--eval-data ROOT, or use select_by=label_free")
     if select_by == "map" or (select_by == "auto" and has_eval_split):
         return Selection("mAP", "highest mAP on the query / gallery split")
