@@ -57,7 +57,10 @@ class LoggedProgress(Iterable[T]):
 
 
 def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterable[T]:
-    """A tqdm bar over ``iterable`` when stderr is a terminal, else a :class:`LoggedProgress`."""
+    """A tqdm bar over ``iterable`` when stderr is a terminal, else a :class:`LoggedProgress`; nothing where
+    reid_sdk's INFO messages are off (e.g. the non-writing ranks of a distributed run)."""
+    if not logger.isEnabledFor(logging.INFO):
+        return iterable
     if sys.stderr.isatty():
         return tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, dynamic_ncols=True)
     return LoggedProgress(iterable, desc, total, unit)

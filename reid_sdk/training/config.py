@@ -95,7 +95,7 @@ class TrainConfig:
 
     device: str = "auto"
     seed: int = 0
-    batch_size: int = 16
+    batch_size: int = 16  # per process: the global batch is batch_size x world size under torchrun
     first_stage_epochs: int = 20
     first_stage_lr: float = 0.1
     lr_step_epoch: int = 15  # first stage: lr x lr_decay from this epoch on
@@ -115,6 +115,8 @@ class TrainConfig:
     init_checkpoint: str | None = None  # start from a reid-sdk checkpoint of the same model config
     select_by: str = "auto"  # which stage best.pt keeps: map (needs query/gallery), label_free, auto = map if possible
     keep_checkpoints: int = 2  # stage checkpoints kept besides best.pt (the newest); 0 keeps all
+    lr_scaling: str = "linear"  # torchrun: lr x world size (batch_size is per process); "none" keeps the lr
+    sync_batchnorm: bool = False  # torchrun on GPUs: batch statistics over the global batch
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 2, f"train.batch_size must be >= 2, got {self.batch_size}")
@@ -128,6 +130,8 @@ class TrainConfig:
         _require(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
         _require(self.select_by in SELECT_BY, f"train.select_by must be one of {', '.join(SELECT_BY)}, "
                                               f"got {self.select_by!r}")
+        _require(self.lr_scaling in ("linear", "none"), f"train.lr_scaling must be linear or none, "
+                                                         f"got {self.lr_scaling!r}")
         _require(self.keep_checkpoints >= 0, "train.keep_checkpoints must be >= 0 (0 keeps every stage)")
 
 

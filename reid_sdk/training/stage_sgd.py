@@ -2,7 +2,7 @@
 
 The paper's schedule (stage 0: 20 epochs at lr 0.1, x0.1 after 15; later stages: 2 epochs at 0.01, 5 for
 video), the backbone at 0.1 x lr, SGD with momentum and weight decay, the repelled loss against the cluster
-lookup table, SGD with Nesterov momentum as in BUC's code, and AMP / channels_last on CUDA. The trainer
+lookup table, SGD with Nesterov momentum as in BUC's code, and AMP on CUDA. The trainer
 calls :meth:`StageSGD.train` once per stage.
 """
 
@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from reid_sdk.model import ReIDNet
 from reid_sdk.progress import progress
 from reid_sdk.training.config import TrainConfig
+from reid_sdk.training.distributed import Distributed
 from reid_sdk.training.extraction import autocast_context
 from reid_sdk.training.memory import ClusterMemory
 
@@ -106,20 +107,29 @@ class EpochSampler(Sampler[tuple[int, int]]):
 class StageSGD:
     """Trains ``model`` for one stage at a time on ``dataset``, whose items are (images, pid, camera, index).
 
-    Tracklet items carry T frames (B x T x 3 x H x W): as in BUC's code, the frames' pooled features are
-    averaged before the embedding head, so a tracklet is one sample of its cluster. The data loader is made
-    once and its workers persist across stages (the samples never change, only their pseudo-labels).
+    Tracklet items carry T frames (B x T x 3 x H x W): the network turns each clip into one embedding, so a
+    tracklet is one sample of its cluster. The data loader is made once and its workers persist across
+    stages (the samples never change, only their pseudo-labels). Under ``torchrun`` the model is wrapped in
+    DistributedDataParallel, each rank draws its share of every global batch, and the learning rate
+    follows the global batch (``train.lr_scaling``).
     """
 
     def __init__(self, model: ReIDNet, train: TrainConfig, dataset: Dataset, num_workers: int, device: torch.device,
-                 amp_dtype: torch.dtype | None, channels_last: bool, video: bool) -> None:
+                 amp_dtype: torch.dtype | None, video: bool, distributed: Distributed | None = None) -> None:
         self.model = model
         self.train_config = train
         self.device = device
         self.amp_dtype = amp_dtype
-        self.channels_last = channels_last
         self.video = video
-        self.sampler = EpochSampler(len(dataset))
+        self.distributed = distributed or Distributed()
+        self.train_model: torch.nn.Module = model
+        if self.distributed.enabled:
+            if train.sync_batchnorm:
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            self.train_model = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.lr_scale = self.distributed.world_size if train.lr_scaling == "linear" else 1.0
+        self.sampler = EpochSampler(len(dataset), self.distributed.rank, self.distributed.world_size)
         self.loader = DataLoader(dataset, batch_size=train.batch_size, sampler=self.sampler, num_workers=num_workers,
                                  drop_last=len(dataset) >= train.batch_size, pin_memory=device.type == "cuda",
                                  persistent_workers=num_workers > 0)
@@ -128,16 +138,16 @@ class StageSGD:
         """Run the stage's epochs on pseudo-``labels`` (CPU); returns the last epoch's mean loss."""
         train = self.train_config
         plan = stage_plan(stage, train, self.video)
-        groups = parameter_groups(self.model, plan.learning_rates[0], train.backbone_lr_scale)
-        optimizer = torch.optim.SGD(groups, lr=plan.learning_rates[0], momentum=train.momentum,
+        groups = parameter_groups(self.model, plan.learning_rates[0] * self.lr_scale, train.backbone_lr_scale)
+        optimizer = torch.optim.SGD(groups, lr=plan.learning_rates[0] * self.lr_scale, momentum=train.momentum,
                                     weight_decay=train.weight_decay, nesterov=train.nesterov)
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         labels = labels.cpu()
-        self.model.train()
+        self.train_model.train()
         mean_loss = float("nan")
         for epoch, lr in enumerate(plan.learning_rates):
             for group in optimizer.param_groups:
-                group["lr"] = lr * group["scale"]
+                group["lr"] = lr * self.lr_scale * group["scale"]
             self.sampler.set_seed(seed * 1000 + epoch)
             total = torch.zeros((), device=self.device)
             steps, start = 0, time.perf_counter()
@@ -148,8 +158,9 @@ class StageSGD:
                 if steps % LOSS_CHECK_STEPS == 0:  # one host sync every few steps, not one per step
                     mean_loss = self._checked_mean(total, steps, stage, epoch)
                     bar.set_postfix(loss=f"{mean_loss:.3f}",
-                                    img_s=f"{steps * train.batch_size / (time.perf_counter() - start):.0f}")
+                                    img_s=f"{steps * train.batch_size * self.distributed.world_size / (time.perf_counter() - start):.0f}")
             mean_loss = self._checked_mean(total, max(steps, 1), stage, epoch)
+        self.distributed.sync_buffers(self.model)
         return mean_loss
 
     @staticmethod
@@ -159,29 +170,22 @@ class StageSGD:
             raise TrainingDiverged(f"loss became {value} at stage {stage} epoch {epoch + 1} (by step {steps})")
         return value
 
-    def _embed(self, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised embeddings: one per image, or one per tracklet from its frames' mean pooled feature."""
-        clip_shape = images.shape[:2] if images.dim() == 5 else None
-        if clip_shape is not None:
-            images = images.flatten(0, 1)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast_context(self.device, self.amp_dtype):
-            if clip_shape is None:
-                return self.model(images).embedding
-            pooled = self.model.pooled_features(images)
-            return F.normalize(self.model.embedding(pooled.view(*clip_shape, -1).mean(dim=1)).float(), dim=1)
-
     def _step(self, images: torch.Tensor, targets: torch.Tensor, memory: ClusterMemory,
               optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> torch.Tensor:
         """One SGD step; returns the detached loss on the device (no host sync)."""
-        embedding = self._embed(images.to(self.device, non_blocking=True))
-        loss = memory.loss(embedding, targets.to(self.device, non_blocking=True))
+        targets_on_device = targets.to(self.device, non_blocking=True)
+        with autocast_context(self.device, self.amp_dtype):
+            embedding = self.train_model(images.to(self.device, non_blocking=True)).embedding
+        loss = memory.loss(embedding, targets_on_device)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        memory.update(embedding, targets)
+        if self.distributed.enabled:  # V sees the whole global batch, in one order, on every rank
+            memory.update(self.distributed.gather_batch(embedding.detach()),
+                          self.distributed.gather_batch(targets_on_device))
+        else:
+            memory.update(embedding, targets)
         return loss.detach()
 
     def samples_per_second(self, stage: int, num_samples: int, seconds: float) -> float:

@@ -26,6 +26,7 @@ from reid_sdk.model.checkpoint import config_differences
 from reid_sdk.model.device import resolve_device
 from reid_sdk.training.clustering import MergeSchedule, merge_stage
 from reid_sdk.training.config import ConfigError, RunConfig
+from reid_sdk.training.distributed import Distributed
 from reid_sdk.training.extraction import Extracted, extract_records
 from reid_sdk.training.memory import ClusterMemory
 from reid_sdk.training.model_choice import Selection, resolve_selection, silhouette
@@ -54,6 +55,12 @@ class Trainer:
             raise ConfigError(f"{self.run_dir.root} already holds a run (stages up to {done[-1]}); "
                               "pass --resume to continue it or choose another --out")
         self.device = resolve_device(config.train.device)
+        self.distributed = Distributed.from_environment(self.device.type == "cuda")
+        if self.distributed.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.distributed.local_rank)
+            torch.cuda.set_device(self.device)
+        if not self.distributed.is_main:
+            logging.getLogger("reid_sdk").setLevel(logging.WARNING)  # one rank speaks
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
         self.amp_dtype = resolve_amp(config.train.amp, self.device)
@@ -113,7 +120,10 @@ class Trainer:
         skipped = f", {self.splits.skipped_files} unreadable file(s) skipped" if self.splits.skipped_files else ""
         evaluation = (f"{len(self.eval_splits.query)} query / {len(self.eval_splits.gallery)} gallery from "
                       f"{self.eval_splits.root}" if self.evaluates else "none")
-        return (f"reid-train: device {device}, {precision}, weights {self.model.weights_source}; "
+        world = (f"world size {self.distributed.world_size} (rank 0 writes), global batch "
+                 f"{train.batch_size * self.distributed.world_size}, lr x{self.sgd_lr_scale:g}; "
+                 if self.distributed.enabled else "")
+        return (f"reid-train: {world}device {device}, {precision}, weights {self.model.weights_source}; "
                 f"data {len(self.splits.train)} training {kind} from {self.splits.root} ({data.format}{skipped}); "
                 f"evaluation {evaluation}; best.pt by {self.selection.reason}; seed {train.seed}")
 
@@ -144,9 +154,15 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ the loop
 
+    @property
+    def sgd_lr_scale(self) -> float:
+        """The learning-rate factor of a distributed run (linear scaling with the global batch)."""
+        return self.distributed.world_size if self.config.train.lr_scaling == "linear" else 1.0
+
     def run(self) -> list[dict[str, Any]]:
         """Train stage by stage until C <= m (or the target / max_stages); returns the metrics rows."""
-        self.run_dir.prepare(self.config)
+        if self.distributed.is_main:
+            self.run_dir.prepare(self.config)
         extracted = self._drop_unreadable(self._extract_train())
         clustering = self.config.clustering
         self.schedule = MergeSchedule(len(self.splits.train), clustering.merge_percent, clustering.target_clusters,
@@ -157,23 +173,31 @@ class Trainer:
             extracted = self._extract_train()  # the restored model's embeddings start the next table
         stage_merges = self.schedule.stage_merges()[: clustering.max_stages]
         self.sgd = StageSGD(self.model, self.config.train, self._train_dataset(), self.config.data.num_workers,
-                            self.device, self.amp_dtype, self.channels_last, self.video)
+                            self.device, self.amp_dtype, self.video, self.distributed)
         for stage in range(self.start_stage, len(stage_merges)):
             extracted = self._run_stage(stage, len(stage_merges), stage_merges[stage], extracted)
         return self.rows
 
+    def _extract(self, records: list, desc: str) -> Extracted:
+        """Features of ``records``; under torchrun each rank extracts its shard and all ranks get them all."""
+        data, shard = self.config.data, self.distributed.shard(len(records))
+        local = extract_records(self.model, records[shard], self.device, self.config.train.eval_batch_size,
+                                data.num_workers, data.eval_max_frames, self.amp_dtype, self.channels_last, desc=desc)
+        gather = self.distributed.gather_shards
+        return Extracted(gather(local.features.to(self.device), len(records)).cpu(),
+                         gather(local.embeddings.to(self.device), len(records)).cpu(),
+                         gather(local.found.to(self.device), len(records)).cpu())
+
     def _extract_train(self) -> Extracted:
-        data = self.config.data
-        return extract_records(self.model, self.splits.train, self.device, self.config.train.eval_batch_size,
-                               data.num_workers, data.eval_max_frames, self.amp_dtype, self.channels_last,
-                               desc="extracting the training set")
+        return self._extract(self.splits.train, "extracting the training set")
 
     def _drop_unreadable(self, extracted: Extracted) -> Extracted:
         """Leave out training samples with no decodable image; name them in one warning and in a file."""
         found = extracted.found
         unreadable = [record for record, ok in zip(self.splits.train, found.tolist()) if not ok]
         paths = [*self.splits.skipped, *(getattr(r, "path", None) or r.frames[0].parent for r in unreadable)]
-        self.run_dir.write_skipped(paths)
+        if self.distributed.is_main:
+            self.run_dir.write_skipped(paths)
         if not unreadable:
             return extracted
         kept = [record for record, ok in zip(self.splits.train, found.tolist()) if ok]
@@ -195,6 +219,7 @@ class Trainer:
         timer = time.perf_counter()
         try:
             loss = self.sgd.train(stage, stages, self.labels, memory, seed)
+            self.memory = memory
         except TrainingDiverged as error:
             raise TrainingDiverged(f"{error}; the last good checkpoint is kept in {self.run_dir.stages}") from error
         train_seconds = time.perf_counter() - timer
@@ -205,9 +230,13 @@ class Trainer:
 
         timer = time.perf_counter()
         clustering = self.config.clustering
-        self.labels = merge_stage(extracted.features, self.labels, num_merges, clustering.linkage,
-                                  clustering.lam, clustering.lam_buc, device=self.device,
-                                  block_size=clustering.block_size).cpu()
+        if self.distributed.is_main:
+            self.labels = merge_stage(extracted.features, self.labels, num_merges, clustering.linkage,
+                                      clustering.lam, clustering.lam_buc, device=self.device,
+                                      block_size=clustering.block_size).cpu()
+        else:
+            self.labels = torch.empty_like(self.labels)
+        self.labels = self.distributed.broadcast(self.labels.to(self.device)).cpu()  # the merge runs once
         merge_seconds = time.perf_counter() - timer
 
         timer = time.perf_counter()
@@ -239,12 +268,8 @@ class Trainer:
         """Rank-k / mAP / mINP on query vs gallery (Market protocol), when there is a labelled split."""
         if not self.evaluates:
             return {}
-        data, train = self.config.data, self.config.train
-
         def features_of(records: list) -> tuple[np.ndarray, np.ndarray]:
-            extracted = extract_records(self.model, records, self.device, train.eval_batch_size, data.num_workers,
-                                        data.eval_max_frames, self.amp_dtype, self.channels_last,
-                                        desc=f"evaluating: {len(records)} records")
+            extracted = self._extract(records, f"evaluating: {len(records)} records")
             found = extracted.found.numpy()
             return extracted.features[found].numpy(), found
 
@@ -269,11 +294,17 @@ class Trainer:
         if row["best"]:
             for earlier in self.rows:
                 earlier["best"] = False
+        self.rows.append(row)
+        if self.distributed.is_main:
+            self._write_stage(stage, stages, row)
+
+    def _write_stage(self, stage: int, stages: int, row: dict[str, Any]) -> None:
+        """best.pt when the stage is the best so far, its checkpoint, metrics.jsonl, the plot (rank 0 only)."""
+        if row["best"]:
             save_checkpoint(self.model, self.run_dir.best, metadata={
                 "stage": stage, "selected_by": self.selection.metric, "why": self.selection.reason,
                 "score": row[self.selection.metric], "config": self.config.to_dict(),
                 **{k: row[k] for k in ("mAP", "rank1", "label_free_score") if k in row}})
-        self.rows.append(row)
         self.run_dir.save_stage(stage, {  # exactly what _restore reads; the config is config.yaml beside it
             "model_config": self.config.model.to_dict(),
             "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
