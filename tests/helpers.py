@@ -37,3 +37,14 @@ def random_crops(count: int, seed: int = 0, min_size: int = 16, max_size: int = 
                      dtype=np.uint8)
         for _ in range(count)
     ]
+
+
+def run_python_without(modules: tuple[str, ...], code: str):
+    """Run ``code`` in a fresh interpreter where importing any of ``modules`` fails (as if not installed)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    blocker = f"import sys\nfor name in {modules!r}:\n    sys.modules[name] = None\n"
+    return subprocess.run([sys.executable, "-c", blocker + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=120)
