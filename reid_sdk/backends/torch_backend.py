@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from reid_sdk.model import ReIDNet, load_checkpoint
-from reid_sdk.model.device import PRECISIONS, resolve_device, resolve_precision
+from reid_sdk.model.device import PRECISIONS, resolve_device, resolve_precision, true_fp32
 
 class TorchBackend:
     """Runs a ReIDNet (given, or loaded from a checkpoint) in inference mode.
@@ -80,5 +81,6 @@ class TorchBackend:
         if self.fixed_batch and count < self.max_batch:
             padding = images[-1:].expand(self.max_batch - count, *images.shape[1:])
             images = torch.cat([images, padding])
-        features = self._forward(images)[:count]
+        with true_fp32(self.device) if self.dtype == torch.float32 else contextlib.nullcontext():
+            features = self._forward(images)[:count]
         return features.float().cpu().numpy()

@@ -1,4 +1,4 @@
-"""Pixel mean / std stay exact fp32 when the network is cast to fp16 / bf16, so normalisation never rounds them."""
+"""fp32 stays fp32: pixel mean / std under fp16 / bf16 casts of the network, and no TF32 where fp32 is promised."""
 
 import numpy as np
 import pytest
@@ -51,3 +51,15 @@ def test_batches_anywhere_in_the_pinned_buffer_are_found_by_row():
     assert backend._pinned_row(rows[4:].copy()) is None  # same shape, other memory
     assert backend._pinned_row(rows.reshape(-1)[5:].view(np.uint8)[: 3 * 64 * 32].reshape(1, 3, 64, 32)) is None
     assert backend._pinned_row(rows[::2]) is None  # not contiguous
+
+
+def test_true_fp32_turns_tf32_off_for_cuda_and_restores_the_flags():
+    from reid_sdk.model.device import true_fp32
+
+    flags = (torch.backends.cudnn.conv, torch.backends.cuda.matmul)
+    before = [flag.fp32_precision for flag in flags]
+    with true_fp32(torch.device("cuda")):  # only flags change: no GPU is needed to check them
+        assert [flag.fp32_precision for flag in flags] == ["ieee"] * 2
+    assert [flag.fp32_precision for flag in flags] == before
+    with true_fp32(torch.device("cpu")):
+        assert [flag.fp32_precision for flag in flags] == before
