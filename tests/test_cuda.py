@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -25,7 +23,7 @@ from reid_sdk.training.clustering import merge_stage
 from reid_sdk.training.config import load_config
 from reid_sdk.training.run_dir import RunDirectory
 from reid_sdk.training.trainer import Trainer
-from tests.helpers import random_crops, tiny_model
+from tests.helpers import random_crops, threads_running, tiny_model
 
 pytestmark = pytest.mark.cuda
 
@@ -151,28 +149,19 @@ def test_faiss_gpu_gallery_searched_from_8_threads_while_one_adds():
     x, _ = clustered_features(30_000, 128, seed=9)
     gallery = Gallery(128, index="flat", config=GalleryConfig(device="gpu"))
     gallery.add(x[:20_000])
-    errors: list[BaseException] = []
 
     def searcher(seed: int) -> None:
         rng = np.random.default_rng(seed)
-        try:
-            for _ in range(60):
-                rows = rng.integers(0, 20_000, int(rng.choice([1, 8, 64])))
-                scores, ids = gallery.search_ids(x[rows], k=10)
-                # entries 0..19,999 never change: each query finds itself first, then nine others, best first
-                assert (ids[:, 0] == rows).all() and np.allclose(scores[:, 0], 1.0, atol=1e-4)
-                assert (ids >= 0).all() and (np.diff(scores, axis=1) <= 1e-6).all()
-        except BaseException as error:  # noqa: BLE001 - reported to the main thread
-            errors.append(error)
+        for _ in range(60):
+            rows = rng.integers(0, 20_000, int(rng.choice([1, 8, 64])))
+            scores, ids = gallery.search_ids(x[rows], k=10)
+            # entries 0..19,999 never change: each query finds itself first, then nine others, best first
+            assert (ids[:, 0] == rows).all() and np.allclose(scores[:, 0], 1.0, atol=1e-4)
+            assert (ids >= 0).all() and (np.diff(scores, axis=1) <= 1e-6).all()
 
-    threads = [threading.Thread(target=searcher, args=(seed,)) for seed in range(8)]
-    for thread in threads:
-        thread.start()
-    for start in range(20_000, 30_000, 1000):
-        gallery.add(x[start : start + 1000])
-    for thread in threads:
-        thread.join()
-    assert not errors, errors[0]
+    with threads_running(searcher, 8):
+        for start in range(20_000, 30_000, 1000):
+            gallery.add(x[start : start + 1000])
     queries = x[::997]
     scores, ids = gallery.search_ids(queries, k=10)
     exact = queries.astype(np.float64) @ x.astype(np.float64).T
