@@ -120,6 +120,7 @@ class BatchPreprocessor:
         self.channel_order = channel_order
         self.workers = workers or min(8, os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = os.getpid()
 
     @staticmethod
     def buffer_rows(count: int, batch_size: int) -> int:
@@ -156,8 +157,9 @@ class BatchPreprocessor:
         """Start preprocessing ``crops`` into ``out`` in chunks of consecutive crops; returns a waitable handle."""
         if len(crops) < 2 * MIN_CROPS_PER_TASK and not background:
             return _Pending.done(preprocess_batch(crops, self.input_size, self.channel_order, out, first_index))
-        if self._pool is None:
+        if self._pool is None or self._pool_pid != os.getpid():  # a forked child has none of the parent's threads
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="reid-preprocess")
+            self._pool_pid = os.getpid()
         tasks = max(1, min(self.workers, len(crops) // MIN_CROPS_PER_TASK))
         bounds = np.linspace(0, len(crops), tasks + 1).astype(int)
         futures = [self._pool.submit(preprocess_batch, crops[lo:hi], self.input_size, self.channel_order,

@@ -1,5 +1,7 @@
 """The one preprocessing function: every accepted crop kind, and a clear error for every rejected one."""
 
+import multiprocessing
+import os
 import threading
 
 import cv2
@@ -173,3 +175,26 @@ def test_batch_preprocessor_bad_arguments():
         next(prepare.batches(_mixed_crops(3), 0, np.empty((3, 3, *SIZE), np.uint8)))
     with pytest.raises(ValueError, match="no crops given"):
         next(prepare.batches([], 4, np.empty((4, 3, *SIZE), np.uint8)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_its_own_threads():
+    crops = _mixed_crops(80)
+    prepare = BatchPreprocessor(SIZE, workers=2)
+    expected = preprocess_batch(crops, SIZE)
+    list(prepare.batches(crops, 32, np.empty((64, 3, *SIZE), np.uint8)))  # the parent's pool now exists
+    context = multiprocessing.get_context("fork")
+    sums = context.Queue()
+    child = context.Process(target=_checksums, args=(prepare, crops, sums))  # fork: nothing is pickled
+    child.start()
+    try:  # with the parent's (absent) threads the child would wait forever
+        assert sums.get(timeout=120) == [int(expected[i : i + 32].sum()) for i in range(0, 80, 32)]
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+
+
+def _checksums(prepare: BatchPreprocessor, crops: list, sums) -> None:
+    buffer = np.empty((64, 3, *SIZE), np.uint8)
+    sums.put([int(batch.sum()) for _, batch in prepare.batches(crops, 32, buffer)])
