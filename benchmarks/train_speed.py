@@ -1,11 +1,10 @@
 """Training speed of reid-train on a synthetic Market-style set: seconds per stage by step, and a full run projected.
 
 Each stage's time is split into train / extract / cluster / eval (from the run's metrics
-rows). The projection scales the measured seconds per training epoch, per extraction,
-clustering and evaluation to the whole schedule of ``--config`` (by default the paper's:
-stage 0 for 20 epochs, every later stage 2, for the N / m stages of Algorithm 1): 19 stages
-on a Market-sized set. On a GPU, the paper's network and schedule on a Market-sized set,
-one epoch per stage measured:
+rows). The projection scales the measured seconds per training epoch, and per extraction,
+clustering and evaluation, to the whole schedule: on CUDA the shipped ``paper-market``
+config (stage 0 for 20 epochs, every later stage 2, for all of Algorithm 1's stages: 19 on a
+Market-sized set). On a GPU, the paper's network, one epoch per stage measured:
 
     python -m benchmarks.train_speed --size market --device cuda --stages 2 --epochs 1
     python -m benchmarks.train_speed                       # CPU: small set, ResNet-18 at 128 x 64
@@ -22,19 +21,18 @@ from pathlib import Path
 
 from benchmarks.common import write_results
 from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
-from reid_sdk.training.clustering import MergeSchedule
 from reid_sdk.training.config import RunConfig, load_config
 from reid_sdk.training.stage_sgd import stage_plan
 from reid_sdk.training.trainer import Trainer
 
-PAPER_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "paper-market.yaml"
+PAPER_CONFIG = "paper-market"  # a shipped config (reid_sdk/configs)
 CPU_OVERRIDES = ["model.depth=18", "model.input_size=[128, 64]", "model.embedding_dim=256", "train.batch_size=32",
                  "train.first_stage_epochs=1", "train.later_stage_epochs=1", "data.num_workers=2"]
 
 
-def projected_run(schedule: RunConfig, measured: RunConfig, rows: list[dict], num_samples: int,
+def projected_run(schedule: RunConfig, measured: RunConfig, rows: list[dict], stages: int,
                   video: bool = False) -> dict[str, object]:
-    """Seconds of a whole run of ``schedule`` from the stages measured under ``measured`` (fewer epochs, stages).
+    """Seconds of a ``stages``-stage run of ``schedule`` from the stages measured under ``measured`` (fewer epochs).
 
     Training scales with epochs (median seconds per epoch of the measured stages); extraction, clustering and
     evaluation happen once per stage (medians), plus one extraction before stage 0.
@@ -43,7 +41,6 @@ def projected_run(schedule: RunConfig, measured: RunConfig, rows: list[dict], nu
     per_epoch = statistics.median(row["train_seconds"] / count for row, count in zip(rows, epochs))
     per_stage = {step: statistics.median(row[f"{key}_seconds"] for row in rows)
                  for step, key in (("extract", "extract"), ("cluster", "merge"), ("eval", "eval"))}
-    stages = MergeSchedule(num_samples, schedule.clustering.merge_percent).num_stages
     schedule_epochs = sum(stage_plan(stage, schedule.train, video).epochs for stage in range(stages))
     seconds = {"train": per_epoch * schedule_epochs, **{step: value * stages for step, value in per_stage.items()}}
     seconds["extract"] += per_stage["extract"]  # the extraction before stage 0
@@ -58,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stages", type=int, default=2, help="stages to run (clustering.max_stages)")
     parser.add_argument("--epochs", type=int, help="epochs per measured stage (default: the config's schedule)")
     parser.add_argument("--paper-network", action="store_true",
-                        help="configs/paper-market.yaml: NL-ResNet-50 at 256 x 128 (default on CUDA)")
+                        help="the shipped paper-market config: NL-ResNet-50 at 256 x 128 (default on CUDA)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides")
     parser.add_argument("--data", type=Path, help="reuse a rendered dataset instead of rendering one")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/train_speed_<device>.json)")
@@ -91,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"stage {row['stage']}: {row['train_samples_per_s']:.1f} train images/s; train {row['train_seconds']:.1f} s,"
               f" extract {row['extract_seconds']:.1f} s, cluster {row['merge_seconds']:.2f} s, "
               f"eval {row['eval_seconds']:.1f} s")
-    projection = projected_run(schedule, config, stages, len(trainer.splits.train), trainer.video)
+    projection = projected_run(schedule, config, stages, trainer.schedule.num_stages, trainer.video)
     print(f"projected full run: {projection['stages']} stages, {projection['epochs']} epochs, "
           f"{projection['total_minutes']:.1f} min")
     path = write_results(f"train_speed_{trainer.device.type}", {

@@ -4,7 +4,7 @@
 # Build from the repository root: docker build -f docker/train.Dockerfile -t reid-sdk:train .
 # Run with GPUs and your data mounted:
 #   docker run --gpus all -v /data:/data -v $PWD/runs:/work/runs reid-sdk:train \
-#       reid-train --config configs/paper-market.yaml --data /data/Market-1501 --out runs/market
+#       reid-train --config paper-market --data /data/Market-1501 --out runs/market
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/*
@@ -18,6 +18,6 @@ RUN pip install --no-cache-dir torch==2.9.1 torchvision==0.24.1 --index-url http
     && pip install --no-cache-dir ".[gpu,tensorrt,train]" \
     && python -c "from reid_sdk.optional import installed_twins; import torch; \
 assert not installed_twins(), installed_twins(); assert torch.version.cuda.startswith('12.'), torch.version.cuda; \
-import reid_sdk.model, reid_sdk.gallery, onnxruntime, tensorrt; print('train image: torch', torch.__version__)"
+import reid_sdk.model, reid_sdk.gallery, onnxruntime, tensorrt; from reid_sdk.training.config import load_config; \
+load_config('paper-market'); print('train image: torch', torch.__version__)"
 WORKDIR /work
-COPY configs ./configs

@@ -102,7 +102,7 @@ def test_the_runtime_image_never_installs_torch():
     assert "find_spec('torch') is None" in IMAGES["runtime"].read_text()
 
 
-def test_the_train_image_pins_a_cuda_torch_that_satisfies_the_project_and_copies_configs():
+def test_the_train_image_pins_a_cuda_torch_that_satisfies_the_project_and_has_its_configs():
     built = Image(IMAGES["train"])
     pinned = {canonicalize_name(r.name): r.specifier for r in built.requirements if str(r.specifier).startswith("==")}
     wanted = {canonicalize_name(r.name): r.specifier for r in map(Requirement, PROJECT["optional-dependencies"]["train"])}
@@ -110,7 +110,11 @@ def test_the_train_image_pins_a_cuda_torch_that_satisfies_the_project_and_copies
         version = str(pinned[name]).removeprefix("==")
         assert wanted[name].contains(version), f"{name}=={version} does not satisfy pyproject's {name}{wanted[name]}"
     assert len(built.index_urls) == 1
-    assert "configs" in built.copies and "reid_sdk" in built.copies
+    # the command the image documents names a shipped config: package data of the copied, installed package
+    config = re.search(r"reid-train --config (\S+)", IMAGES["train"].read_text()).group(1)
+    assert (ROOT / "reid_sdk" / "configs" / f"{config}.yaml").is_file() and "reid_sdk" in built.copies
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "*.yaml" in package_data["reid_sdk.configs"] and f"load_config('{config}')" in IMAGES["train"].read_text()
 
 
 def test_the_readme_states_each_images_stack():
