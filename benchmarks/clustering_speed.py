@@ -167,8 +167,7 @@ def sizes_section(args: argparse.Namespace, device: torch.device, save: Callable
         labels = torch.from_numpy(labels_np).to(device)
         num_merges = MergeSchedule(num_samples).merges_per_stage
         repeated = num_samples <= MAX_REPEATED_SAMPLES
-        if repeated:
-            merge_stage(features, labels, num_merges)  # warm-up: kernels, allocator
+        exact = merge_stage(features, labels, num_merges) if repeated else None  # also the warm-up
         if on_cuda:
             torch.cuda.reset_peak_memory_stats()
         seconds = timed(lambda: merge_stage(features, labels, num_merges), args.repeats if repeated else 1, sync)
@@ -177,12 +176,11 @@ def sizes_section(args: argparse.Namespace, device: torch.device, save: Callable
                "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if on_cuda else None}
         if num_samples <= MAX_GRAM_SAMPLES:
             run["gram"] = timed(lambda: features @ features.T, args.repeats, sync)
-        if repeated and on_cuda:
-            exact = merge_stage(features, labels, num_merges).cpu().numpy()
+        if exact is not None and on_cuda:
             run["tf32_matmul_changes_merges"] = _changed(
-                exact, merge_stage(features, labels, num_merges, matmul_precision="tf32").cpu().numpy()
+                exact.cpu().numpy(), merge_stage(features, labels, num_merges, matmul_precision="tf32").cpu().numpy()
             )
-        del features, labels
+        del features, labels, exact
         if on_cuda:
             torch.cuda.empty_cache()
         results["runs"][str(num_samples)] = run
