@@ -42,7 +42,7 @@ def run_seed(seed: int, max_stages: int | None, workdir: Path) -> dict:
     return {
         "seed": seed, "seconds": round(time.perf_counter() - start, 1),
         "stages": [{key: row[key] for key in ("stage", "clusters_after", "mAP", "rank1", "label_free_score",
-                                               "pairwise_f")} for row in rows],
+                                               "merge_silhouette", "pairwise_f")} for row in rows],
         "oracle_stage": oracle["stage"], "oracle_mAP": oracle["mAP"],
         "label_free_stage": label_free["stage"], "label_free_mAP": label_free["mAP"],
         "last_stage": rows[-1]["stage"], "last_mAP": rows[-1]["mAP"],

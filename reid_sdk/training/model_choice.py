@@ -1,13 +1,13 @@
 """Which stage's model ``best.pt`` keeps (Algorithm 1, step 7), with or without labels.
 
-``map``: the stage with the highest mAP on a labelled query / gallery split. ``label_free``: the stage with
-the highest silhouette of the training features under the stage's pseudo-labels, which never reads an
-identity. The silhouette s(i) = (b - a) / max(a, b) compares a sample's mean distance to its own cluster (a)
-with its mean distance to the nearest other cluster (b); singletons score 0. Early stages are mostly
-singletons (score near 0); merging true matches raises it; once merges start joining different people the
-clusters loosen and it falls, so its peak marks where the pseudo-labels, and the model trained on them, are
-best. Cost: one (rows x N) distance block pass over a fixed-size row sample, O(rows x N x d) like a
-fraction of one merge stage.
+``map``: the stage with the highest mAP on a labelled query / gallery split. ``label_free``: the stage whose
+model was trained on the pseudo-labels with the highest silhouette, which never reads an identity. The
+silhouette s(i) = (b - a) / max(a, b) compares a sample's mean distance to its own cluster (a) with its mean
+distance to the nearest other cluster (b), on the features the merge used; singletons score 0. Early
+stages are mostly singletons (score near 0); merging true matches raises it; once merges start joining
+different people the clusters loosen and it falls. Its peak marks the best pseudo-labels, and the model
+to keep is the one trained on them: the next stage's. Cost: one (rows x N) distance pass over a
+fixed-size row sample, O(rows x N x d), a fraction of one merge stage.
 """
 
 from __future__ import annotations
@@ -84,5 +84,5 @@ def resolve_selection(select_by: str, has_eval_split: bool) -> Selection:
                          "--eval-data ROOT, or use select_by=label_free")
     if select_by == "map" or (select_by == "auto" and has_eval_split):
         return Selection("mAP", "highest mAP on the query / gallery split")
-    return Selection("label_free_score", "highest silhouette of the training features under the pseudo-labels "
+    return Selection("label_free_score", "trained on the pseudo-labels with the highest silhouette "
                                          "(label-free: no identity is read)")

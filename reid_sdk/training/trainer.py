@@ -240,9 +240,13 @@ class Trainer:
         merge_seconds = time.perf_counter() - timer
 
         timer = time.perf_counter()
+        # The stage's model learnt from the labels the previous stage's merge made: it is scored by their
+        # silhouette (0 for stage 0's singletons); this merge's silhouette scores the next stage's model.
+        trained_on = self.rows[-1]["merge_silhouette"] if self.rows else 0.0
         row: dict[str, Any] = {"stage": stage, "clusters_before": clusters_before,
                                "clusters_after": int(self.labels.max()) + 1, "loss": loss,
-                               "label_free_score": silhouette(extracted.features.to(self.device), self.labels,
+                               "label_free_score": trained_on,
+                               "merge_silhouette": silhouette(extracted.features.to(self.device), self.labels,
                                                               seed=seed)}
         row.update(self._evaluate())
         row.update(self._cluster_quality())
