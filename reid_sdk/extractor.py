@@ -6,6 +6,7 @@ a torch model or checkpoint is given.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from reid_sdk.backends import Backend, open_backend
-from reid_sdk.preprocess import CHANNEL_ORDERS, as_crop_list, preprocess_batch
+from reid_sdk.preprocess import CHANNEL_ORDERS, BatchPreprocessor, as_crop_list
 
 
 class NonFiniteFeaturesError(RuntimeError):
@@ -40,6 +41,7 @@ class FeatureExtractor:
         self.channel_order = channel_order
         self.backend: Backend = open_backend(model, device=device, precision=precision, compile=compile,
                                              max_batch=batch_size, input_size=input_size)
+        self._preprocess = BatchPreprocessor(self.backend.input_size, channel_order)
 
     @property
     def feature_dim(self) -> int:
@@ -60,12 +62,12 @@ class FeatureExtractor:
         crop_list = as_crop_list(crops)
         if not crop_list:
             raise ValueError("no crops given")
-        buffer = self.backend.input_buffer(min(self.batch_size, len(crop_list)))
+        # Room for two batches when there are several: the next is preprocessed while the backend runs one.
+        buffer = self.backend.input_buffer(self._preprocess.buffer_rows(len(crop_list), self.batch_size))
         features = np.empty((len(crop_list), self.feature_dim), dtype=np.float32)
-        for start in range(0, len(crop_list), self.batch_size):
-            chunk = crop_list[start : start + self.batch_size]
-            batch = preprocess_batch(chunk, self.input_size, self.channel_order, out=buffer, first_index=start)
-            features[start : start + len(chunk)] = self.backend.run(batch)
+        with contextlib.closing(self._preprocess.batches(crop_list, self.batch_size, buffer)) as batches:
+            for start, batch in batches:
+                features[start : start + len(batch)] = self.backend.run(batch)
         bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
         if bad.size:
             raise NonFiniteFeaturesError(

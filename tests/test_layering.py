@@ -1,10 +1,10 @@
 """The deployment runtime imports and works without torch (DESIGN.md's layering rule)."""
 
 import subprocess
-import sys
-import textwrap
 
 import numpy as np
+
+from tests.helpers import run_python_without
 
 RUNTIME_MODULES = [
     "reid_sdk", "reid_sdk.preprocess", "reid_sdk.extractor", "reid_sdk.tracklets", "reid_sdk.backends",
@@ -14,9 +14,7 @@ RUNTIME_MODULES = [
 
 
 def _run_without_torch(code: str) -> subprocess.CompletedProcess:
-    blocker = "import sys\nfor name in ('torch', 'torchvision'):\n    sys.modules[name] = None\n"
-    return subprocess.run([sys.executable, "-c", blocker + textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=120)
+    return run_python_without(("torch", "torchvision"), code)
 
 
 def test_runtime_modules_import_without_torch():

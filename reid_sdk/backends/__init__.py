@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from reid_sdk.backends.base import Backend
+from reid_sdk.optional import require
 
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
 ONNX_SUFFIXES = (".onnx",)
@@ -22,6 +23,7 @@ def open_backend(model: Any, device: str = "auto", precision: str = "auto", comp
     if isinstance(model, (str, Path)):
         suffix = Path(model).suffix.lower()
         if suffix in ONNX_SUFFIXES:
+            require("onnxruntime", "cpu", "gpu")
             from reid_sdk.backends.onnx_backend import OnnxBackend
 
             return OnnxBackend(model, device=device, input_size=input_size)

@@ -1,5 +1,9 @@
 """Gallery: re-ID features with their labels, filtered search; FAISS + SQLite embedded, or Milvus."""
 
+from reid_sdk.optional import require
+
+require("faiss", "cpu", "gpu")  # before the modules that import it: a missing FAISS says what to install
+
 from reid_sdk.gallery.config import GalleryConfig
 from reid_sdk.gallery.faiss_sqlite import GalleryChangedError
 from reid_sdk.gallery.gallery import Gallery, ModelMismatchError
