@@ -219,3 +219,10 @@ def clustering_quality(cluster_labels: np.ndarray, true_pids: np.ndarray) -> Clu
         num_clusters=len(cluster_sizes),
         num_identities=num_identities,
     )
+
+
+# Re-ranking and query expansion live in their own module; the names the field looks for here are re-exported.
+from reid_sdk.reranking import RerankConfig, average_query_expansion, re_rank, reranked_distances  # noqa: E402
+
+__all__ = ["ClusteringQuality", "RankResult", "RerankConfig", "average_query_expansion", "clustering_quality",
+           "evaluate_query_gallery", "rank_metrics", "re_rank", "reranked_distances"]
