@@ -46,7 +46,7 @@ def test_build_then_search(checkpoint, tmp_path, capsys):
     first = table[1].split()
     assert first[0] == "1" and float(first[1]) == pytest.approx(1.0, abs=1e-3) and first[2:5] == ["2", "3", "5"]
     image = cv2.imread(str(strip))
-    assert image is not None and image.shape[1] == 4 * 64 + 3 * 4  # query + 3 tiles with gaps
+    assert image is not None and image.shape[1] == 4 * 88 + 16 + 2 * 4  # query + 3 bordered tiles with gaps
 
 
 def test_build_from_csv_and_errors(checkpoint, tmp_path, capsys):

@@ -140,3 +140,32 @@ def test_query_expansion_rejects_bad_input():
         average_query_expansion(features, np.ones((5, 3)))
     with pytest.raises(ValueError, match="all-zero"):
         average_query_expansion(np.zeros((1, 4)), features)
+
+
+class NoModel:
+    """ReIDIndex needs an extractor; these tests search with features directly."""
+
+    feature_dim = 32
+
+    def extract(self, crops):
+        raise AssertionError("not used")
+
+
+def test_gallery_search_reranks_a_bounded_candidate_set():
+    from reid_sdk.gallery import Gallery
+    from reid_sdk.index import ReIDIndex
+
+    features, labels = clustered_features(150, 32, seed=1, images_per_identity=6)
+    index = ReIDIndex(NoModel(), Gallery(32))
+    ids = index.gallery.add(features[10:], identities=labels[10:])
+    config = RerankConfig(k1=6, k2=3, candidates=25)
+    for query in features[:10]:
+        candidates = index.gallery.search(query, k=25)
+        block = features[10:][np.searchsorted(ids, [m.entry_id for m in candidates])]
+        expected = slow_re_rank(euclidean(query[None], block), euclidean(query[None], query[None]),
+                                euclidean(block, block), 6, 3, 0.3)[0]
+        got = index.search_features(query[None], k=8, rerank=config)[0]
+        assert [m.entry_id for m in got] == [candidates[i].entry_id for i in np.argsort(expected, kind="stable")[:8]]
+        assert {m.entry_id for m in got} <= {m.entry_id for m in candidates}
+    with pytest.raises(ValueError, match="rerank must be True, False or a RerankConfig"):
+        index.search_features(features[:1], rerank="yes")

@@ -1,7 +1,10 @@
-"""``reid-index``: build a gallery from a folder of crops, search it with a query image.
+"""``reid-index``: build a gallery from a folder of crops, search it with a query image; ingest and match the
+tracks of camera videos (see :mod:`reid_sdk.cli.tracks`).
 
     reid-index build --model model.pt --images bounding_box_test/ --out gallery/
     reid-index search --model model.pt --gallery gallery/ query.jpg -k 10 --strip matches.png
+    reid-index ingest --model model.onnx --video c1.avi --tracks c1.txt --camera c1 --gallery gallery/
+    reid-index match --model model.onnx --video c2.avi --tracks c2.txt --camera c2 --gallery gallery/ --out m.csv
 
 Identity and camera come from Market-1501 style names (``0002_c1s1_000451_03.jpg``)
 or from a CSV with rows ``path,identity,camera[,timestamp]``.
@@ -15,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reid_sdk.cli.common import EXIT_OK, add_subparser, configure_logging, fail, make_parser
+from reid_sdk.cli.tracks import add_track_commands
+from reid_sdk.datasets.market import parse_image_name
 from reid_sdk.gallery import GalleryConfig
 from reid_sdk.gallery.config import INDEX_TYPES
 from reid_sdk.index import ReIDIndex
@@ -49,7 +54,8 @@ def search(args: argparse.Namespace) -> int:
         print(f"{rank:>4}  {match.score:6.3f}  {match.identity!s:>10}  {match.camera!s:>6}  {match.entry_id:>7}  "
               f"{match.metadata.get('path', '')}")
     strip = args.strip or Path(f"{args.query.stem}_matches.png")
-    write_image(render_strip(query, matches), strip)
+    identity, camera = parse_image_name(args.query.name) or (None, None)  # a Market-style name tells who it is
+    write_image(render_strip(query, matches, identity, camera), strip)
     print(f"strip written to {strip}")
     return EXIT_OK
 
@@ -76,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     search_parser.add_argument("-k", type=int, default=10, help="matches to return")
     search_parser.add_argument("--exclude-camera", help="leave out matches from this camera")
     search_parser.add_argument("--strip", type=Path, help="PNG of the query and its matches (default QUERY_matches.png)")
+    add_track_commands(commands)  # ingest, match: videos and their MOT tracks
     return parser
 
 
