@@ -147,8 +147,9 @@ class ReIDIndex:
         if not found:
             return {}
         identities = identities or {}
-        ids = self.gallery.add(np.stack([t.feature for t in found]), identities=[identities.get(t.track_id) for t in found],
-                               cameras=camera, timestamps=[t.first_time for t in found],
+        ids = self.gallery.add(np.stack([t.feature for t in found]), cameras=camera,
+                               identities=[identities.get(t.track_id) for t in found],
+                               timestamps=[t.first_time for t in found],
                                track_ids=[t.track_id for t in found],
                                metadata=[{**(metadata or {}), **t.metadata(Path(video))} for t in found])
         return {t.track_id: int(entry) for t, entry in zip(found, ids)}

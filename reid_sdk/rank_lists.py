@@ -49,5 +49,6 @@ def write_rank_lists(retrieval: Retrieval, folder: str | Path, count: int, k: in
     written = []
     for query in np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int)):
         pid, camera = retrieval.query.pids[query], retrieval.query.cameras[query]
-        written.append(write_image(rank_list(retrieval, int(query), k), folder / f"query{query + 1:05d}_{pid}_c{camera}.png"))
+        path = folder / f"query{query + 1:05d}_{pid}_c{camera}.png"
+        written.append(write_image(rank_list(retrieval, int(query), k), path))
     return written

@@ -45,7 +45,8 @@ def ingest(args: argparse.Namespace) -> int:
     identities = read_track_identities(args.identities) if args.identities else None
     added = index.add_tracks(args.video, args.tracks, args.camera, identities=identities, **_video_options(args))
     index.save(args.gallery)
-    print(f"{len(added)} tracks of {args.video} (camera {args.camera}) added; {args.gallery} holds {len(index)} entries")
+    print(f"{len(added)} tracks of {args.video} (camera {args.camera}) added; "
+          f"{args.gallery} holds {len(index)} entries")
     return EXIT_OK
 
 
@@ -106,5 +107,6 @@ def add_track_commands(commands: argparse._SubParsersAction) -> None:
     match_parser.add_argument("--out", type=Path, required=True, help="CSV of the matches to write")
     match_parser.add_argument("-k", type=int, default=5, help="matches per track")
     match_parser.add_argument("--threshold", type=float, default=0.5, help="smallest cosine score written")
-    match_parser.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of each track's candidates")
+    match_parser.add_argument("--rerank", action="store_true",
+                              help="k-reciprocal re-ranking of each track's candidates")
     match_parser.add_argument("--picture", type=Path, help="PNG of each track and its matches")

@@ -64,6 +64,7 @@ def extract_boxes(frame: np.ndarray, boxes_xyxy: np.ndarray,
     if len(min_size) != 2 or min(min_size) < 1:
         raise ValueError(f"min_size must be (height, width) >= 1, got {min_size}")
     clipped = clip_boxes(boxes_xyxy, frame.shape[:2])
-    keep = np.flatnonzero((clipped[:, 3] - clipped[:, 1] >= min_size[0]) & (clipped[:, 2] - clipped[:, 0] >= min_size[1]))
+    heights, widths = clipped[:, 3] - clipped[:, 1], clipped[:, 2] - clipped[:, 0]
+    keep = np.flatnonzero((heights >= min_size[0]) & (widths >= min_size[1]))
     crops = [frame[y1:y2, x1:x2].copy() for x1, y1, x2, y2 in clipped[keep]]
     return crops, keep
