@@ -80,3 +80,14 @@ def test_track_command_errors(setup, capsys, tmp_path):
     assert main(["ingest", *args, "--tracks", str(first.tracks), "--gallery", str(tmp_path / "g"),
                  "--video", str(tmp_path / "absent.avi")]) == 2
     assert "video not found" in capsys.readouterr().err
+
+
+def test_reid_synth_renders_a_video_set(tmp_path, monkeypatch, capsys):
+    from reid_sdk.cli import synth
+
+    tiny = dict(num_cameras=2, walkers=1, passers_by=0, cameras_per_walker=(2, 2), frames=40, frame_size=(96, 128))
+    monkeypatch.setattr(synth, "VideoSetConfig", lambda seed: VideoSetConfig(seed=seed, **tiny))
+    assert synth.main([str(tmp_path / "videos"), "--layout", "videos", "--seed", "4"]) == 0
+    assert "videos: 6 files in" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == [
+        "c1.avi", "c1.txt", "c1_identities.csv", "c2.avi", "c2.txt", "c2_identities.csv", "manifest.json"]
