@@ -100,14 +100,33 @@ def test_contradicting_options_raise(models, tmp_path):
         FeatureExtractor(files["dynamic"], device="cpu", model_channel_order="gbr", **IMAGENET)
 
 
+class RawPixels(torch.nn.Module):
+    """A network that normalises inside its graph and takes uint8 pixels, as reid-sdk exports do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = small_network()
+
+    def forward(self, images):
+        return self.body(images.float() / 255)
+
+
 @pytest.fixture(scope="module")
 def reid_sdk_onnx(tmp_path_factory):
-    from reid_sdk.export.onnx_export import export_onnx
-    from reid_sdk.model import save_checkpoint
-    from tests.helpers import tiny_model
+    """A uint8-input graph carrying reid-sdk metadata (what reid-export writes, without the slow exporter)."""
+    from reid_sdk.backends.model_contract import ModelMetadata
 
-    folder = tmp_path_factory.mktemp("ours")
-    return export_onnx(save_checkpoint(tiny_model(), folder / "model.pt"), folder / "model.onnx")
+    path = tmp_path_factory.mktemp("ours") / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(RawPixels().eval(), (torch.zeros(2, 3, 64, 32, dtype=torch.uint8),), str(path),
+                          input_names=["images"], output_names=["features"], dynamo=False, opset_version=17,
+                          dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
+    proto = onnx.load(path)
+    for key, value in ModelMetadata(input_size=(64, 32), feature_dim=12).to_strings().items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, path)
+    return path
 
 
 def test_reid_sdk_files_refuse_options_that_contradict_their_metadata(reid_sdk_onnx):
@@ -120,11 +139,10 @@ def test_reid_sdk_files_refuse_options_that_contradict_their_metadata(reid_sdk_o
         FeatureExtractor(reid_sdk_onnx, input_dtype="float32")
 
 
-def test_options_for_a_model_that_describes_itself_are_refused():
-    from tests.helpers import tiny_model
-
-    with pytest.raises(ValueError, match="mean, std describe foreign ONNX models only; a ReIDNet configures itself"):
-        FeatureExtractor(tiny_model(), device="cpu", **IMAGENET)
+@pytest.mark.parametrize("model", ["model.pt", "model.engine"])
+def test_options_for_a_model_that_describes_itself_are_refused(model):
+    with pytest.raises(ValueError, match=f"mean, std describe foreign ONNX models only; {model} configures itself"):
+        FeatureExtractor(model, device="cpu", **IMAGENET)
 
 
 def test_uint8_foreign_graph_takes_no_mean(reid_sdk_onnx, tmp_path):
