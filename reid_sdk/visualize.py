@@ -117,11 +117,21 @@ def _track_crop(match: Match) -> np.ndarray | None:
     return read_box(video, frame, tuple(box)) if video and frame and box else None
 
 
-def render_track_matches(results: Sequence[TrackMatches], camera: Any,
-                         identities: dict[int, Any] | None = None) -> np.ndarray:
+def _note(row: np.ndarray, text: str) -> np.ndarray:
+    """``row`` with ``text`` written to its right, vertically centred."""
+    width = cv2.getTextSize(text, _FONT, _FONT_SCALE, 1)[0][0] + 2 * _QUERY_GAP
+    panel = np.full((row.shape[0], width, 3), 255, np.uint8)
+    cv2.putText(panel, text, (_QUERY_GAP, row.shape[0] // 2), _FONT, _FONT_SCALE, (90, 90, 90), 1, cv2.LINE_AA)
+    return np.concatenate([row, panel], axis=1)
+
+
+def render_track_matches(results: Sequence[TrackMatches], camera: Any, identities: dict[int, Any] | None = None,
+                         threshold: float | None = None) -> np.ndarray:
     """One row per track of a camera: its best crop, then its matches (their best crops, read from their videos),
-    captioned ``identity / camera`` and ``track id, score``; marked right / wrong when identities are known."""
+    captioned ``identity / camera`` and ``track id, score``; marked right / wrong when identities are known.
+    ``threshold``: the score the matches were cut at, said in the title."""
     identities = identities or {}
+    cut = f" scoring {threshold:g} or more" if threshold is not None else ""
     rows = []
     for result in results:
         track, who = result.track, identities.get(result.track.track_id)
@@ -129,11 +139,12 @@ def render_track_matches(results: Sequence[TrackMatches], camera: Any,
                                        f"t{track.track_id} {track.first_time:.0f}-{track.last_time:.0f}s"), "query")
         tiles = [Tile(_track_crop(m), (label(m.identity, m.camera), f"t{m.track_id} {m.score:.3f}"),
                       verdict(who, m.identity)) for m in result.matches]
-        rows.append(render_row(query, tiles))
+        row = render_row(query, tiles)
+        rows.append(row if tiles else _note(row, f"no match{cut}"))
     if not rows:
         raise ValueError(f"camera {camera} has no tracks to draw")
     return with_title(stack_rows(rows), f"Camera {camera}: each track (blue), then its best matches in other "
-                                        "cameras. Captions: identity / camera, track id and cosine score.")
+                                        f"cameras{cut}. Captions: identity / camera, track id and cosine score.")
 
 
 def stack_rows(images: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
@@ -154,8 +165,10 @@ def _wrap(text: str, width: int, scale: float) -> list[str]:
     return lines
 
 
-def with_title(image: np.ndarray, title: str) -> np.ndarray:
-    """``image`` under ``title``, wrapped to its width (22 pixels per line)."""
+def with_title(image: np.ndarray, title: str, min_width: int = 560) -> np.ndarray:
+    """``image`` (widened with white to ``min_width``) under ``title``, wrapped to its width (22 pixels per line)."""
+    if image.shape[1] < min_width:
+        image = cv2.copyMakeBorder(image, 0, 0, 0, min_width - image.shape[1], cv2.BORDER_CONSTANT, value=WHITE)
     lines = _wrap(title, image.shape[1] - 4, 0.5)
     band = np.full((22 * len(lines) + 2, image.shape[1], 3), 255, np.uint8)
     for number, line in enumerate(lines):

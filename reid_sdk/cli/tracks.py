@@ -79,7 +79,7 @@ def match(args: argparse.Namespace) -> int:
           f"camera; written to {args.out}")
     if args.picture:
         shown = [TrackMatches(r.track, [m for m in r.matches if m.score >= args.threshold]) for r in results]
-        write_image(render_track_matches(shown, args.camera, identities), args.picture)
+        write_image(render_track_matches(shown, args.camera, identities, args.threshold), args.picture)
         print(f"picture written to {args.picture}")
     return EXIT_OK
 
