@@ -47,6 +47,7 @@ def test_demo_runs_every_step_and_prints_the_comparison(demo):
     for model in results["models"]:  # the printed table and the JSON say the same
         assert rows[model["model"]] == pytest.approx([model["rank1"], model["rank5"], model["mAP"]], abs=5e-4)
     assert "difficulty: demo (" in printed
+    assert "--quick: tiny data and two short stages; its numbers only check that every step runs" in printed
     assert "reid-train --config" in printed and "--format market1501" in printed
 
 

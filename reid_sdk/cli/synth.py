@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-ids", type=int, help="override the preset's number of train identities")
     parser.add_argument("--test-ids", type=int, help="override the preset's number of test identities")
     parser.add_argument("--workers", type=int, default=None, help="rendering threads (none: min(4, CPUs))")
+    parser.add_argument("--overwrite", action="store_true", help="delete what the output folder holds first")
     return parser
 
 
@@ -57,9 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = args.out / layout if len(layouts) > 1 else args.out
         try:
             if layout == "videos":
-                count = len(render_videos(target, VideoSetConfig(seed=args.seed))) * 3  # video, tracks, identities
+                videos = render_videos(target, VideoSetConfig(seed=args.seed), overwrite=args.overwrite)
+                count = 3 * len(videos)  # a video, its tracks and its identities per camera
             else:
-                count = generate(layout, target, config, workers=args.workers)
+                count = generate(layout, target, config, workers=args.workers, overwrite=args.overwrite)
         except ValueError as error:
             return fail(PROG, error)
         print(f"{layout}: {count} files in {target}")

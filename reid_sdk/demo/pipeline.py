@@ -51,8 +51,8 @@ class TrainedRun:
 
     @property
     def best_row(self) -> dict[str, Any]:
-        """The stage whose model is best.pt (highest validation mAP, first on ties, as the trainer keeps it)."""
-        return max(self.rows, key=lambda row: row["mAP"])
+        """The stage whose model is best.pt, as the trainer marked it."""
+        return next(row for row in self.rows if row["best"])
 
 
 @dataclass(frozen=True)

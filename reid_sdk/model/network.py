@@ -77,16 +77,27 @@ class ReIDNet(nn.Module):
         """Un-normalised pooled features (N, feature_dim) in the model's dtype."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected N x 3 x H x W RGB images, got shape {tuple(images.shape)}")
+        weight = self.stem[0].weight
+        if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+            images = images.contiguous(memory_format=torch.channels_last)
         # Normalise in fp32 (fp16 would round the mean by ~0.01), then run in the weights' dtype.
-        x = ((images.float() - self.pixel_mean.float()) / self.pixel_std.float()).to(self.stem[0].weight.dtype)
+        x = ((images.float() - self.pixel_mean.float()) / self.pixel_std.float()).to(weight.dtype)
         x = self.layer2(self.layer1(self.stem(x)))
         x = self.layer3(self.non_local2(x))
         x = self.layer4(self.non_local3(x))
         return self.pool(x)
 
     def features_and_embeddings(self, images: torch.Tensor) -> TrainOutput:
-        """Both L2-normalised outputs in any mode (eval mode: what clustering and the lookup table start from)."""
-        pooled = self.pooled_features(images)
+        """Both L2-normalised outputs in any mode (eval mode: what clustering and the lookup table start from).
+
+        A clip batch (B x T x 3 x H x W) gives one output per clip: as in BUC's code, the frames' pooled
+        features are averaged before the embedding head.
+        """
+        if images.dim() == 5:
+            clips, frames = images.shape[:2]
+            pooled = self.pooled_features(images.flatten(0, 1)).view(clips, frames, -1).mean(dim=1)
+        else:
+            pooled = self.pooled_features(images)
         return TrainOutput(embedding=F.normalize(self.embedding(pooled).float(), dim=1),
                            feature=F.normalize(pooled.float(), dim=1))
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from reid_sdk.synthetic.layouts import empty_folder
 from reid_sdk.synthetic.pedestrians import (
     Camera,
     DifficultyConfig,
@@ -212,10 +213,11 @@ def _render_camera(config: VideoSetConfig, camera: Camera, crossings: list[_Cros
     return len(frames)
 
 
-def render_videos(out: str | Path, config: VideoSetConfig = VideoSetConfig()) -> list[CameraVideo]:
-    """Render every camera's video, MOT ground truth and identities into ``out``; returns the files."""
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
+def render_videos(out: str | Path, config: VideoSetConfig = VideoSetConfig(),
+                  overwrite: bool = False) -> list[CameraVideo]:
+    """Render every camera's video, MOT ground truth and identities into ``out`` (empty or absent; emptied first
+    with ``overwrite``); returns the files."""
+    root = empty_folder(out, overwrite)
     height, width = config.frame_size
     crossings = plan_crossings(config)
     videos = []
