@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from reid_sdk.backends import Backend, open_backend
+from reid_sdk.backends import Backend, InputOptions, open_backend
 from reid_sdk.preprocess import CHANNEL_ORDERS, BatchPreprocessor, as_crop_list
 
 
@@ -25,14 +25,23 @@ class FeatureExtractor:
     """Extracts re-ID features from person crops.
 
     ``model`` is a ``ReIDNet`` or a file: a torch checkpoint (``.pt``), an ONNX model
-    (``.onnx``, run by ONNX Runtime) or a TensorRT engine (``.engine``/``.plan``);
-    ``input_size`` is only for ONNX files exported without reid-sdk metadata. Crops are H x W x 3 uint8 in
-    OpenCV's BGR order unless ``channel_order="rgb"``; grey and BGRA are converted.
+    (``.onnx``, run by ONNX Runtime) or a TensorRT engine (``.engine``/``.plan``). Crops are H x W x 3 uint8
+    in OpenCV's BGR order unless ``channel_order="rgb"``; grey and BGRA are converted.
+
+    ONNX files exported elsewhere (torchreid, fast-reid, BoxMOT) carry no reid-sdk metadata, so their input is
+    described here: ``input_size`` (H, W) unless the graph fixes it, ``mean`` / ``std`` on the 0..1 pixel scale
+    for float inputs, ``model_channel_order`` ("rgb" / "bgr"), and optionally ``input_dtype`` (read from the
+    graph; given, it must agree). Missing or contradicting options raise ValueError naming them::
+
+        FeatureExtractor("osnet_x1_0.onnx", input_size=(256, 128), mean=(0.485, 0.456, 0.406),
+                         std=(0.229, 0.224, 0.225), model_channel_order="rgb")
     """
 
     def __init__(self, model: Any | str | Path, device: str = "auto", batch_size: int = 64,
                  channel_order: str = "bgr", precision: str = "auto", compile: bool | str = False,
-                 input_size: tuple[int, int] | None = None) -> None:
+                 input_size: tuple[int, int] | None = None, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, input_dtype: str | None = None,
+                 model_channel_order: str | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if channel_order not in CHANNEL_ORDERS:
@@ -40,7 +49,9 @@ class FeatureExtractor:
         self.batch_size = batch_size
         self.channel_order = channel_order
         self.backend: Backend = open_backend(model, device=device, precision=precision, compile=compile,
-                                             max_batch=batch_size, input_size=input_size)
+                                             max_batch=batch_size, input_size=input_size,
+                                             input_options=InputOptions(mean=mean, std=std, input_dtype=input_dtype,
+                                                                        model_channel_order=model_channel_order))
         self._preprocess = BatchPreprocessor(self.backend.input_size, channel_order)
 
     @property

@@ -61,7 +61,7 @@ def test_build_then_search(checkpoint, tmp_path, capsys, monkeypatch):
     rows = capsys.readouterr().out.splitlines()[2:5]
     assert len(rows) == 3 and "3" not in [row.split()[3] for row in rows]  # "3" excluded the int camera 3 of the names
     image = cv2.imread(str(strip))
-    assert image is not None and image.shape[1] == 4 * 64 + 3 * 4  # query + 3 tiles with gaps
+    assert image is not None and image.shape[1] == 4 * 88 + 16 + 2 * 4  # query + 3 bordered tiles with gaps
 
 
 def test_build_skips_unreadable_and_junk_and_recurses(checkpoint, tmp_path, capsys, caplog):

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from reid_sdk.backends.model_contract import ModelMetadata, model_identity
+from reid_sdk.backends.foreign_input import InputOptions, describe_input, with_input_size
+from reid_sdk.backends.model_contract import model_identity
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -34,11 +35,13 @@ def _l2_normalised(features: np.ndarray) -> np.ndarray:
 class OnnxBackend:
     """Feeds uint8 RGB batches to an ONNX model; configures itself from the file's reid-sdk metadata.
 
-    A foreign ONNX file without that metadata works when ``input_size`` is given; it
-    must take raw 0..255 RGB N x 3 x H x W (uint8 or float) like ours.
+    A foreign ONNX file (torchreid, fast-reid, BoxMOT exports) has no such metadata: its input is
+    described by ``input_options`` (size, mean / std, dtype, channel order; see
+    :mod:`reid_sdk.backends.foreign_input`), and a fixed batch size in its graph is honoured.
     """
 
-    def __init__(self, path: str | Path, device: str = "auto", input_size: tuple[int, int] | None = None) -> None:
+    def __init__(self, path: str | Path, device: str = "auto", input_size: tuple[int, int] | None = None,
+                 input_options: InputOptions | None = None) -> None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
@@ -47,24 +50,16 @@ class OnnxBackend:
         except (ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,
                 ort.capi.onnxruntime_pybind11_state.Fail) as exc:
             raise ValueError(f"{path} is not a loadable ONNX model: {exc}") from exc
-        props = self.session.get_modelmeta().custom_metadata_map
-        output = self.session.get_outputs()[0]
-        if input_size is None:
-            self.metadata = ModelMetadata.from_strings(props, source=str(path))
-        else:
-            self.metadata = ModelMetadata(input_size=tuple(input_size), feature_dim=int(output.shape[-1]))
+        self.metadata, self._feed = describe_input(self.session, with_input_size(input_options, input_size),
+                                                   source=str(path))
         self.input_size: tuple[int, int] = self.metadata.input_size
         self.feature_dim: int = self.metadata.feature_dim
         self.model_id: str = model_identity(self.metadata, path)
         self.device = self.session.get_providers()[0]
         self.description = f"onnxruntime ({self.device}) on a {self.metadata.precision} model"
-        model_input = self.session.get_inputs()[0]
-        self._input_name = model_input.name
-        self._input_dtype = np.uint8 if model_input.type == "tensor(uint8)" else np.float32
 
     def input_buffer(self, batch_size: int) -> np.ndarray:
         return np.empty((batch_size, 3, *self.input_size), dtype=np.uint8)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        (features,) = self.session.run(None, {self._input_name: batch.astype(self._input_dtype, copy=False)})
-        return _l2_normalised(features)
+        return _l2_normalised(self._feed.run(self.session, batch))

@@ -1,8 +1,11 @@
-"""``reid-index``: build a gallery from crops, search it with query images.
+"""``reid-index``: build a gallery from crops, search it with query images; ingest and match the tracks of
+camera videos (see :mod:`reid_sdk.cli.tracks`).
 
     reid-index build --model model.onnx --images crops/ --out gallery/
     reid-index build --model model.onnx --images Market-1501/ --format market1501 --out milvus-lite:g.db
     reid-index search --model model.onnx --gallery gallery/ query.jpg more_queries/ list.csv -k 10 --strip strips/
+    reid-index ingest --model model.onnx --video c1.avi --tracks c1.txt --camera c1 --gallery gallery/
+    reid-index match --model model.onnx --video c2.avi --tracks c2.txt --camera c2 --gallery gallery/ --out m.csv
 
 ``--out`` / ``--gallery`` is a directory (FAISS + SQLite), ``milvus-lite:FILE.db`` or ``http://host:19530``.
 Identity and camera come from Market-1501 / DukeMTMC-reID file names, a dataset layout, or a CSV with rows
@@ -20,7 +23,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from reid_sdk.cli.common import EXIT_OK, add_subparser, configure_logging, fail, make_parser
+from reid_sdk.cli.tracks import add_track_commands
 from reid_sdk.datasets.files import warn_skipped
+from reid_sdk.datasets.market import parse_image_name
 from reid_sdk.gallery import GalleryConfig
 from reid_sdk.gallery.config import INDEX_TYPES
 from reid_sdk.index import ReIDIndex
@@ -116,7 +121,8 @@ def search(args: argparse.Namespace) -> int:
             searched += 1
             _print_matches(number + 1, len(queries), queries[number], matches)
             if strips[number] is not None:
-                write_image(render_strip(crop, matches), strips[number])
+                identity, camera = parse_image_name(queries[number].name) or (None, None)  # a Market-style name
+                write_image(render_strip(crop, matches, identity, camera), strips[number])
     warn_skipped(skipped, "queries")
     if not searched:
         return fail(PROG, f"none of the {len(queries)} query images could be read")
@@ -159,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                                help="leave out matches from this camera (a number matches it stored as number or text)")
     search_parser.add_argument("--strip", type=Path,
                                help="write the query and its matches as an image: a .png for one query, else a folder")
+    add_track_commands(commands)  # ingest, match: videos and their MOT tracks
     return parser
 
 

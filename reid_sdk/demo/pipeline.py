@@ -139,5 +139,5 @@ def search_queries(model: Path, gallery: Path | str, data_root: Path, count: int
 
 def write_matches(results: list[QueryResult], path: Path) -> Path:
     """One strip per query (query, then its matches), stacked into one PNG at ``path``."""
-    return write_image(stack_rows([render_strip(read_image(result.record.path), result.matches)
-                                   for result in results]), path)
+    return write_image(stack_rows([render_strip(read_image(result.record.path), result.matches, result.record.pid,
+                                                result.record.camera) for result in results]), path)
