@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 from scipy import sparse
+
+from reid_sdk.optional import require
 
 __all__ = ["RerankConfig", "average_query_expansion", "re_rank", "reranked_distances"]
 
@@ -217,6 +218,7 @@ def average_query_expansion(query_features: np.ndarray, gallery_features: np.nda
     gallery = _unit_rows(gallery_features, "gallery features")
     if queries.shape[1] != gallery.shape[1]:
         raise ValueError(f"query features are {queries.shape[1]}-d but gallery features {gallery.shape[1]}-d")
+    faiss = require("faiss", "cpu", "gpu")
     similarity, neighbours = faiss.knn(queries, gallery, min(k, len(gallery)), metric=faiss.METRIC_INNER_PRODUCT)
     weights = np.maximum(similarity, 0.0) ** alpha if alpha > 0 else np.ones_like(similarity)
     expanded = queries + np.einsum("qk,qkd->qd", weights, gallery[neighbours])
