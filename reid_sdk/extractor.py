@@ -26,12 +26,15 @@ class FeatureExtractor:
     ``model`` is a ``ReIDNet`` or a file: a torch checkpoint (``.pt``), an ONNX model
     (``.onnx``, run by ONNX Runtime) or a TensorRT engine (``.engine``/``.plan``);
     ``input_size`` is only for ONNX files exported without reid-sdk metadata. Crops are H x W x 3 uint8 in
-    OpenCV's BGR order unless ``channel_order="rgb"``; grey and BGRA are converted.
+    OpenCV's BGR order unless ``channel_order="rgb"``; grey and BGRA are converted. ``backend`` picks the
+    engine ("auto" by file kind, or "torch", "onnxruntime", "openvino", "tensorrt"); ``backend_options``
+    (a dict) carries engine-specific settings, e.g. ``{"mode": "latency"}`` for OpenVINO.
     """
 
     def __init__(self, model: Any | str | Path, device: str = "auto", batch_size: int = 64,
                  channel_order: str = "bgr", precision: str = "auto", compile: bool | str = False,
-                 input_size: tuple[int, int] | None = None) -> None:
+                 input_size: tuple[int, int] | None = None, backend: str = "auto",
+                 backend_options: Any = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if channel_order not in CHANNEL_ORDERS:
@@ -39,7 +42,8 @@ class FeatureExtractor:
         self.batch_size = batch_size
         self.channel_order = channel_order
         self.backend: Backend = open_backend(model, device=device, precision=precision, compile=compile,
-                                             max_batch=batch_size, input_size=input_size)
+                                             max_batch=batch_size, input_size=input_size, backend=backend,
+                                             backend_options=backend_options)
 
     @property
     def feature_dim(self) -> int:
