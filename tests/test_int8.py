@@ -6,14 +6,17 @@ trained activations. 96 x 48 input: on a Xeon with AMX, OpenVINO's AMX kernels g
 """
 
 import logging
+from collections import Counter
 
 import cv2
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 from onnx import numpy_helper
 
 from reid_sdk.backends.model_contract import ModelMetadata
+from reid_sdk.backends.onnx_backend import DISABLED_OPTIMIZERS
 from reid_sdk.cli.export import main
 from reid_sdk.export.calibration import CalibrationBatches
 from reid_sdk.export.int8 import export_onnx_int8, head_nodes, quantize_int8
@@ -63,6 +66,17 @@ def test_int8_graph_is_symmetric_qdq_per_channel_with_a_float_head(model_files):
     head = set(head_nodes(graph))
     assert {node.op_type for node in graph.node if node.name in head} >= {"ReduceMean", "ReduceMax", "ReduceL2"}
     assert not any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node if node.name in head)
+
+
+def test_onnx_runtime_runs_every_convolution_in_int8(model_files, tmp_path):
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    onnxruntime.InferenceSession(str(model_files["int8"]), options, providers=["CPUExecutionProvider"],
+                                 disabled_optimizers=DISABLED_OPTIMIZERS)  # as the ONNX Runtime backend opens it
+    kinds = Counter(node.op_type for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)
+    assert kinds["QLinearConv"] == len([n for n in onnx.load(str(model_files["fp32"])).graph.node if n.op_type == "Conv"])
+    assert kinds["Conv"] == 0
 
 
 def test_int8_file_keeps_the_fp32_metadata_but_its_precision(model_files):

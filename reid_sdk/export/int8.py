@@ -4,6 +4,8 @@ Weights: per-channel symmetric int8; activations: per-tensor symmetric int8 (zer
 explicit quantization requires), ranges from MinMax calibration on crops preprocessed like inference. The
 pooling head (global pooling to the L2-normalised output) stays float: it costs nothing, and one per-tensor
 scale over the pooled features would round the many small channels to zero next to a few large ones.
+Every consumer of a tensor gets its own Q/DQ pair: ONNX Runtime fuses a pair into an int8 kernel only when
+the pair feeds one node (its backend also keeps common-subexpression elimination from merging them back).
 One file serves ONNX Runtime (CPU and CUDA), OpenVINO and TensorRT (strongly typed, explicit quantization).
 
     export_onnx_int8("best.pt", "model-int8.onnx", calibration_dir="crops/")
@@ -80,7 +82,8 @@ def quantize_int8(fp32_path: str | Path, path: str | Path, calibration: Calibrat
             quantize_static(str(prepared), str(quantized), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=head_nodes(graph),
-                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                           "DedicatedQDQPair": True})
         except ValueError as exc:
             if reader.crops == 0:
                 raise ValueError(f"no readable calibration crops in {calibration.describe()}") from exc
