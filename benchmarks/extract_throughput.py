@@ -1,11 +1,16 @@
-"""Feature-extraction throughput of the non-local ResNet-50 at 256 x 128, from uint8 crops, per backend.
+"""Feature-extraction speed and accuracy per backend, side by side in one run, from uint8 crops.
 
-For each backend x precision x batch size it reports crops/s end to end
-(FeatureExtractor: validation, preprocessing, upload, network, download) and for the
-backend alone on a preprocessed uint8 batch, plus the median batch latency. Run on
-the machine you quote:
+CPU (default): NL-ResNet-50 at 256 x 128 with random weights (speed depends on the compute, not the
+weights) through torch fp32, ONNX Runtime fp32 and INT8 (Q/DQ), and OpenVINO fp32, bf16 and INT8
+(throughput and latency modes): batch-1 latency and batch 16 / 64 crops/s end to end (FeatureExtractor:
+validation, preprocessing, network), and every backend's cosine to torch fp32 on rendered pedestrians.
+``--accuracy-checkpoint`` (a trained model, e.g. the demo's runs/imd_cpd/best.pt) with ``--accuracy-data``
+(its Market-1501-layout data) adds each backend's cosine and mAP change against torch fp32 on that model.
+Timing is round-robin (every configuration once per round, medians over all rounds), so a change of load
+on a shared machine hits every backend alike. The JSON records the CPU model and its ISA flags.
 
-    python -m benchmarks.extract_throughput                       # CPU: torch fp32/bf16, ONNX Runtime fp32/fp16
+    python -m benchmarks.extract_throughput --accuracy-checkpoint demo/runs/imd_cpd/best.pt \\
+        --accuracy-data demo/data --calibration demo/data/bounding_box_train
     python -m benchmarks.extract_throughput --device cuda --compile default reduce-overhead
 """
 
@@ -15,97 +20,240 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from benchmarks.common import write_results
-from reid_sdk.backends.model_contract import ModelMetadata
-from reid_sdk.export.onnx_export import export_network
+from reid_sdk.export.int8 import export_onnx_int8
+from reid_sdk.export.onnx_export import export_onnx
+from reid_sdk.export.verify import synthetic_query_gallery
 from reid_sdk.extractor import FeatureExtractor
-from reid_sdk.model import ModelConfig, ReIDNet
-from reid_sdk.preprocess import preprocess_batch
+from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
+from reid_sdk.model.device import check_cpu_bf16
+from reid_sdk.model_evaluation import evaluate_model
+from reid_sdk.synthetic.layouts import sample_crops
+
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+REFERENCE = "torch fp32"
+BASELINE = "onnxruntime fp32"
 
 
-def _time_calls(function, min_seconds: float, min_calls: int = 3) -> list[float]:
-    """Wall time of repeated calls (after one warm-up call), until both minimums are reached."""
-    function()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_calls or time.perf_counter() - start < min_seconds:
-        begin = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - begin)
-    return times
+@dataclass
+class Candidate:
+    """One backend configuration: which exported file it runs and the FeatureExtractor arguments."""
+
+    name: str
+    artefact: str  # "checkpoint", "fp32" or "int8" (the ONNX file)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None
+
+    def open(self, files: dict[str, Path], device: str, batch_size: int) -> FeatureExtractor:
+        return FeatureExtractor(files[self.artefact], device=device, batch_size=batch_size, **self.kwargs)
 
 
-def measure(extractor: FeatureExtractor, batch_size: int, crop_size: tuple[int, int], seconds: float) -> dict:
-    """Throughput of one configured extractor on ``batch_size`` random crops of ``crop_size``."""
+def cpu_description() -> dict[str, Any]:
+    """CPU model, the ISA flags that decide INT8 / bf16 speed, and what OpenVINO says it can compute."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    lines = text.splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
+    flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+    info: dict[str, Any] = {"model": model, "isa_flags": {flag: flag in flags for flag in ISA_FLAGS}}
+    try:
+        import openvino
+
+        info["openvino_capabilities"] = list(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        info["openvino"] = openvino.__version__
+    except ImportError:
+        info["openvino"] = None
+    import onnxruntime
+
+    info["onnxruntime"] = onnxruntime.__version__
+    return info
+
+
+def cpu_candidates() -> list[Candidate]:
+    """Every CPU configuration; those this machine cannot run are kept with the reason."""
+    candidates = [Candidate(REFERENCE, "checkpoint", {"precision": "fp32"}),
+                  Candidate("torch bf16", "checkpoint", {"precision": "bf16"}),
+                  Candidate(BASELINE, "fp32"), Candidate("onnxruntime int8", "int8")]
+    for precision, artefact in (("fp32", "fp32"), ("bf16", "fp32"), ("int8", "int8")):
+        candidates.append(Candidate(f"openvino {precision}", artefact,
+                                    {"backend": "openvino", "precision": "bf16" if precision == "bf16" else "auto"}))
+    candidates.append(Candidate("openvino int8 latency", "int8",
+                                {"backend": "openvino", "backend_options": {"mode": "latency"}}))
+    try:
+        check_cpu_bf16()
+    except ValueError as exc:
+        candidates[1].skipped = str(exc)
+    return candidates
+
+
+def cuda_candidates(precisions: list[str], compile_modes: list) -> list[Candidate]:
+    """Torch at each precision and compile mode, and ONNX Runtime's CUDA provider on the fp32 / fp16 files."""
+    candidates = [Candidate(REFERENCE, "checkpoint", {"precision": "fp32"})]
+    candidates += [Candidate(f"torch {p}" + (f" compile={mode}" if mode else ""), "checkpoint",
+                             {"precision": p, "compile": mode})
+                   for mode in compile_modes for p in precisions if (p, mode) != ("fp32", False)]
+    return candidates + [Candidate(BASELINE, "fp32"), Candidate("onnxruntime fp16", "fp16")]
+
+
+def export_files(checkpoint: Path, folder: Path, calibration: Path | None, calibration_images: int,
+                 artefacts: set[str]) -> dict[str, Path]:
+    """The checkpoint and the ONNX files the candidates need, written under ``folder``."""
+    files = {"checkpoint": checkpoint}
+    for precision in sorted(artefacts - {"checkpoint", "int8"}):
+        files[precision] = export_onnx(checkpoint, folder / f"model-{precision}.onnx", precision)
+    if "int8" in artefacts:
+        files["int8"] = export_onnx_int8(checkpoint, folder / "model-int8.onnx", calibration, calibration_images)
+    return files
+
+
+def open_all(candidates: list[Candidate], files: dict[str, Path], device: str, batch_size: int) -> dict:
+    """An extractor per runnable candidate; one that fails to open is marked skipped with the reason."""
+    extractors = {}
+    for candidate in candidates:
+        if candidate.skipped:
+            continue
+        try:
+            extractors[candidate.name] = candidate.open(files, device, batch_size)
+        except (ValueError, ImportError) as exc:
+            candidate.skipped = str(exc)
+    return extractors
+
+
+def cosines(extractors: dict, crops: list[np.ndarray]) -> dict[str, dict[str, float]]:
+    """Min and mean cosine of every extractor's features to the torch fp32 reference's."""
+    reference = extractors[REFERENCE].extract(crops)
+    result = {}
+    for name, extractor in extractors.items():
+        cosine = np.sum(reference * extractor.extract(crops), axis=1)
+        result[name] = {"cosine_min": float(cosine.min()), "cosine_mean": float(cosine.mean())}
+    return result
+
+
+def time_round_robin(extractors: dict, batch_sizes: list[int], crop_size: tuple[int, int], rounds: int,
+                     seconds: float) -> list[dict]:
+    """crops/s and median batch latency of every (extractor, batch size), timed in interleaved rounds."""
     rng = np.random.default_rng(0)
-    crops = list(rng.integers(0, 256, (batch_size, *crop_size, 3), dtype=np.uint8))
-    batch = preprocess_batch(crops, extractor.input_size)
-    end_to_end = _time_calls(lambda: extractor.extract(crops), seconds)
-    backend_only = _time_calls(lambda: extractor.backend.run(batch), seconds)
-    return {
-        "batch_size": batch_size,
-        "end_to_end_crops_per_s": batch_size / statistics.median(end_to_end),
-        "backend_crops_per_s": batch_size / statistics.median(backend_only),
-        "median_batch_latency_ms": 1000 * statistics.median(end_to_end),
-        "calls": len(end_to_end),
-    }
+    crops = {size: list(rng.integers(0, 256, (size, *crop_size, 3), dtype=np.uint8)) for size in batch_sizes}
+    times: dict[tuple[str, int], list[float]] = {(name, size): [] for name in extractors for size in batch_sizes}
+    for (name, size) in times:  # warm-up: first calls allocate and compile
+        extractors[name].extract(crops[size])
+    for _ in range(rounds):
+        for (name, size), samples in times.items():
+            deadline = time.perf_counter() + seconds
+            while True:
+                begin = time.perf_counter()
+                extractors[name].extract(crops[size])
+                samples.append(time.perf_counter() - begin)
+                if time.perf_counter() >= deadline:
+                    break
+    return [{"backend": name, "batch_size": size, "crops_per_s": size / statistics.median(samples),
+             "median_batch_latency_ms": 1000 * statistics.median(samples), "calls": len(samples)}
+            for (name, size), samples in times.items()]
 
 
-def configurations(model: ReIDNet, device: torch.device, precisions: list[str], compile_modes: list,
-                   onnx_dir: Path) -> list[tuple[dict, dict]]:
-    """(description, FeatureExtractor keyword arguments) of every backend x precision x compile mode."""
-    configs = [({"backend": "torch", "precision": p, "compile": mode},
-                {"model": model, "device": str(device), "precision": p, "compile": mode})
-               for mode in compile_modes for p in precisions]
-    for precision in ("fp32", "fp16"):
-        metadata = ModelMetadata(input_size=model.input_size, feature_dim=model.feature_dim, precision=precision)
-        path = export_network(model, metadata, onnx_dir / f"model-{precision}.onnx", precision)
-        configs.append(({"backend": "onnxruntime", "precision": precision, "compile": False},
-                        {"model": path, "device": str(device)}))
-    return configs
+def trained_model_accuracy(candidates: list[Candidate], checkpoint: Path, data: Path, data_format: str,
+                           folder: Path, calibration: Path | None, calibration_images: int) -> dict[str, dict]:
+    """Per backend on a trained model: cosine to torch fp32 on rendered pedestrians, and the mAP change."""
+    runnable = [c for c in candidates if not c.skipped]
+    files = export_files(checkpoint, folder, calibration, calibration_images, {c.artefact for c in runnable})
+    extractors = open_all(runnable, files, "cpu", 64)
+    query, gallery = synthetic_query_gallery(identities=16, shots=2, image_size=extractors[REFERENCE].input_size)
+    result = cosines(extractors, [record.crop for record in query + gallery])
+    reference_map = evaluate_model(extractors[REFERENCE], data, data_format)[0].mAP
+    for name, extractor in extractors.items():
+        mean_ap = reference_map if name == REFERENCE else evaluate_model(extractor, data, data_format)[0].mAP
+        result[name].update(mAP=mean_ap, mAP_change_points=100 * (mean_ap - reference_map))
+        print(f"{name:>24} trained model: min cos {result[name]['cosine_min']:.5f}, "
+              f"mAP {100 * mean_ap:.2f} ({result[name]['mAP_change_points']:+.2f} points)", flush=True)
+    return result
+
+
+def target_summary(runs: list[dict], accuracy: dict[str, dict], trained: dict[str, dict] | None) -> dict:
+    """Best accurate backend vs ONNX Runtime fp32: batch-16 speed-up and batch-1 latency ratio."""
+    def accurate(name: str) -> bool:
+        ok = accuracy[name]["cosine_min"] >= 0.99
+        if trained is not None and name in trained:
+            ok = ok and trained[name]["cosine_min"] >= 0.99 and trained[name]["mAP_change_points"] >= -1.0
+        return ok
+
+    def best(size: int, key: str, pick) -> dict:
+        rows = [r for r in runs if r["batch_size"] == size and accurate(r["backend"])]
+        return pick(rows, key=lambda r: r[key]) if rows else {}
+
+    summary: dict[str, Any] = {}
+    baseline = {r["batch_size"]: r for r in runs if r["backend"] == BASELINE}
+    if 16 in baseline and (fastest := best(16, "crops_per_s", max)):
+        summary["batch16"] = {"best": fastest["backend"], "crops_per_s": fastest["crops_per_s"],
+                              "onnxruntime_fp32_crops_per_s": baseline[16]["crops_per_s"],
+                              "speedup": fastest["crops_per_s"] / baseline[16]["crops_per_s"]}
+    if 1 in baseline and (quickest := best(1, "median_batch_latency_ms", min)):
+        latency, base = quickest["median_batch_latency_ms"], baseline[1]["median_batch_latency_ms"]
+        summary["batch1"] = {"best": quickest["backend"], "latency_ms": latency,
+                             "onnxruntime_fp32_latency_ms": base, "latency_ratio": latency / base}
+    return summary
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the torch / ONNX Runtime GPU set")
     parser.add_argument("--depth", type=int, default=50)
-    parser.add_argument("--batch-sizes", type=int, nargs="+")
-    parser.add_argument("--precisions", nargs="+", help="torch precisions (default: CUDA fp32 fp16 bf16, CPU fp32 bf16)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "fp16", "bf16"], help="torch precisions on CUDA")
     parser.add_argument("--compile", nargs="*", default=[], metavar="MODE",
-                        help="also measure torch.compile modes (e.g. default reduce-overhead max-autotune)")
+                        help="CUDA: also torch.compile modes (e.g. default reduce-overhead max-autotune)")
     parser.add_argument("--crop-size", type=int, nargs=2, default=(256, 128), metavar=("H", "W"),
                         help="size of the input crops; other than 256 128 adds resizing to the end-to-end path")
-    parser.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per configuration")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    parser.add_argument("--seconds", type=float, default=1.0, help="minimum timed seconds per configuration and round")
+    parser.add_argument("--calibration", type=Path, help="INT8 calibration crops (default: rendered pedestrians)")
+    parser.add_argument("--calibration-images", type=int, default=128)
+    parser.add_argument("--accuracy-checkpoint", type=Path, help="a trained checkpoint for the mAP change")
+    parser.add_argument("--accuracy-data", type=Path, help="its labelled data (query / gallery splits)")
+    parser.add_argument("--accuracy-format", default="market1501")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/extract_throughput_<device>.json)")
     args = parser.parse_args(argv)
+    if (args.accuracy_checkpoint is None) != (args.accuracy_data is None):
+        parser.error("--accuracy-checkpoint and --accuracy-data go together")
 
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    on_cuda = device.type == "cuda"
-    batch_sizes = args.batch_sizes or ([1, 32, 256] if on_cuda else [1, 8, 32])
-    precisions = args.precisions or (["fp32", "fp16", "bf16"] if on_cuda else ["fp32", "bf16"])
-    compile_modes = [False, *[True if mode == "default" else mode for mode in args.compile]]
+    on_cuda = args.device.startswith("cuda")
+    candidates = (cuda_candidates(args.precisions, [False, *[True if m == "default" else m for m in args.compile]])
+                  if on_cuda else cpu_candidates())
     torch.manual_seed(0)
     model = ReIDNet(ModelConfig(depth=args.depth, pretrained=None)).eval()
-    runs = []
-    with tempfile.TemporaryDirectory() as onnx_dir:
-        for description, kwargs in configurations(model, device, precisions, compile_modes, Path(onnx_dir)):
-            for batch_size in batch_sizes:
-                extractor = FeatureExtractor(batch_size=batch_size, **kwargs)
-                result = {**description, "device": str(extractor.backend.device),
-                          **measure(extractor, batch_size, tuple(args.crop_size), args.seconds)}
-                runs.append(result)
-                print(f"{result['backend']:>11} {result['precision']:>4} compile={str(result['compile']):<5} "
-                      f"batch {batch_size:>4}: {result['end_to_end_crops_per_s']:9.1f} crops/s end to end, "
-                      f"{result['backend_crops_per_s']:9.1f} backend only, "
-                      f"{result['median_batch_latency_ms']:8.2f} ms per batch", flush=True)
-    path = write_results(f"extract_throughput_{device.type}", {
-        "model": f"NL-ResNet-{args.depth}, mixed pooling, 256x128, random init",
-        "crop_size": list(args.crop_size), "runs": runs,
+    with tempfile.TemporaryDirectory(prefix="reid-bench-") as scratch:
+        folder = Path(scratch)
+        checkpoint = save_checkpoint(model, folder / "model.pt")
+        files = export_files(checkpoint, folder, args.calibration, args.calibration_images,
+                             {c.artefact for c in candidates if not c.skipped})
+        extractors = open_all(candidates, files, args.device, max(args.batch_sizes))
+        accuracy = cosines(extractors, sample_crops(32, seed=3, image_size=model.input_size))
+        runs = time_round_robin(extractors, args.batch_sizes, tuple(args.crop_size), args.rounds, args.seconds)
+        for run in runs:
+            run.update(accuracy[run["backend"]])
+            print(f"{run['backend']:>24} batch {run['batch_size']:>3}: {run['crops_per_s']:8.1f} crops/s, "
+                  f"{run['median_batch_latency_ms']:8.1f} ms per batch, min cos {run['cosine_min']:.5f}", flush=True)
+        del extractors
+        trained = None
+        if args.accuracy_checkpoint is not None:
+            trained = trained_model_accuracy(candidates, args.accuracy_checkpoint, args.accuracy_data,
+                                             args.accuracy_format, folder / "trained", args.calibration,
+                                             args.calibration_images)
+    summary = target_summary(runs, accuracy, trained)
+    print("target:", summary)
+    path = write_results(f"extract_throughput_{args.device.split(':')[0]}", {
+        "model": f"NL-ResNet-{args.depth}, mixed pooling, {model.input_size[0]}x{model.input_size[1]}, random init",
+        "cpu_info": cpu_description(), "crop_size": list(args.crop_size), "rounds": args.rounds,
+        "calibration": str(args.calibration or f"{args.calibration_images} rendered synthetic pedestrians"),
+        "skipped": {c.name: c.skipped for c in candidates if c.skipped}, "runs": runs,
+        "trained_model": None if trained is None else {
+            "checkpoint": str(args.accuracy_checkpoint), "data": str(args.accuracy_data), "backends": trained},
+        "target": summary,
     }, args.out)
     print(f"wrote {path}")
 

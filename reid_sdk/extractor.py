@@ -26,7 +26,9 @@ class FeatureExtractor:
 
     ``model`` is a ``ReIDNet`` or a file: a torch checkpoint (``.pt``), an ONNX model
     (``.onnx``, run by ONNX Runtime) or a TensorRT engine (``.engine``/``.plan``). Crops are H x W x 3 uint8
-    in OpenCV's BGR order unless ``channel_order="rgb"``; grey and BGRA are converted.
+    in OpenCV's BGR order unless ``channel_order="rgb"``; grey and BGRA are converted. ``backend`` picks the
+    engine ("auto" by file kind, or "torch", "onnxruntime", "openvino", "tensorrt"); ``backend_options``
+    (a dict) carries engine-specific settings, e.g. ``{"mode": "latency"}`` for OpenVINO.
 
     ONNX files exported elsewhere (torchreid, fast-reid, BoxMOT) carry no reid-sdk metadata, so their input is
     described here: ``input_size`` (H, W) unless the graph fixes it, ``mean`` / ``std`` on the 0..1 pixel scale
@@ -41,7 +43,8 @@ class FeatureExtractor:
                  channel_order: str = "bgr", precision: str = "auto", compile: bool | str = False,
                  input_size: tuple[int, int] | None = None, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, input_dtype: str | None = None,
-                 model_channel_order: str | None = None) -> None:
+                 model_channel_order: str | None = None, backend: str = "auto",
+                 backend_options: Any = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if channel_order not in CHANNEL_ORDERS:
@@ -49,7 +52,8 @@ class FeatureExtractor:
         self.batch_size = batch_size
         self.channel_order = channel_order
         self.backend: Backend = open_backend(model, device=device, precision=precision, compile=compile,
-                                             max_batch=batch_size, input_size=input_size,
+                                             max_batch=batch_size, input_size=input_size, backend=backend,
+                                             backend_options=backend_options,
                                              input_options=InputOptions(mean=mean, std=std, input_dtype=input_dtype,
                                                                         model_channel_order=model_channel_order))
         self._preprocess = BatchPreprocessor(self.backend.input_size, channel_order)

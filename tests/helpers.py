@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 
@@ -75,3 +76,56 @@ def threads_running(worker, count: int):
             thread.join()
     if errors:
         raise errors[0]
+
+
+@functools.cache
+def _tiny_trained_weights(seed: int, steps: int, overrides: tuple) -> dict:
+    """State dict of :func:`tiny_trained_model` (trained once per process and arguments)."""
+    import torch
+    import torch.nn.functional as F
+
+    from reid_sdk.model import ReIDNet
+    from reid_sdk.preprocess import preprocess_batch
+    from reid_sdk.synthetic.layouts import Shot, SyntheticConfig, SyntheticWorld
+
+    torch.manual_seed(seed)
+    model = ReIDNet(tiny_config(**dict(overrides)))
+    identities, shots = 8, 6
+    world = SyntheticWorld(SyntheticConfig(seed=seed + 100, image_size=model.input_size))
+    crops = [world.render(Shot(path="", pid=1 + i // shots, camera=1 + i % shots, stream=(i,)))[0]
+             for i in range(identities * shots)]
+    images = torch.from_numpy(preprocess_batch(crops, model.input_size))
+    labels = torch.arange(identities).repeat_interleave(shots)
+    centres = torch.nn.Parameter(torch.randn(identities, model.config.embedding_dim))
+    optimizer = torch.optim.SGD([*model.parameters(), centres], lr=0.05, momentum=0.9)
+    order = torch.Generator().manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: one thread is as fast, and immune to a busy machine
+    try:
+        model.train()
+        for _ in range(steps):
+            batch = torch.randperm(len(labels), generator=order)[:16]
+            logits = 16.0 * model(images[batch]).embedding @ F.normalize(centres, dim=1).T
+            loss = F.cross_entropy(logits, labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        # batch-norm running statistics of the final weights (a dozen steps leave them lagging far behind)
+        torch.optim.swa_utils.update_bn(images.split(16), model)
+    finally:
+        torch.set_num_threads(threads)
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+def tiny_trained_model(seed: int = 0, steps: int = 12, **overrides):
+    """A tiny ReIDNet trained for a few seconds to tell rendered identities apart, in eval mode (a fresh copy).
+
+    Softmax over 8 identities on the normalised embedding, SGD on the whole network: its batch-norm
+    statistics and activation ranges come from pedestrian crops, as INT8 calibration and low-precision
+    checks assume of a trained model (a random-init network's activations explode beyond any int8 scale).
+    """
+    from reid_sdk.model import ReIDNet
+
+    model = ReIDNet(tiny_config(**overrides))
+    model.load_state_dict(_tiny_trained_weights(seed, steps, tuple(sorted(overrides.items()))))
+    return model.eval()

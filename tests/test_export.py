@@ -1,10 +1,15 @@
 """reid-export: ONNX export checked by onnx.checker, parity in ONNX Runtime, metadata, CLI and its errors."""
 
+import logging
+
 import cv2
 import numpy as np
 import onnx
 import pytest
 
+from reid_sdk.backends import backend_for
+from reid_sdk.backends.onnx_backend import (OnnxRuntimeOptions, check_active_providers, cuda_provider_options,
+                                            parse_device, tensorrt_provider_options)
 from reid_sdk.cli.export import main
 from reid_sdk.backends.model_contract import ModelMetadata
 from reid_sdk.export.onnx_export import export_onnx
@@ -110,8 +115,9 @@ def test_cli_exports_and_verifies(exported, tmp_path, capsys):
     assert main([str(exported["checkpoint"]), "--format", "onnx", "--out", str(out), "--verify",
                  "--verify-images", str(images)]) == 0
     printed = capsys.readouterr().out
-    assert f"wrote {out} (onnx, fp32)" in printed and "verified: 4 checks within tolerance" in printed
+    assert f"wrote {out} (onnx, fp32)" in printed and "verified: 5 checks within tolerance" in printed
     assert "real crops" in printed and FeatureExtractor(out).feature_dim == 512
+    assert "synthetic query/gallery  q=50" in printed and "(+0.00 points)" in printed
 
 
 def test_cli_verification_failure_exits_1(exported, tmp_path, capsys, monkeypatch):
@@ -119,7 +125,7 @@ def test_cli_verification_failure_exits_1(exported, tmp_path, capsys, monkeypatc
     code = main([str(exported["checkpoint"]), "--format", "onnx-fp16", "--out", str(tmp_path / "m.onnx"),
                  "--verify"])  # default real crops: rendered synthetic pedestrians
     assert code == 1
-    assert "verification failed: 4 of 4 checks beyond tolerance" in capsys.readouterr().err
+    assert "verification failed: 4 of 5 checks beyond tolerance" in capsys.readouterr().err
 
 
 def test_cli_bad_inputs_exit_2_with_the_reason(exported, tmp_path, capsys):
@@ -141,8 +147,65 @@ def test_cli_bad_inputs_exit_2_with_the_reason(exported, tmp_path, capsys):
 def test_onnx_device_choice_is_checked(exported):
     import onnxruntime
 
-    with pytest.raises(ValueError, match="device must be auto, cpu or cuda for ONNX models, got 'tpu'"):
-        FeatureExtractor(exported["fp32"], device="tpu")
+    for device in ("tpu", "cuda:x", "cpu:1"):
+        with pytest.raises(ValueError, match=f"must be auto, cpu, cuda or cuda:N for ONNX models, got '{device}'"):
+            FeatureExtractor(exported["fp32"], device=device)
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         with pytest.raises(ValueError, match="has no GPU provider .*pip install 'reid-sdk\\[gpu\\]'"):
             FeatureExtractor(exported["fp32"], device="cuda")
+
+
+def test_device_strings_name_the_cuda_device():
+    assert parse_device("auto") == ("auto", 0) and parse_device("cpu") == ("cpu", 0)
+    assert parse_device("cuda") == ("cuda", 0) and parse_device("cuda:3") == ("cuda", 3)
+    assert cuda_provider_options(3) == {"device_id": "3", "use_tf32": "0"}  # fp32 means fp32: no TF32
+
+
+def test_tensorrt_provider_gets_a_cache_and_a_batch_profile(tmp_path):
+    options = tensorrt_provider_options(tmp_path, 1, "images", (256, 128), 64)
+    assert options["device_id"] == "1" and options["trt_engine_cache_enable"] == "True"
+    assert options["trt_engine_cache_path"] == options["trt_timing_cache_path"] == str(tmp_path)
+    assert options["trt_profile_min_shapes"] == "images:1x3x256x128"
+    assert options["trt_profile_opt_shapes"] == options["trt_profile_max_shapes"] == "images:64x3x256x128"
+
+
+def test_a_gpu_provider_that_did_not_load_is_an_error_not_a_cpu_run(caplog):
+    requested = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    check_active_providers(requested, requested, "cuda:0")  # loaded: nothing to say
+    with pytest.raises(ValueError, match="could not load CUDAExecutionProvider and would run on CPUExecutionProvider"):
+        check_active_providers(requested, ["CPUExecutionProvider"], "cuda:1")
+    with pytest.raises(ValueError, match="CUDA / cuDNN / TensorRT libraries"):
+        check_active_providers(["TensorrtExecutionProvider", *requested], requested, "cuda")
+    with caplog.at_level(logging.WARNING):
+        check_active_providers(requested, ["CPUExecutionProvider"], "auto")  # auto: a warning, then the CPU
+    assert "running on the CPU" in caplog.text
+
+
+def test_backend_choice_and_its_errors(exported, tmp_path):
+    assert backend_for(exported["checkpoint"]) == "torch" and backend_for(exported["fp32"]) == "onnxruntime"
+    assert backend_for(tmp_path / "m.engine") == "tensorrt" and backend_for(exported["fp32"], "openvino") == "openvino"
+    with pytest.raises(ValueError, match="backend must be one of auto, torch, onnxruntime, openvino, tensorrt"):
+        backend_for(exported["fp32"], "tflite")
+    with pytest.raises(ValueError, match="backend 'tensorrt' runs .engine/.plan files, not 'model.onnx'"):
+        backend_for(exported["fp32"], "tensorrt")
+    with pytest.raises(ValueError, match="unsupported model file 'm.tflite'"):
+        backend_for(tmp_path / "m.tflite")
+    with pytest.raises(ValueError, match="backend 'onnxruntime' runs model files; a ReIDNet runs on torch"):
+        FeatureExtractor(tiny_model(), backend="onnxruntime")
+    with pytest.raises(ValueError, match="precision 'fp16': an exported onnxruntime model runs at the precision"):
+        FeatureExtractor(exported["fp32"], precision="fp16")
+    with pytest.raises(ValueError, match="backend_options are for the onnxruntime and openvino backends, not torch"):
+        FeatureExtractor(exported["checkpoint"], backend_options={"threads": 1})
+    with pytest.raises(ValueError, match="backend_options must be a dict or OnnxRuntimeOptions, got list"):
+        FeatureExtractor(exported["fp32"], backend_options=[1])
+    with pytest.raises(ValueError, match="tensorrt_cache_dir is for the TensorRT provider on CUDA"):
+        FeatureExtractor(exported["fp32"], device="cpu", backend_options={"tensorrt_cache_dir": str(tmp_path)})
+
+
+def test_onnx_runtime_thread_option_gives_the_same_features(exported):
+    crops = random_crops(5, seed=9)
+    one_thread = FeatureExtractor(exported["fp32"], device="cpu", backend_options=OnnxRuntimeOptions(threads=1))
+    assert one_thread.backend.session.get_session_options().intra_op_num_threads == 1
+    np.testing.assert_allclose(one_thread.extract(crops), FeatureExtractor(exported["fp32"]).extract(crops), atol=1e-6)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        OnnxRuntimeOptions(threads=0)

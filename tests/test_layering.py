@@ -9,6 +9,7 @@ from tests.helpers import run_python_without
 RUNTIME_MODULES = [
     "reid_sdk", "reid_sdk.preprocess", "reid_sdk.extractor", "reid_sdk.tracklets", "reid_sdk.backends",
     "reid_sdk.backends.onnx_backend", "reid_sdk.backends.tensorrt_backend", "reid_sdk.backends.model_contract",
+    "reid_sdk.backends.openvino_backend",
     "reid_sdk.evaluation", "reid_sdk.datasets", "reid_sdk.gallery", "reid_sdk.index",
     "reid_sdk.reranking", "reid_sdk.tracks", "reid_sdk.backends.foreign_input", "reid_sdk.synthetic.video",
     "reid_sdk.visualize", "reid_sdk.rank_lists",

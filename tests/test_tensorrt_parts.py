@@ -1,19 +1,18 @@
-"""TensorRT path without TensorRT: profiles, calibration batches, sidecar metadata, and the install hints."""
+"""TensorRT path without TensorRT: profiles, batch splitting, builder flags (a fake shaped like TensorRT 11's
+API, where the real library cannot run), sidecar metadata, and the install hints."""
 
-import logging
+from types import SimpleNamespace
 
-import cv2
-import numpy as np
 import pytest
 
-from reid_sdk.backends.tensorrt_backend import split_batches
-from reid_sdk.cli.export import main
 from reid_sdk.backends.model_contract import ModelMetadata, read_sidecar, sidecar_path, write_sidecar
-from reid_sdk.export.tensorrt_build import CalibrationBatches, build_engine, parse_batch_profile, profile_shapes
+from reid_sdk.backends.tensorrt_backend import cuda_device_index, split_batches
+from reid_sdk.cli.export import main
+from reid_sdk.export.tensorrt_build import (build_engine, configure_builder, network_flags, parse_batch_profile,
+                                            profile_shapes)
 from reid_sdk.extractor import FeatureExtractor
 from reid_sdk.model import save_checkpoint
-from reid_sdk.preprocess import preprocess_batch
-from tests.helpers import random_crops, tiny_model
+from tests.helpers import tiny_model
 
 try:
     import tensorrt  # noqa: F401
@@ -38,10 +37,63 @@ def test_profile_shapes_follow_the_input_size():
     assert profile_shapes((1, 8, 64), (256, 128)) == ((1, 3, 256, 128), (8, 3, 256, 128), (64, 3, 256, 128))
 
 
-def test_split_batches_covers_everything_in_profile_sized_runs():
-    assert split_batches(10, 4) == [(0, 4), (4, 8), (8, 10)]
-    assert split_batches(4, 4) == [(0, 4)]
-    assert split_batches(0, 4) == []
+def test_split_batches_covers_everything_in_runs_the_profile_takes():
+    assert split_batches(10, 1, 4) == [(0, 3), (3, 6), (6, 10)]
+    assert split_batches(4, 1, 4) == [(0, 4)] and split_batches(0, 1, 4) == []
+    assert split_batches(9, 3, 4) == [(0, 3), (3, 6), (6, 9)], "no remainder below the smallest batch"
+    for count, low, high in ((2, 3, 8), (5, 3, 4)):  # 2 < min; 5 fits neither 3+2 nor 4+1
+        with pytest.raises(ValueError, match=f"cannot be split into runs of {low}..{high}, the batch sizes"):
+            split_batches(count, low, high)
+
+
+def test_split_batches_against_brute_force():
+    """Runs within the profile, as few as any split has, found whenever any split exists."""
+    for count in range(1, 40):
+        for low, high in ((1, 5), (2, 5), (5, 5), (2, 8), (5, 8)):
+            feasible = [runs for runs in range(1, count + 1) if runs * low <= count <= runs * high]
+            if not feasible:
+                with pytest.raises(ValueError):
+                    split_batches(count, low, high)
+                continue
+            split = split_batches(count, low, high)
+            assert [start for start, _ in split] == [0, *[stop for _, stop in split[:-1]]] and split[-1][1] == count
+            assert len(split) == min(feasible) and all(low <= stop - start <= high for start, stop in split)
+
+
+def test_cuda_device_index():
+    assert cuda_device_index("auto") == 0 and cuda_device_index("cuda") == 0 and cuda_device_index("cuda:2") == 2
+    for device in ("cpu", "cuda:x", "auto:1", "gpu"):
+        with pytest.raises(ValueError, match="TensorRT engines run on CUDA only"):
+            cuda_device_index(device)
+
+
+def _fake_tensorrt(strongly_typed: bool = True) -> SimpleNamespace:
+    """The builder API surface of TensorRT 11: no FP16 / INT8 builder flags, no calibrator (removed in 11)."""
+    flags = SimpleNamespace(TF32=6, DEBUG=2)
+    creation = SimpleNamespace(STRONGLY_TYPED=0) if strongly_typed else SimpleNamespace()
+    return SimpleNamespace(BuilderFlag=flags, NetworkDefinitionCreationFlag=creation,
+                           MemoryPoolType=SimpleNamespace(WORKSPACE="workspace"))
+
+
+class _RecordingConfig:
+    def __init__(self) -> None:
+        self.cleared, self.pools = [], {}
+
+    def clear_flag(self, flag) -> None:
+        self.cleared.append(flag)
+
+    def set_memory_pool_limit(self, pool, size) -> None:
+        self.pools[pool] = size
+
+
+def test_engines_are_strongly_typed_and_fp32_has_no_tf32():
+    trt = _fake_tensorrt()
+    assert network_flags(trt) == 1  # 1 << STRONGLY_TYPED
+    assert network_flags(_fake_tensorrt(strongly_typed=False)) == 0  # a TensorRT that dropped the flag: always on
+    for precision, cleared in (("fp32", [6]), ("fp16", []), ("int8", [])):
+        config = _RecordingConfig()
+        configure_builder(trt, config, precision, workspace_gib=0.5)
+        assert config.cleared == cleared and config.pools == {"workspace": 1 << 29}
 
 
 def test_sidecar_round_trip(tmp_path):
@@ -59,34 +111,10 @@ def test_missing_or_broken_sidecar_is_named(tmp_path):
         read_sidecar(tmp_path / "model.engine")
 
 
-def test_calibration_batches_preprocess_like_inference_and_count_bad_files(tmp_path, caplog):
-    crops = random_crops(5, seed=3)
-    (tmp_path / "sub").mkdir()
-    for index, crop in enumerate(crops):
-        cv2.imwrite(str(tmp_path / ("sub" if index % 2 else "") / f"img{index}.png"), crop)
-    (tmp_path / "img9.jpg").write_bytes(b"not an image")
-    batches = CalibrationBatches(tmp_path, (64, 32), batch_size=2)
-    with caplog.at_level(logging.WARNING):
-        produced = list(batches)
-    assert [len(b) for b in produced] == [2, 2, 1] and all(b.dtype == np.uint8 for b in produced)
-    ordered = [crops[i] for i in (0, 2, 4, 1, 3)]  # natural order of relative paths: img0 img2 img4 sub/img1 sub/img3
-    np.testing.assert_array_equal(np.concatenate(produced), preprocess_batch(ordered, (64, 32)))
-    assert [p.name for p in batches.skipped] == ["img9.jpg"]
-    assert "skipped 1 unreadable" in caplog.text
-
-
-def test_calibration_folder_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="calibration folder not found"):
-        CalibrationBatches(tmp_path / "absent", (64, 32), 2)
-    with pytest.raises(ValueError, match="has no images"):
-        CalibrationBatches(tmp_path, (64, 32), 2)
-
-
 def test_build_engine_validates_before_needing_tensorrt(tmp_path):
+    int4 = ModelMetadata(input_size=(64, 32), feature_dim=512, precision="int4")
     with pytest.raises(ValueError, match="engine precision must be one of"):
-        build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", METADATA, (1, 2, 4), precision="int4")
-    with pytest.raises(ValueError, match="INT8 engine needs calibration crops"):
-        build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", METADATA, (1, 2, 4), precision="int8")
+        build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", int4, (1, 2, 4))
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="checks the message shown where TensorRT is missing")
@@ -101,6 +129,8 @@ def test_missing_tensorrt_says_how_to_install(tmp_path, capsys):
         FeatureExtractor(tmp_path / "model.engine")
 
 
-def test_tensorrt_backend_refuses_cpu(tmp_path):
+def test_tensorrt_backend_refuses_cpu_and_a_precision(tmp_path):
     with pytest.raises(ValueError, match="TensorRT engines run on CUDA only"):
         FeatureExtractor(tmp_path / "model.engine", device="cpu")
+    with pytest.raises(ValueError, match="precision 'fp16': an exported tensorrt model runs at the precision"):
+        FeatureExtractor(tmp_path / "model.engine", precision="fp16")

@@ -1,7 +1,14 @@
-"""Inference backends behind FeatureExtractor, chosen from what the user passes (a model or a file)."""
+"""Inference backends behind FeatureExtractor, chosen from what the user passes (a model or a file).
+
+``backend="auto"`` picks by kind: a ReIDNet or ``.pt``/``.pth``/``.ckpt`` -> torch, ``.onnx`` -> ONNX Runtime,
+``.engine``/``.plan`` -> TensorRT. ``backend="openvino"`` runs an ``.onnx`` file with OpenVINO instead.
+``backend_options`` (a dict or the backend's options dataclass) carries what only one backend understands.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,35 +19,80 @@ from reid_sdk.optional import require
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
 ONNX_SUFFIXES = (".onnx",)
 TENSORRT_SUFFIXES = (".engine", ".plan")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
+_FILES_OF = {"torch": TORCH_SUFFIXES, "onnxruntime": ONNX_SUFFIXES, "openvino": ONNX_SUFFIXES,
+             "tensorrt": TENSORRT_SUFFIXES}
+
+
+def backend_for(model: Any, backend: str = "auto") -> str:
+    """The backend that will run ``model``; ValueError when the two do not go together."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if not isinstance(model, (str, Path)):
+        if backend not in ("auto", "torch"):
+            raise ValueError(f"backend {backend!r} runs model files; a {type(model).__name__} runs on torch")
+        return "torch"
+    suffix = Path(model).suffix.lower()
+    if backend == "auto":
+        for name in ("torch", "onnxruntime", "tensorrt"):
+            if suffix in _FILES_OF[name]:
+                return name
+        known = ", ".join(TORCH_SUFFIXES + ONNX_SUFFIXES + TENSORRT_SUFFIXES)
+        raise ValueError(f"unsupported model file {Path(model).name!r}: expected one of {known}")
+    if suffix not in _FILES_OF[backend]:
+        raise ValueError(f"backend {backend!r} runs {'/'.join(_FILES_OF[backend])} files, "
+                         f"not {Path(model).name!r}")
+    return backend
+
+
+def _options(cls: type, given: Any) -> Any:
+    """``given`` (None, a mapping of field values or an instance) as an instance of the dataclass ``cls``."""
+    if given is None or isinstance(given, cls):
+        return given
+    if not isinstance(given, Mapping):
+        raise ValueError(f"backend_options must be a dict or {cls.__name__}, got {type(given).__name__}")
+    known = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**given)
 
 
 def open_backend(model: Any, device: str = "auto", precision: str = "auto", compile: bool | str = False,
-                 max_batch: int = 64, input_size: tuple[int, int] | None = None,
-                 input_options: InputOptions | None = None) -> Backend:
-    """A backend for ``model``: a ReIDNet module, or a file whose suffix names its kind.
+                 max_batch: int = 64, input_size: tuple[int, int] | None = None, backend: str = "auto",
+                 backend_options: Any = None, input_options: InputOptions | None = None) -> Backend:
+    """A backend for ``model``: a ReIDNet module, or a file (see the module docstring for which runs what).
 
-    ``.pt``/``.pth``/``.ckpt``: torch checkpoint; ``.onnx``: ONNX Runtime; ``.engine``/``.plan``: TensorRT.
-    ``precision`` and ``compile`` apply to torch; ``input_size`` and ``input_options`` (mean, std, dtype,
-    channel order) describe ONNX files without reid-sdk metadata and are refused for other models.
+    ``precision`` is the compute precision of torch and OpenVINO (exported files fix their own); ``compile``
+    applies to torch; ``input_size`` and ``input_options`` (mean, std, dtype, channel order) describe ONNX
+    files without reid-sdk metadata (ONNX Runtime) and are refused for other models.
     """
+    name = backend_for(model, backend)
     described = input_options.given() if input_options is not None else []
-    if described and not (isinstance(model, (str, Path)) and Path(model).suffix.lower() in ONNX_SUFFIXES):
+    if described and name != "onnxruntime":
         what = Path(model).name if isinstance(model, (str, Path)) else f"a {type(model).__name__}"
-        raise ValueError(f"{', '.join(described)} describe foreign ONNX models only; {what} configures itself")
-    if isinstance(model, (str, Path)):
-        suffix = Path(model).suffix.lower()
-        if suffix in ONNX_SUFFIXES:
-            require("onnxruntime", "cpu", "gpu")
-            from reid_sdk.backends.onnx_backend import OnnxBackend
+        raise ValueError(f"{', '.join(described)} describe foreign ONNX models run by ONNX Runtime only; "
+                         f"{what} on {name} configures itself")
+    if name in ("onnxruntime", "tensorrt") and precision != "auto":
+        raise ValueError(f"precision {precision!r}: an exported {name} model runs at the precision it was "
+                         "exported with (reid-export --format / --precision); leave precision='auto'")
+    if backend_options is not None and name not in ("onnxruntime", "openvino"):
+        raise ValueError(f"backend_options are for the onnxruntime and openvino backends, not {name}")
+    if name == "onnxruntime":
+        require("onnxruntime", "cpu", "gpu")
+        from reid_sdk.backends.onnx_backend import OnnxBackend, OnnxRuntimeOptions
 
-            return OnnxBackend(model, device=device, input_size=input_size, input_options=input_options)
-        if suffix in TENSORRT_SUFFIXES:
-            from reid_sdk.backends.tensorrt_backend import TensorRTBackend
+        return OnnxBackend(model, device=device, input_size=input_size, max_batch=max_batch,
+                           options=_options(OnnxRuntimeOptions, backend_options), input_options=input_options)
+    if name == "openvino":
+        from reid_sdk.backends.openvino_backend import OpenVINOBackend, OpenVINOOptions
 
-            return TensorRTBackend(model, device=device)
-        if suffix not in TORCH_SUFFIXES:
-            known = ", ".join(TORCH_SUFFIXES + ONNX_SUFFIXES + TENSORRT_SUFFIXES)
-            raise ValueError(f"unsupported model file {Path(model).name!r}: expected one of {known}")
+        return OpenVINOBackend(model, device=device, precision=precision, input_size=input_size,
+                               options=_options(OpenVINOOptions, backend_options))
+    if name == "tensorrt":
+        from reid_sdk.backends.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(model, device=device)
     try:
         from reid_sdk.backends.torch_backend import TorchBackend
     except ImportError as exc:
@@ -48,4 +100,4 @@ def open_backend(model: Any, device: str = "auto", precision: str = "auto", comp
     return TorchBackend(model, device=device, precision=precision, compile=compile, max_batch=max_batch)
 
 
-__all__ = ["Backend", "InputOptions", "open_backend"]
+__all__ = ["BACKENDS", "Backend", "InputOptions", "backend_for", "open_backend"]

@@ -22,3 +22,9 @@ class Backend(Protocol):
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Features of ``batch``: float32 (N, feature_dim), L2-normalised."""
         ...
+
+
+def l2_normalised(features: np.ndarray) -> np.ndarray:
+    """Rows of ``features`` scaled to unit length, as float32 (all-zero rows stay zero)."""
+    features = np.asarray(features, dtype=np.float32)
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)

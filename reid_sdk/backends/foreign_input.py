@@ -11,7 +11,7 @@ and options that contradict a file's metadata or graph raise.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
@@ -105,8 +105,9 @@ class InputFeed:
         scaled /= np.asarray(self.std, np.float32)[:, None, None]
         return scaled.astype(self.dtype, copy=False)
 
-    def run(self, session: ort.InferenceSession, batch: np.ndarray) -> np.ndarray:
-        """The model's first output for ``batch``; a fixed-batch model runs chunk by chunk, the last padded."""
+    def run(self, infer: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndarray:
+        """The model's output for ``batch`` via ``infer`` (model input -> first output); a fixed-batch model
+        runs chunk by chunk, the last padded."""
         step = self.fixed_batch or len(batch)
         outputs = []
         for start in range(0, len(batch), step):
@@ -114,7 +115,7 @@ class InputFeed:
             count = len(chunk)
             if count < step:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - count, axis=0)])
-            outputs.append(np.asarray(session.run(None, {self.name: chunk})[0])[:count])
+            outputs.append(np.asarray(infer(chunk))[:count])
         return np.concatenate(outputs)
 
 
@@ -170,7 +171,8 @@ def _foreign(session: ort.InferenceSession, options: InputOptions, source: str, 
         raise ValueError(f"{source} returns {output.name!r} of shape {output.shape}; the SDK expects (N, D) features")
     feature_dim = _static(output.shape[1])
     if feature_dim is None:  # the graph leaves D open: one run on a blank batch tells it
-        feature_dim = int(feed.run(session, np.zeros((1, 3, *size), np.uint8)).shape[1])
+        feature_dim = int(feed.run(lambda tensor: session.run(None, {feed.name: tensor})[0],
+                                   np.zeros((1, 3, *size), np.uint8)).shape[1])
     logger.info("%s has no reid-sdk metadata: feeding %s at %d x %d", source, feed.describe(), *size)
     return ModelMetadata(input_size=size, feature_dim=feature_dim, channel_order=feed.channel_order,
                          precision="fp16" if dtype == "float16" else "fp32"), feed

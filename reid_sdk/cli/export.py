@@ -1,4 +1,8 @@
-"""``reid-export``: a reid-sdk checkpoint -> ONNX (fp32 / fp16) or a TensorRT engine, optionally verified."""
+"""``reid-export``: a reid-sdk checkpoint -> ONNX (fp32 / fp16 / INT8 Q/DQ) or a TensorRT engine, optionally verified.
+
+--verify compares the result with the torch fp32 network crop by crop (cosine, max |diff|) and by retrieval
+mAP on a query/gallery set, and exits 1 beyond the tolerances of reid_sdk.export.verify.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,11 @@ import numpy as np
 
 from reid_sdk.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, configure_logging, fail, make_parser
 from reid_sdk.datasets.files import image_files, read_image
-from reid_sdk.export.verify import Tolerance, verify_parity
+from reid_sdk.export.calibration import DEFAULT_MAX_IMAGES
+from reid_sdk.export.verify import Tolerance, verify_parity, verify_retrieval
 
 PROG = "reid-export"
-FORMATS = ("onnx", "onnx-fp16", "tensorrt")
+FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "tensorrt")
 EXIT_VERIFY_FAILED = EXIT_FAILED
 
 
@@ -25,11 +30,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output file (.onnx or .engine)")
     parser.add_argument("--batch", default="1:32:256", help="TensorRT batch profile MIN:OPT:MAX")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="TensorRT precision")
-    parser.add_argument("--calibration", type=Path, help="folder of crops for INT8 calibration")
+    parser.add_argument("--calibration", type=Path,
+                        help="folder of real crops for INT8 calibration (default: rendered synthetic pedestrians)")
+    parser.add_argument("--calibration-images", type=int, default=DEFAULT_MAX_IMAGES,
+                        help="at most this many calibration crops")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset version")
     parser.add_argument("--verify", action="store_true", help="compare with torch fp32; exit 1 beyond tolerance")
     parser.add_argument("--verify-images", type=Path,
                         help="folder of real crops for --verify (default: rendered synthetic pedestrians)")
+    parser.add_argument("--verify-data", type=Path,
+                        help="labelled dataset for the mAP check of --verify (default: rendered query/gallery set)")
+    parser.add_argument("--verify-format", default="market1501", help="layout of --verify-data")
+    parser.add_argument("--verify-backend", choices=("auto", "onnxruntime", "openvino"), default="auto",
+                        help="runtime that runs an ONNX file for --verify")
     return parser
 
 
@@ -45,26 +58,61 @@ def verification_crops(folder: Path | None, count: int = 32) -> list[np.ndarray]
     return crops
 
 
-def export(args: argparse.Namespace) -> tuple[Path, str]:
-    """Write the requested artefact; returns its path and the precision it runs at."""
+def _precision(args: argparse.Namespace) -> str:
+    """The precision the artefact runs at; ValueError for options that do not apply to it."""
+    precision = {"onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8"}.get(args.format, args.precision)
+    if args.calibration is not None and precision != "int8":
+        raise ValueError(f"--calibration is for INT8 (--format onnx-int8, or tensorrt --precision int8), "
+                         f"not {args.format} at {precision}")
+    if args.calibration_images < 1:
+        raise ValueError(f"--calibration-images must be >= 1, got {args.calibration_images}")
+    return precision
+
+
+def _export_onnx(args: argparse.Namespace, path: Path, precision: str) -> Path:
     from reid_sdk.export.onnx_export import export_onnx
 
-    if args.format != "tensorrt":
-        precision = "fp16" if args.format == "onnx-fp16" else "fp32"
-        return export_onnx(args.checkpoint, args.out, precision, args.opset), precision
+    if precision != "int8":
+        return export_onnx(args.checkpoint, path, precision, args.opset)
+    from reid_sdk.export.int8 import export_onnx_int8
 
-    from reid_sdk.backends.tensorrt_backend import require_tensorrt
+    return export_onnx_int8(args.checkpoint, path, args.calibration, args.calibration_images, opset=args.opset)
+
+
+def export(args: argparse.Namespace) -> tuple[Path, str]:
+    """Write the requested artefact; returns its path and the precision it runs at."""
+    precision = _precision(args)
+    if args.format != "tensorrt":
+        return _export_onnx(args, args.out, precision), precision
+
     from reid_sdk.backends.model_contract import ModelMetadata
+    from reid_sdk.backends.tensorrt_backend import require_tensorrt
     from reid_sdk.export.tensorrt_build import build_engine, parse_batch_profile
     from reid_sdk.model import read_checkpoint
 
     profile = parse_batch_profile(args.batch)
     require_tensorrt()
-    onnx_precision = "fp16" if args.precision == "fp16" else "fp32"
-    onnx_path = export_onnx(args.checkpoint, args.out.with_suffix(".onnx"), onnx_precision, args.opset)
-    metadata = ModelMetadata.from_checkpoint(read_checkpoint(args.checkpoint), args.precision)
-    engine = build_engine(onnx_path, args.out, metadata, profile, args.precision, args.calibration)
-    return engine, args.precision
+    onnx_path = _export_onnx(args, args.out.with_suffix(".onnx"), precision)
+    metadata = ModelMetadata.from_checkpoint(read_checkpoint(args.checkpoint), precision)
+    return build_engine(onnx_path, args.out, metadata, profile), precision
+
+
+def verify(args: argparse.Namespace, path: Path, precision: str) -> int:
+    """Run and print the parity and retrieval checks; the exit code says whether all passed."""
+    backend = "auto" if path.suffix != ".onnx" else args.verify_backend
+    tolerance = Tolerance.for_precision(precision)
+    checks = [*verify_parity(path, args.checkpoint, verification_crops(args.verify_images), backend=backend),
+              verify_retrieval(path, args.checkpoint, args.verify_data, args.verify_format, backend=backend)]
+    for check in checks:
+        print(("ok    " if check.passes(tolerance) else "FAIL  ") + check.describe())
+    failed = [check for check in checks if not check.passes(tolerance)]
+    if failed:
+        print(f"{PROG}: verification failed: {len(failed)} of {len(checks)} checks beyond tolerance "
+              f"(min cosine {tolerance.min_cosine}, max |diff| {tolerance.max_abs_diff}, "
+              f"max mAP drop {100 * tolerance.max_map_drop:g} points)", file=sys.stderr)
+        return EXIT_VERIFY_FAILED
+    print(f"verified: {len(checks)} checks within tolerance")
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,22 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path, precision = export(args)
         print(f"wrote {path} ({args.format}, {precision})")
-        if not args.verify:
-            return EXIT_OK
-        crops = verification_crops(args.verify_images)
+        return verify(args, path, precision) if args.verify else EXIT_OK
     except (ValueError, FileNotFoundError, ImportError) as exc:
         return fail(PROG, exc, EXIT_BAD_INPUT)
-    tolerance = Tolerance.for_precision(precision)
-    checks = verify_parity(path, args.checkpoint, crops)
-    for check in checks:
-        print(("ok    " if check.passes(tolerance) else "FAIL  ") + check.describe())
-    failed = [check for check in checks if not check.passes(tolerance)]
-    if failed:
-        print(f"{PROG}: verification failed: {len(failed)} of {len(checks)} checks beyond tolerance "
-              f"(min cosine {tolerance.min_cosine}, max |diff| {tolerance.max_abs_diff})", file=sys.stderr)
-        return EXIT_VERIFY_FAILED
-    print(f"verified: {len(checks)} checks within tolerance")
-    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -36,6 +36,15 @@ def ensure_writable(path: str | Path) -> Path:
     return path
 
 
+def set_metadata(proto: onnx.ModelProto, metadata: ModelMetadata) -> None:
+    """Replace the model's metadata_props with ``metadata`` and check the model (onnx.checker, full)."""
+    del proto.metadata_props[:]
+    for key, value in metadata.to_strings().items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name = "reid-sdk"
+    onnx.checker.check_model(proto, full_check=True)
+
+
 def export_network(model: ReIDNet, metadata: ModelMetadata, path: str | Path, precision: str = "fp32",
                    opset: int = DEFAULT_OPSET) -> Path:
     """Export ``model`` (any device) to ``path``; fp16 keeps uint8 input and float32 output."""
@@ -55,11 +64,7 @@ def export_network(model: ReIDNet, metadata: ModelMetadata, path: str | Path, pr
     proto = program.model_proto
     proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
     proto.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "batch"
-    del proto.metadata_props[:]
-    for key, value in metadata.to_strings().items():
-        proto.metadata_props.add(key=key, value=value)
-    proto.producer_name = "reid-sdk"
-    onnx.checker.check_model(proto, full_check=True)
+    set_metadata(proto, metadata)
     with atomic_write(path) as handle:
         handle.write(proto.SerializeToString())
     return path
