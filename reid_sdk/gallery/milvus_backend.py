@@ -15,7 +15,6 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -25,10 +24,10 @@ from reid_sdk.gallery.entries import EntryRow
 from reid_sdk.gallery.filters import EntryFilter
 from reid_sdk.gallery.location import GalleryLocation, parse_location
 from reid_sdk.gallery.widening import search_widening
+from reid_sdk.optional import require
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'reid-sdk[milvus]' (pymilvus, and milvus-lite for milvus-lite: URIs)"
 PROPERTY = "reid_sdk.gallery"
 FORMAT_VERSION = 1
 LABELS = ("identity", "camera", "track_id")
@@ -37,15 +36,6 @@ MAX_TOP_K = 16384           # Milvus's limit on k (and on a query's result windo
 DEFAULT_NLIST = 1024        # IVF cells when the config leaves nlist to the data (Milvus builds per segment)
 _REQUEST_BYTES = 32 << 20   # stay well below gRPC's 64 MiB message limit
 _INDEX_TYPES = {"flat": "FLAT", "ivf": "IVF_FLAT", "hnsw": "HNSW", "ivfpq": "IVF_PQ"}
-
-
-def require_pymilvus() -> ModuleType:
-    """The ``pymilvus`` module, or an ImportError that says how to install it."""
-    try:
-        import pymilvus
-    except ImportError as exc:
-        raise ImportError(f"Milvus galleries need pymilvus: {INSTALL_HINT}") from exc
-    return pymilvus
 
 
 # -- filter expressions --------------------------------------------------------------------------------------------
@@ -117,7 +107,7 @@ class MilvusBackend:
     # -- connection ---------------------------------------------------------------------------------------------
     @staticmethod
     def _connect(location: GalleryLocation) -> Any:
-        pymilvus = require_pymilvus()
+        pymilvus = require("pymilvus", "milvus")
         if location.path is not None:
             location.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -176,7 +166,7 @@ class MilvusBackend:
         return {PROPERTY: json.dumps(info, sort_keys=True)}
 
     def _create_collection(self) -> None:
-        pymilvus = require_pymilvus()
+        pymilvus = require("pymilvus", "milvus")
         types = pymilvus.DataType
         schema = self._client.create_schema(auto_id=True, enable_dynamic_field=False)
         schema.add_field("id", types.INT64, is_primary=True)
