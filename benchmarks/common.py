@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -51,3 +54,18 @@ def write_results(name: str, results: dict[str, Any], path: str | Path | None = 
                 "machine": machine_info(), **results}
     target.write_text(json.dumps(document, indent=2) + "\n")
     return target
+
+
+def timed(
+    function: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
+    """Best and median wall seconds of ``repeats`` calls (after ``sync``, so GPU work counts), and CPU seconds."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        sync()
+        start, start_cpu = time.perf_counter(), time.process_time()
+        function()
+        sync()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return {"best_s": min(wall), "median_s": statistics.median(wall), "wall_s": wall, "process_cpu_s": cpu}

@@ -34,6 +34,14 @@ def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(np.intersect1d(f, t)) / len(t) for f, t in zip(found, truth)]))
 
 
+def search_problem(n: int, dim: int, queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` clustered gallery vectors, ``queries`` held-out queries and their exact top-10 rows."""
+    data, _ = clustered_features(n + queries, dim, seed=0)
+    exact = faiss.IndexFlatIP(dim)
+    exact.add(data[:n])
+    return data[:n], data[n:], exact.search(data[n:], 10)[1]
+
+
 def time_queries(gallery: Gallery, queries: np.ndarray) -> dict[str, float]:
     start = time.perf_counter()
     _, ids = gallery.search_ids(queries, k=10)
@@ -70,7 +78,7 @@ def bench_kind(kind: str, x: np.ndarray, queries: np.ndarray, truth: np.ndarray,
                "recall_at_10": recall, **timing,
                "meets_target": recall >= 0.95 and timing["single_ms_median"] <= 1.0}
         if gallery.config.trainable:
-            row["nlist"] = gallery._store.index.nlist
+            row["nlist"] = gallery._backend._store.index.nlist
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         rows.append(row)
     return rows
@@ -99,12 +107,7 @@ def main() -> None:
     for run in args.runs:
         shape, _, kinds = run.partition(":")
         n, dim = (int(v) for v in shape.split("x"))
-        data, _ = clustered_features(n + args.queries, dim, seed=0)
-        x, queries = data[:n], data[n:]
-        exact = faiss.IndexFlatIP(dim)
-        exact.add(x)
-        truth = exact.search(queries, 10)[1]
-        del exact
+        x, queries, truth = search_problem(n, dim, args.queries)
         nlist = 1024 if n > TRAIN_SAMPLE else None  # 4 * sqrt(1M) cells would need k-means on 4M+ points
         for kind in (kinds.split(",") if kinds else SWEEPS):
             results["runs"].extend(bench_kind(kind, x, queries, truth, nlist))

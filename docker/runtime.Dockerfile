@@ -1,6 +1,9 @@
-# Deployment image: ONNX Runtime (CUDA) + FAISS + reid-sdk, no torch.
+# Deployment image, one CUDA major (12) throughout: reid-sdk's torch-free runtime with ONNX Runtime's
+# CUDA 12 build (onnxruntime-gpu < 1.27), FAISS GPU (faiss-gpu-cu12) and TensorRT (tensorrt-cu12,
+# cuda-python 12). No torch, and no CPU twin (onnxruntime, faiss-cpu) beside the GPU builds.
 # Build from the repository root: docker build -f docker/runtime.Dockerfile -t reid-sdk:runtime .
-FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+# Run: docker run --gpus all -v $PWD:/app reid-sdk:runtime reid-index search --model model.onnx ...
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
@@ -8,9 +11,8 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY reid_sdk ./reid_sdk
-# The GPU wheels replace the CPU ones of the base dependencies.
-RUN pip install --no-cache-dir . onnxruntime-gpu \
-    && pip uninstall -y onnxruntime \
-    && pip install --no-cache-dir --force-reinstall --no-deps onnxruntime-gpu \
-    && python -c "import reid_sdk, faiss, onnxruntime; import importlib.util as u; assert u.find_spec('torch') is None"
+RUN pip install --no-cache-dir ".[gpu,tensorrt]" \
+    && python -c "from reid_sdk.optional import installed_twins; import importlib.util as u; \
+assert not installed_twins(), installed_twins(); assert u.find_spec('torch') is None, 'torch in the runtime image'; \
+import reid_sdk.gallery, onnxruntime, tensorrt; print('runtime image:', onnxruntime.__version__, tensorrt.__version__)"
 WORKDIR /app

@@ -118,6 +118,30 @@ RecordFeatures = Callable[[Sequence[Any]], tuple[np.ndarray, np.ndarray]]
 """Features of records: (features of those that could be read, boolean mask of which could)."""
 
 
+@dataclass(frozen=True)
+class LabelledFeatures:
+    """The records of one split that could be read, their features, pids and cameras, and how many could not."""
+
+    records: list[Any]
+    features: np.ndarray
+    pids: np.ndarray
+    cameras: np.ndarray
+    unreadable: int
+
+    def counts(self, split: str) -> dict[str, int]:
+        return {f"num_{split}": len(self.records), f"unreadable_{split}": self.unreadable}
+
+
+def labelled_features(features_of: RecordFeatures, records: Sequence[Any], split: str) -> LabelledFeatures:
+    """Features of ``records`` (each with ``pid`` and ``camera``) through ``features_of``, unreadable ones left out."""
+    if not records:
+        raise ValueError(f"no {split} records to evaluate")
+    features, found = features_of(records)
+    kept = [record for record, ok in zip(records, found) if ok]
+    return LabelledFeatures(kept, np.asarray(features, dtype=np.float32), np.array([r.pid for r in kept]),
+                            np.array([r.camera for r in kept]), len(records) - len(kept))
+
+
 def evaluate_query_gallery(features_of: RecordFeatures, query: Sequence[Any],
                            gallery: Sequence[Any]) -> tuple[RankResult, dict[str, int]]:
     """Market-protocol retrieval of ``query`` against ``gallery`` records (each with ``pid`` and ``camera``).
@@ -125,20 +149,9 @@ def evaluate_query_gallery(features_of: RecordFeatures, query: Sequence[Any],
     ``features_of`` turns records into L2-normalised features; records it could not read are left out and
     counted in the returned details (``num_query``, ``unreadable_query``, ``num_gallery``, ...).
     """
-    details: dict[str, int] = {}
-    labelled = {}
-    for split, records in (("query", query), ("gallery", gallery)):
-        if not records:
-            raise ValueError(f"no {split} records to evaluate")
-        features, found = features_of(records)
-        kept = [record for record, ok in zip(records, found) if ok]
-        details[f"num_{split}"] = len(kept)
-        details[f"unreadable_{split}"] = int(len(records) - len(kept))
-        labelled[split] = (np.asarray(features, dtype=np.float32), np.array([r.pid for r in kept]),
-                           np.array([r.camera for r in kept]))
-    (q_feat, q_pids, q_cams), (g_feat, g_pids, g_cams) = labelled["query"], labelled["gallery"]
-    distmat = 1.0 - q_feat @ g_feat.T  # cosine distance of L2-normalised features
-    return rank_metrics(distmat, q_pids, g_pids, q_cams, g_cams), details
+    q, g = labelled_features(features_of, query, "query"), labelled_features(features_of, gallery, "gallery")
+    distmat = 1.0 - q.features @ g.features.T  # cosine distance of L2-normalised features
+    return rank_metrics(distmat, q.pids, g.pids, q.cameras, g.cameras), {**q.counts("query"), **g.counts("gallery")}
 
 
 @dataclass(frozen=True)
@@ -219,3 +232,11 @@ def clustering_quality(cluster_labels: np.ndarray, true_pids: np.ndarray) -> Clu
         num_clusters=len(cluster_sizes),
         num_identities=num_identities,
     )
+
+
+# Re-ranking and query expansion live in their own module; the names the field looks for here are re-exported.
+from reid_sdk.reranking import RerankConfig, average_query_expansion, re_rank, reranked_distances  # noqa: E402
+
+__all__ = ["ClusteringQuality", "LabelledFeatures", "RankResult", "RerankConfig", "average_query_expansion",
+           "clustering_quality", "evaluate_query_gallery", "labelled_features", "rank_metrics", "re_rank",
+           "reranked_distances"]

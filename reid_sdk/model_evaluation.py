@@ -1,13 +1,15 @@
 """Evaluating a deployed model (any FeatureExtractor backend) on a labelled dataset's query / gallery split.
 
 A tracklet's feature is the L2-normalised mean of its frame features (at most ``max_frames`` evenly spaced
-frames); images that cannot be decoded are left out and counted. Torch-free.
+frames); images that cannot be decoded are left out and counted. Distances are cosine distances, optionally
+after average query expansion and / or k-reciprocal re-ranking. Torch-free.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ import numpy as np
 from reid_sdk.datasets import ImageRecord, TrackletRecord, load_dataset
 from reid_sdk.datasets.files import read_image
 from reid_sdk.datasets.records import record_paths
-from reid_sdk.evaluation import RankResult, evaluate_query_gallery
+from reid_sdk.evaluation import LabelledFeatures, RankResult, labelled_features, rank_metrics
+from reid_sdk.reranking import RerankConfig, average_query_expansion, reranked_distances
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +66,56 @@ def extract_features(extractor: Any, records: Sequence[ImageRecord | TrackletRec
     return features.astype(np.float32), found
 
 
-def evaluate_model(extractor: Any, root: str | Path, format: str, max_frames: int = 32) -> tuple[RankResult, dict]:
-    """Load ``root`` as ``format``, extract query and gallery features, score them; returns (result, details)."""
+@dataclass(frozen=True)
+class Retrieval:
+    """A scored query / gallery retrieval: both splits' readable records and features, the (Q, G) distances that
+    ranked them (smaller = closer), the metrics and the details (dataset, counts, re-ranking used)."""
+
+    query: LabelledFeatures
+    gallery: LabelledFeatures
+    distances: np.ndarray
+    result: RankResult
+    details: dict[str, Any]
+
+
+def retrieval_distances(query: np.ndarray, gallery: np.ndarray, rerank: RerankConfig | None = None,
+                        query_expansion: int = 0) -> np.ndarray:
+    """(Q, G) distances: cosine, after average query expansion over ``query_expansion`` neighbours when > 0,
+    re-ranked (k-reciprocal) when ``rerank`` is given."""
+    if query_expansion:
+        query = average_query_expansion(query, gallery, k=query_expansion)
+    if rerank is not None:
+        return reranked_distances(query, gallery, rerank)
+    return 1.0 - query @ gallery.T
+
+
+def retrieve(extractor: Any, root: str | Path, format: str, max_frames: int = 32, rerank: RerankConfig | None = None,
+             query_expansion: int = 0) -> Retrieval:
+    """Load ``root`` as ``format``, extract query and gallery features, rank and score them."""
+    if query_expansion < 0:
+        raise ValueError(f"query_expansion must be >= 0 neighbours, got {query_expansion}")
     splits = load_dataset(root, format)
     for split in ("query", "gallery"):
         if not splits.split(split):
             raise ValueError(f"{splits.root} has no {split} records to evaluate")
-    result, counts = evaluate_query_gallery(lambda records: extract_features(extractor, records, max_frames),
-                                            splits.query, splits.gallery)
-    if counts["unreadable_query"] or counts["unreadable_gallery"]:
-        logger.warning("left out %d query and %d gallery entries without a readable image",
-                       counts["unreadable_query"], counts["unreadable_gallery"])
-    return result, {"dataset": str(splits.root), "format": format, **counts}
+
+    def features_of(records: Sequence[ImageRecord | TrackletRecord]) -> tuple[np.ndarray, np.ndarray]:
+        return extract_features(extractor, records, max_frames)
+
+    query = labelled_features(features_of, splits.query, "query")
+    gallery = labelled_features(features_of, splits.gallery, "gallery")
+    if query.unreadable or gallery.unreadable:
+        logger.warning("left out %d query and %d gallery entries without a readable image", query.unreadable,
+                       gallery.unreadable)
+    distances = retrieval_distances(query.features, gallery.features, rerank, query_expansion)
+    result = rank_metrics(distances, query.pids, gallery.pids, query.cameras, gallery.cameras)
+    details = {"dataset": str(splits.root), "format": format, **query.counts("query"), **gallery.counts("gallery"),
+               "rerank": None if rerank is None else asdict(rerank), "query_expansion": query_expansion}
+    return Retrieval(query, gallery, distances, result, details)
+
+
+def evaluate_model(extractor: Any, root: str | Path, format: str, max_frames: int = 32,
+                   rerank: RerankConfig | None = None, query_expansion: int = 0) -> tuple[RankResult, dict]:
+    """:func:`retrieve`'s metrics and details."""
+    retrieval = retrieve(extractor, root, format, max_frames, rerank, query_expansion)
+    return retrieval.result, retrieval.details

@@ -1,35 +1,150 @@
-"""Pictures of search results: a query and its matches as one strip of captioned tiles (BGR images)."""
+"""Pictures of search results (BGR images): a query and its ranked matches as one row of captioned tiles.
+
+Every picture here is built from the same tile: the crop, a border that says whether the match is right (green,
+with a check mark), wrong (red, with a cross) or unknown (grey), and two caption lines (identity and camera,
+then the score). The query's tile has a blue border. Rows stack into one image; the sizes are chosen so the
+captions read at 100% zoom.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from reid_sdk.datasets.files import read_image
 from reid_sdk.gallery import Match
+from reid_sdk.index import TrackMatches
+from reid_sdk.tracks import read_box
 
-TILE_SIZE = (128, 64)  # strip tile (height, width)
+TILE_SIZE = (160, 80)  # crop area of a tile (height, width)
 WHITE = (255, 255, 255)
+_BORDER = 4
+_CAPTION = 34  # two caption lines
+_GAP, _QUERY_GAP = 4, 16
+_FONT, _FONT_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.42
+_COLOURS = {True: (40, 160, 40), False: (40, 40, 210), None: (150, 150, 150), "query": (200, 120, 30)}
 
 
-def _tile(image: np.ndarray | None, caption: str) -> np.ndarray:
+@dataclass(frozen=True)
+class Tile:
+    """One crop (None: unreadable, drawn grey) with its caption and verdict (True right, False wrong, None unknown;
+    "query" for the query)."""
+
+    image: np.ndarray | None
+    caption: tuple[str, str]
+    verdict: bool | str | None = None
+
+
+def label(identity: Any, camera: Any) -> str:
+    """``identity / camera`` as a caption line; unknowns are ``?``, integer cameras read ``c3``."""
+    who = "?" if identity is None else str(identity)
+    where = "?" if camera is None else (f"c{camera}" if isinstance(camera, (int, np.integer)) else str(camera))
+    return f"{who} / {where}"
+
+
+def _fit(text: str, width: int) -> str:
+    while text and cv2.getTextSize(text, _FONT, _FONT_SCALE, 1)[0][0] > width:
+        text = text[:-3] + ".." if len(text) > 3 else text[:-1]
+    return text
+
+
+def _mark(tile: np.ndarray, verdict: bool | str | None) -> None:
+    """A check mark (right) or a cross (wrong) on a white disc in the tile's top-right corner."""
+    if verdict not in (True, False):
+        return
+    centre = (tile.shape[1] - 14, 14)
+    cv2.circle(tile, centre, 10, WHITE, -1, cv2.LINE_AA)
+    colour = _COLOURS[verdict]
+    x, y = centre
+    if verdict:
+        cv2.polylines(tile, [np.array([(x - 6, y), (x - 2, y + 5), (x + 6, y - 5)])], False, colour, 2, cv2.LINE_AA)
+    else:
+        cv2.line(tile, (x - 5, y - 5), (x + 5, y + 5), colour, 2, cv2.LINE_AA)
+        cv2.line(tile, (x - 5, y + 5), (x + 5, y - 5), colour, 2, cv2.LINE_AA)
+
+
+def render_tile(tile: Tile) -> np.ndarray:
+    """The tile as an image: bordered crop over two caption lines."""
     height, width = TILE_SIZE
-    tile = np.full((height + 18, width, 3), 255, np.uint8)
-    tile[:height] = cv2.resize(image, (width, height)) if image is not None else 160
-    cv2.putText(tile, caption, (2, height + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    return tile
+    crop = cv2.resize(tile.image, (width, height)) if tile.image is not None else np.full((height, width, 3), 160,
+                                                                                         np.uint8)
+    if crop.ndim == 2:
+        crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
+    framed = cv2.copyMakeBorder(crop, _BORDER, _BORDER, _BORDER, _BORDER, cv2.BORDER_CONSTANT,
+                                value=_COLOURS[tile.verdict])
+    _mark(framed, tile.verdict)
+    out = np.full((framed.shape[0] + _CAPTION, framed.shape[1], 3), 255, np.uint8)
+    out[: framed.shape[0]] = framed
+    for line, text in enumerate(tile.caption):
+        cv2.putText(out, _fit(text, framed.shape[1] - 2), (1, framed.shape[0] + 14 + 15 * line), _FONT, _FONT_SCALE,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    return out
 
 
-def render_strip(query: np.ndarray, matches: Sequence[Match]) -> np.ndarray:
-    """The query then its matches left to right, each captioned with its score and identity (BGR image)."""
-    tiles = [_tile(query, "query")]
-    for match in matches:
-        tiles.append(_tile(read_image(str(match.metadata.get("path", ""))), f"{match.score:.3f} {match.identity}"))
-    gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
-    return np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)
+def render_row(query: Tile, tiles: Sequence[Tile]) -> np.ndarray:
+    """The query tile, a wider gap, then the ranked tiles left to right."""
+    images = [render_tile(query)] + [render_tile(tile) for tile in tiles]
+    parts = [images[0]]
+    for index, image in enumerate(images[1:]):
+        parts.append(np.full((image.shape[0], _QUERY_GAP if index == 0 else _GAP, 3), 255, np.uint8))
+        parts.append(image)
+    return np.concatenate(parts, axis=1)
+
+
+def verdict(query_identity: Any, identity: Any) -> bool | None:
+    """Whether a match is the query's person: unknown (None) when either identity is."""
+    return None if query_identity is None or identity is None else identity == query_identity
+
+
+def render_strip(query: np.ndarray, matches: Sequence[Match], query_identity: Any = None,
+                 query_camera: Any = None) -> np.ndarray:
+    """The query then its matches, each captioned ``identity / camera`` and score; with ``query_identity`` the
+    matches are marked right or wrong. Match crops are read from their ``path`` metadata."""
+    tiles = [Tile(read_image(str(match.metadata.get("path", ""))), (label(match.identity, match.camera),
+                                                                    f"{match.score:.3f}"),
+                  verdict(query_identity, match.identity)) for match in matches]
+    return render_row(Tile(query, (label(query_identity, query_camera), "query"), "query"), tiles)
+
+
+def _track_crop(match: Match) -> np.ndarray | None:
+    """The best frame's crop of a track entry, read back from its video (None when it cannot be)."""
+    video, frame, box = (match.metadata.get(key) for key in ("video", "best_frame", "best_box"))
+    return read_box(video, frame, tuple(box)) if video and frame and box else None
+
+
+def _note(row: np.ndarray, text: str) -> np.ndarray:
+    """``row`` with ``text`` written to its right, vertically centred."""
+    width = cv2.getTextSize(text, _FONT, _FONT_SCALE, 1)[0][0] + 2 * _QUERY_GAP
+    panel = np.full((row.shape[0], width, 3), 255, np.uint8)
+    cv2.putText(panel, text, (_QUERY_GAP, row.shape[0] // 2), _FONT, _FONT_SCALE, (90, 90, 90), 1, cv2.LINE_AA)
+    return np.concatenate([row, panel], axis=1)
+
+
+def render_track_matches(results: Sequence[TrackMatches], camera: Any, identities: dict[int, Any] | None = None,
+                         threshold: float | None = None) -> np.ndarray:
+    """One row per track of a camera: its best crop, then its matches (their best crops, read from their videos),
+    captioned ``identity / camera`` and ``track id, score``; marked right / wrong when identities are known.
+    ``threshold``: the score the matches were cut at, said in the title."""
+    identities = identities or {}
+    cut = f" scoring {threshold:g} or more" if threshold is not None else ""
+    rows = []
+    for result in results:
+        track, who = result.track, identities.get(result.track.track_id)
+        query = Tile(track.thumbnail, (label(who, camera),
+                                       f"t{track.track_id} {track.first_time:.0f}-{track.last_time:.0f}s"), "query")
+        tiles = [Tile(_track_crop(m), (label(m.identity, m.camera), f"t{m.track_id} {m.score:.3f}"),
+                      verdict(who, m.identity)) for m in result.matches]
+        row = render_row(query, tiles)
+        rows.append(row if tiles else _note(row, f"no match{cut}"))
+    if not rows:
+        raise ValueError(f"camera {camera} has no tracks to draw")
+    return with_title(stack_rows(rows), f"Camera {camera}: each track (blue), then its best matches in other "
+                                        f"cameras{cut}. Captions: identity / camera, track id and cosine score.")
 
 
 def stack_rows(images: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
@@ -38,6 +153,27 @@ def stack_rows(images: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
     rows = [cv2.copyMakeBorder(image, 0, gap, 0, width - image.shape[1], cv2.BORDER_CONSTANT, value=WHITE)
             for image in images]
     return np.concatenate(rows, axis=0)
+
+
+def _wrap(text: str, width: int, scale: float) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and cv2.getTextSize(f"{lines[-1]} {word}", _FONT, scale, 1)[0][0] <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(_fit(word, width))
+    return lines
+
+
+def with_title(image: np.ndarray, title: str, min_width: int = 560) -> np.ndarray:
+    """``image`` (widened with white to ``min_width``) under ``title``, wrapped to its width (22 pixels per line)."""
+    if image.shape[1] < min_width:
+        image = cv2.copyMakeBorder(image, 0, 0, 0, min_width - image.shape[1], cv2.BORDER_CONSTANT, value=WHITE)
+    lines = _wrap(title, image.shape[1] - 4, 0.5)
+    band = np.full((22 * len(lines) + 2, image.shape[1], 3), 255, np.uint8)
+    for number, line in enumerate(lines):
+        cv2.putText(band, line, (2, 17 + 22 * number), _FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([band, image], axis=0)
 
 
 def write_image(image: np.ndarray, path: Path) -> Path:

@@ -1,7 +1,8 @@
-"""Small builders shared by tests: tiny networks and random crops."""
+"""Small builders shared by tests: tiny networks, random crops, a Python without some modules, worker threads."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -39,6 +40,42 @@ def random_crops(count: int, seed: int = 0, min_size: int = 16, max_size: int = 
                      dtype=np.uint8)
         for _ in range(count)
     ]
+
+
+def run_python_without(modules: tuple[str, ...], code: str):
+    """Run ``code`` in a fresh interpreter where importing any of ``modules`` fails (as if not installed)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    blocker = f"import sys\nfor name in {modules!r}:\n    sys.modules[name] = None\n"
+    return subprocess.run([sys.executable, "-c", blocker + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=120)
+
+
+@contextlib.contextmanager
+def threads_running(worker, count: int):
+    """Run ``worker(seed)`` for seeds 0..count-1 in threads while the block runs; re-raise the first failure."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def guarded(seed: int) -> None:
+        try:
+            worker(seed)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(seed,)) for seed in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
 
 
 @functools.cache

@@ -95,14 +95,12 @@ def test_torchvision_file_of_another_depth_is_refused_with_shapes(tmp_path):
         ReIDNet(tiny_config(pretrained=str(tmp_path / "nowhere.pth")))
 
 
-def test_imagenet_weights_come_from_torch_hub_cache_or_random_init_warned_once(tmp_path, monkeypatch, caplog):
+def test_imagenet_weights_come_from_torch_hub_cache_or_an_error_that_says_where(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setattr(pretrained_module, "_warned", set())
-    with caplog.at_level(logging.WARNING, logger="reid_sdk.model.pretrained"):
-        first = ReIDNet(tiny_config(pretrained="imagenet"))
+    with pytest.raises(pretrained_module.PretrainedWeightsMissing,
+                       match=r"resnet18-\*\.pth in .*hub/checkpoints.*model.pretrained=PATH.*model.pretrained=null"):
         ReIDNet(tiny_config(pretrained="imagenet"))
-    assert first.weights_source == "random"
-    assert sum("random init" in record.message for record in caplog.records) == 1
+    assert ReIDNet(tiny_config(pretrained=None)).weights_source == "random"
 
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     reference = _torchvision_resnet18_file(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth", seed=5)

@@ -61,3 +61,26 @@ def test_reid_eval_reports_a_missing_dataset(setup, capsys):
     assert main(["--data", str(root / "absent"), "--format", "market1501", "--checkpoint", str(checkpoint),
                  "--device", "cpu"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_reid_eval_rerank_query_expansion_and_rank_lists(setup, capsys):
+    root, checkpoint = setup
+    common = ["--data", str(root / "market"), "--format", "market1501", "--checkpoint", str(checkpoint),
+              "--device", "cpu", "--batch-size", "16"]
+    assert main([*common, "--out", str(root / "plain.json")]) == 0
+    pictures = root / "ranks"
+    assert main([*common, "--out", str(root / "reranked.json"), "--rerank", "--k1", "6", "--k2", "2",
+                 "--query-expansion", "2", "--visualize", "3", "--visualize-dir", str(pictures),
+                 "--visualize-k", "5"]) == 0
+    assert "3 rank lists written" in capsys.readouterr().out
+    plain, reranked = (json.loads((root / name).read_text()) for name in ("plain.json", "reranked.json"))
+    assert plain["rerank"] is None and reranked["rerank"] == {"k1": 6, "k2": 2, "lambda_value": 0.3, "candidates": 100}
+    assert reranked["query_expansion"] == 2 and reranked["mAP"] != plain["mAP"]
+    files = sorted(pictures.glob("*.png"))
+    assert len(files) == 3
+    image = read_image(files[0])
+    title = image.shape[0] - (160 + 8 + 34)  # wrapped title lines over the bordered crops and their captions
+    assert title % 22 == 2 and 0 < title < 100 and image.shape[1:] == (6 * 88 + 16 + 4 * 4, 3)  # query + 5
+
+    assert main([*common, "--rerank", "--k1", "0"]) == 2
+    assert "k1 must be a positive int" in capsys.readouterr().err

@@ -61,7 +61,7 @@ def brute_force_matrix(points, labels, linkage, lam=0.3, lam_buc=0.005):
             "min": min(d),
             "max": max(d),
             "average": sum(d) / (size_a * size_b),
-            "buc": min(d) + lam_buc * (size_a + size_b),
+            "buc": min(d) ** 2 + lam_buc * (size_a + size_b),
             "imd": (min(d) + max(d)) / 2,
             "imd_cpd": (min(d) + max(d)) / 2 + lam * (cpd[a] + cpd[b]),
         }[linkage]

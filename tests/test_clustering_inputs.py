@@ -139,6 +139,22 @@ def test_market_schedule_has_19_stages():
     assert (schedule.merges_per_stage, schedule.num_stages, schedule.cluster_counts()[-1]) == (647, 19, 643)
 
 
+def test_buc_rule_counts_as_bucs_code():
+    """BUC: nums_to_merge = int(N * p), and int(1 / p) - 1 steps."""
+    schedule = MergeSchedule(12_936, 0.05, rule="buc")
+    assert (schedule.merges_per_stage, schedule.num_stages, schedule.cluster_counts()[-1]) == (646, 19, 662)
+    assert MergeSchedule(100, 0.3, rule="buc").stage_merges() == [30, 30]  # int(1 / 0.3) - 1 = 2 steps
+
+
+@pytest.mark.parametrize("target,counts", [(700, [12_936 - 647 * k for k in range(19)] + [700]),
+                                           (12_000, [12_936, 12_289, 12_000]), (12_936, [12_936]), (1, None)])
+def test_target_clusters_is_a_floor_the_schedule_stops_at(target, counts):
+    schedule = MergeSchedule(12_936, 0.05, target_clusters=target)
+    expected = counts or MergeSchedule(12_936, 0.05).cluster_counts()  # a floor below Algorithm 1's end: no change
+    assert schedule.cluster_counts() == expected
+    assert all(0 < merges <= 647 for merges in schedule.stage_merges())
+
+
 @pytest.mark.parametrize(
     "num_samples,percent,message",
     [(10, 0.01, "rounds to no merges"), (10, 0.0, r"\(0, 1\)"), (10, 1.0, r"\(0, 1\)"), (10.5, 0.1, "integer")],

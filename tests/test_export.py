@@ -81,15 +81,15 @@ def test_feature_extractor_gives_the_same_features_from_pt_and_onnx(exported):
     np.testing.assert_allclose(onnx_extractor.extract(crops), torch_features, atol=1e-4)
 
 
-def test_onnx_without_metadata_needs_an_explicit_input_size(exported, tmp_path):
+def test_onnx_without_metadata_needs_its_channel_order(exported, tmp_path):
     proto = onnx.load(exported["fp32"])
     del proto.metadata_props[:]
     bare = tmp_path / "bare.onnx"
     onnx.save(proto, bare)
-    with pytest.raises(ValueError, match="has no reid-sdk metadata.*input_size=\\(H, W\\)"):
+    with pytest.raises(ValueError, match="has no reid-sdk metadata.*missing model_channel_order"):
         FeatureExtractor(bare)
     crops = random_crops(2, seed=5)
-    np.testing.assert_allclose(FeatureExtractor(bare, input_size=(64, 32)).extract(crops),
+    np.testing.assert_allclose(FeatureExtractor(bare, model_channel_order="rgb").extract(crops),
                                FeatureExtractor(exported["fp32"]).extract(crops), atol=1e-6)
 
 

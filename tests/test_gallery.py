@@ -92,9 +92,9 @@ def test_filters_return_k_allowed_results(kind, small):
         assert mask[ids].all()
         if kind == "flat":
             np.testing.assert_array_equal(ids, brute_force(x, queries, 10, mask)[1])
-    _, ids = gallery.search_ids(queries, k=20, cameras="c3", until=35)  # only 12 exist: the rest is padding
-    assert ((ids >= 0).sum(axis=1) == 12).all()
-    assert gallery.search_ids(queries[:1], k=5, cameras="nowhere")[1].tolist() == [[-1] * 5]
+    _, ids = gallery.search_ids(queries, k=20, cameras="c3", until=35)  # only 12 exist: k is clamped to them
+    assert ids.shape == (len(queries), 12) and (ids >= 0).all()
+    assert gallery.search_ids(queries[:1], k=5, cameras="nowhere")[1].shape == (1, 0)
 
 
 @pytest.mark.parametrize("kind", ["flat", *APPROXIMATE])
@@ -121,7 +121,7 @@ def test_hnsw_rebuilds_after_many_removals(small):
     x, queries, _, _, _ = small
     gallery = build("hnsw", small, tombstone_rebuild_fraction=0.1)
     gallery.remove(range(0, 600, 2))
-    assert gallery._store.ntotal == 300  # the graph was rebuilt without the removed half
+    assert gallery._backend._store.ntotal == 300  # the graph was rebuilt without the removed half
     _, ids = gallery.search_ids(queries, k=10)
     assert (ids % 2 == 1).all()
     np.testing.assert_allclose(gallery.vectors([1, 3]), x[[1, 3]], atol=1e-6)
@@ -199,3 +199,55 @@ def test_concurrent_searches_while_one_thread_adds(kind):
     assert len(gallery) == 3000
     _, ids = gallery.search_ids(x[2500:2510], k=1)
     assert ids[:, 0].tolist() == list(range(2500, 2510))
+
+
+def test_locations_name_the_backend(tmp_path):
+    from reid_sdk.gallery.location import parse_location
+
+    assert parse_location(tmp_path).backend == "faiss" and parse_location("galleries/lobby").path.name == "lobby"
+    lite = parse_location("milvus-lite:data/g.db?collection=lobby")
+    assert (lite.backend, lite.path.name, lite.collection) == ("milvus", "g.db", "lobby") and lite.path.is_absolute()
+    server = parse_location("http://reid:s3cret@milvus.local:19530?collection=site_2")
+    assert (server.server_uri, server.token, server.collection) == (
+        "http://milvus.local:19530", "reid:s3cret", "site_2")
+    assert "s3cret" not in server.text  # messages never show the password
+    assert parse_location("https://milvus.local").collection == "reid_gallery"
+    for bad, message in [("milvus-lite:g.sqlite", "ends in .db"), ("s3://bucket/g", "unknown gallery URI"),
+                         ("http://h:19530?collection=2x", "collection name"), ("http://h?db=x", "unknown parameters"),
+                         ("", "path or a URI")]:
+        with pytest.raises(ValueError, match=message):
+            parse_location(bad)
+
+
+def test_gpu_searches_respect_faiss_gpu_limits():
+    from reid_sdk.gallery.store import GPU_MAX_K, GPU_MAX_NPROBE, gpu_nprobe
+
+    assert gpu_nprobe(10, 64) == 64
+    assert gpu_nprobe(10, 4 * GPU_MAX_NPROBE) == GPU_MAX_NPROBE  # a widened probe is clamped on the GPU
+    assert gpu_nprobe(GPU_MAX_K, 1) == 1
+    assert gpu_nprobe(GPU_MAX_K + 1, 1) is None  # k beyond FAISS-GPU's limit runs on the CPU
+    with pytest.raises(ValueError, match="gpu_device must be >= 0"):
+        GalleryConfig(gpu_device=-1)
+    assert GalleryConfig().with_search_params(gpu_device=1).gpu_device == 1
+
+
+def test_labels_must_fit_every_backend():
+    gallery = Gallery(4)
+    with pytest.raises(ValueError, match="does not fit in a signed 64-bit integer"):
+        gallery.add(np.eye(4)[:1], cameras=2**63)
+    with pytest.raises(ValueError, match="no NaN"):
+        gallery.add(np.eye(4)[:1], metadata={"x": float("nan")})
+    gallery.add(np.eye(4)[:1], metadata={"pair": (1, 2)})
+    assert gallery.search(np.eye(4)[0], k=1)[0].metadata == {"pair": [1, 2]}  # as JSON returns it, on every backend
+
+
+@pytest.mark.parametrize("kind", ["flat", *APPROXIMATE])
+def test_k_beyond_the_gallery_returns_every_entry_once(kind, small):
+    x, queries, _, cameras, _ = small
+    gallery = build(kind, small)
+    scores, ids = gallery.search_ids(queries[:3], k=2**31)  # clamped to the 600 entries before FAISS is asked
+    assert ids.shape == (3, 600)
+    assert all(sorted(row) == list(range(600)) for row in ids.tolist())
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+    assert len(gallery.search(queries[0], k=2**63 - 1, cameras="c2")) == (cameras == "c2").sum()
+    assert Gallery(32, index=kind).search(queries[0], k=2**31) == []

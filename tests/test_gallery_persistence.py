@@ -1,28 +1,32 @@
-"""Gallery save/open: identical results after a round trip, crash safety, bad paths."""
+"""Gallery save/open in one process: round trips, crash safety, integrity checks, overwrite rules, merges."""
 
 from __future__ import annotations
 
 import json
 import os
-import random
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from reid_sdk.gallery import Gallery, GalleryConfig
+from reid_sdk.gallery import CorruptGalleryError, Gallery, GalleryChangedError, GalleryConfig
+from reid_sdk.gallery import directory_locks
+from reid_sdk.gallery.integrity import document_checksum
 from reid_sdk.synthetic.vectors import clustered_features
+
+
+def manifest_of(root: Path) -> dict:
+    return json.loads((root / "manifest.json").read_text())
+
+
+def gallery_files(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.name != ".lock")
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw", "ivfpq"])
 def test_round_trip_gives_identical_results(kind, tmp_path):
     x, labels = clustered_features(2100, 32, seed=2)
-    gallery = Gallery(32, index=kind, config=GalleryConfig(pq_nbits=5), path=tmp_path / "g")
+    gallery = Gallery(32, index=kind, config=GalleryConfig(pq_nbits=5), path=tmp_path / "g", model_id="m-1")
     gallery.add(x[:2000], identities=[f"p{label}" for label in labels[:2000]], cameras=np.arange(2000) % 4,
                 timestamps=np.arange(2000.0), track_ids=np.arange(2000) // 10,
                 metadata=[{"frame": i} for i in range(2000)])
@@ -30,11 +34,12 @@ def test_round_trip_gives_identical_results(kind, tmp_path):
     gallery.save()
     reopened = Gallery.open(tmp_path / "g")
     queries = x[2000:]
-    assert len(reopened) == len(gallery) and reopened.config == gallery.config
+    assert len(reopened) == len(gallery) and reopened.config == gallery.config and reopened.model_id == "m-1"
     for filters in ({}, {"exclude_camera": 1, "since": 500.0}):
         assert reopened.search(queries, k=10, **filters) == gallery.search(queries, k=10, **filters)
     first_new = gallery.add(x[:1])[0]
-    assert reopened.add(x[:1])[0] == first_new  # the id counter is saved too
+    # both handles draw ids from the directory's shared counter: they never hand out the same id
+    assert first_new == 2000 and reopened.add(x[:1])[0] == 2001
 
 
 def test_save_generations_and_search_param_override(tmp_path):
@@ -46,8 +51,7 @@ def test_save_generations_and_search_param_override(tmp_path):
     gallery.save(tmp_path)
     gallery.add(x[500:])
     gallery.save()
-    files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["g000002.metadata.sqlite", "g000002.vectors.faiss", "manifest.json"]  # old generation removed
+    assert gallery_files(tmp_path) == ["g000002.metadata.sqlite", "g000002.vectors.faiss", "manifest.json"]
     reopened = Gallery.open(tmp_path, nprobe=3)
     assert len(reopened) == 1000 and reopened.config.nprobe == 3
 
@@ -72,54 +76,81 @@ def test_interrupted_save_leaves_previous_state(tmp_path, monkeypatch):
     assert len(Gallery.open(tmp_path)) == 100  # new generation's files exist but were never committed
     gallery.save()
     assert len(Gallery.open(tmp_path)) == 300
+    assert gallery_files(tmp_path) == ["g000002.metadata.sqlite", "g000002.vectors.faiss", "manifest.json"]
 
 
-_SAVER = """
-import sys
-import numpy as np
-from reid_sdk.gallery import Gallery
-from reid_sdk.synthetic.vectors import clustered_features
-
-path, batch = sys.argv[1], int(sys.argv[2])
-x, _ = clustered_features(batch * 12, 64, seed=5)
-gallery = Gallery.open(path)
-for round_ in range(1, 12):
-    # round r holds rows 0 .. (r + 1) * batch - 1, each tagged with the round that added it
-    gallery.add(x[round_ * batch:(round_ + 1) * batch], metadata={"round": round_})
-    print("saving", round_, flush=True)
-    gallery.save()
-"""
+@pytest.fixture()
+def saved(tmp_path) -> Path:
+    x, _ = clustered_features(400, 16, seed=4)
+    gallery = Gallery(16, index="ivfpq", config=GalleryConfig(nlist=4, pq_nbits=4, min_points_per_centroid=4))
+    gallery.add(x, cameras=np.arange(400) % 3, metadata=[{"i": i} for i in range(400)])
+    return gallery.save(tmp_path / "g")
 
 
-def test_killed_during_save_leaves_a_consistent_gallery(tmp_path):
-    batch = 20_000  # ~5 MB of vectors per generation: each save takes long enough to be interrupted
-    x, _ = clustered_features(batch * 12, 64, seed=5)
-    rng = random.Random(0)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    for attempt in range(3):
-        root = tmp_path / f"g{attempt}"
-        seeded = Gallery(64)
-        seeded.add(x[:batch], metadata={"round": 0})
-        seeded.save(root)
-        child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_SAVER), str(root), str(batch)],
-                                 stdout=subprocess.PIPE, text=True, env=env)
-        for _ in range(rng.randint(1, 3)):
-            assert child.stdout.readline().startswith("saving")
-        time.sleep(rng.uniform(0.0, 0.15))
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        child.stdout.close()
-        gallery = Gallery.open(root)
-        count = len(gallery)
-        assert count % batch == 0, f"attempt {attempt}: {count} entries is not a whole number of rounds"
-        np.testing.assert_array_equal(gallery.ids(), np.arange(count))
-        sample = np.random.default_rng(attempt).choice(count, 200, replace=False)
-        np.testing.assert_allclose(gallery.vectors(sample), x[sample], atol=1e-6)  # vectors match their rows
-        best = [matches[0] for matches in gallery.search(x[sample], k=1)]
-        assert [m.entry_id for m in best] == sample.tolist()
-        assert [m.metadata["round"] for m in best] == (sample // batch).tolist()  # metadata matches the vectors
-        gallery.save()  # the next save clears what the killed one left behind
-        assert len(list(root.iterdir())) == 3
+@pytest.mark.parametrize("role", ["vectors.faiss", "rescore.faiss", "metadata.sqlite"])
+def test_flipped_bytes_are_detected(saved, role):
+    path = saved / manifest_of(saved)["files"][role]["file"]
+    data = bytearray(path.read_bytes())
+    for offset in np.random.default_rng(0).choice(len(data), 50, replace=False):
+        data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptGalleryError, match=f"{path.name} does not match its SHA-256"):
+        Gallery.open(saved)
+
+
+def test_truncated_and_missing_files_are_detected(saved):
+    manifest = manifest_of(saved)
+    vectors = saved / manifest["files"]["vectors.faiss"]["file"]
+    vectors.write_bytes(vectors.read_bytes()[:-100])
+    with pytest.raises(CorruptGalleryError, match=f"{vectors.name} has .* bytes, the manifest says"):
+        Gallery.open(saved)
+    vectors.unlink()
+    with pytest.raises(CorruptGalleryError, match=f"{vectors.name} named by the manifest is missing"):
+        Gallery.open(saved)
+
+
+def rewrite_manifest(root: Path, change) -> None:
+    document = manifest_of(root)
+    change(document)
+    document["checksum"] = document_checksum(document)
+    (root / "manifest.json").write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize("name", ["../outside.faiss", "/etc/passwd", "sub/g000001.vectors.faiss", "notes.txt", 7])
+def test_manifest_names_stay_inside_the_gallery(saved, name):
+    rewrite_manifest(saved, lambda d: d["files"]["vectors.faiss"].update(file=name))
+    with pytest.raises(CorruptGalleryError, match="not a gallery file of this directory"):
+        Gallery.open(saved)
+
+
+def test_damaged_manifests_are_one_clear_error(saved):
+    document = manifest_of(saved)
+    (saved / "manifest.json").write_text(json.dumps({**document, "entries": 399}))  # edited without its checksum
+    with pytest.raises(CorruptGalleryError, match="does not match its own checksum"):
+        Gallery.open(saved)
+    rewrite_manifest(saved, lambda d: d.update(entries=399))  # consistent checksum, wrong count
+    with pytest.raises(CorruptGalleryError, match="inconsistent: 400 metadata rows"):
+        Gallery.open(saved)
+    rewrite_manifest(saved, lambda d: d.pop("next_id"))
+    with pytest.raises(CorruptGalleryError, match="not a valid gallery manifest: KeyError"):
+        Gallery.open(saved)
+    rewrite_manifest(saved, lambda d: d.update(format=1))
+    with pytest.raises(ValueError, match="unsupported gallery format 1"):
+        Gallery.open(saved)
+    (saved / "manifest.json").write_text("{not json")
+    with pytest.raises(CorruptGalleryError, match="not valid JSON"):
+        Gallery.open(saved)
+
+
+def test_a_valid_file_of_the_wrong_kind_is_one_clear_error(saved):
+    manifest = manifest_of(saved)
+    metadata = saved / manifest["files"]["metadata.sqlite"]["file"]
+    vectors = saved / manifest["files"]["vectors.faiss"]["file"]
+    metadata.write_bytes(vectors.read_bytes())  # checksums updated: only the content check can catch it
+    rewrite_manifest(saved, lambda d: d["files"]["metadata.sqlite"].update(
+        bytes=metadata.stat().st_size, sha256=manifest["files"]["vectors.faiss"]["sha256"]))
+    with pytest.raises(CorruptGalleryError, match=f"{metadata.name} is not a readable gallery metadata database"):
+        Gallery.open(saved)
 
 
 def test_bad_paths(tmp_path):
@@ -132,15 +163,105 @@ def test_bad_paths(tmp_path):
         Gallery(4).save(tmp_path / "file")
     with pytest.raises(FileNotFoundError, match="manifest.json is missing"):
         Gallery.open(tmp_path)
-    gallery = Gallery(4)
-    gallery.add(np.eye(4))
-    gallery.save(tmp_path / "g")
+    with pytest.raises(FileExistsError, match="holds other files"):
+        Gallery(4).save(tmp_path)  # a folder of someone else's files is never written into
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_saving_onto_another_gallery_needs_overwrite(tmp_path):
+    other = Gallery(8)
+    other.add(np.eye(8))
+    other.save(tmp_path / "g")
+    mine = Gallery(4)
+    mine.add(np.eye(4))
+    with pytest.raises(FileExistsError, match=r"holds another gallery \(8 entries, 8-d"):
+        mine.save(tmp_path / "g")
     with pytest.raises(FileExistsError, match="Gallery.open"):
         Gallery(4, path=tmp_path / "g")
-    manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
-    (tmp_path / "g" / manifest["files"]["vectors.faiss"]).unlink()
-    with pytest.raises(FileNotFoundError, match="incomplete"):
-        Gallery.open(tmp_path / "g")
-    (tmp_path / "g" / "manifest.json").write_text("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
-        Gallery.open(tmp_path / "g")
+    assert len(Gallery.open(tmp_path / "g")) == 8
+    mine.save(tmp_path / "g", overwrite=True)
+    replaced = Gallery.open(tmp_path / "g")
+    assert (replaced.dim, len(replaced)) == (4, 4)
+    assert gallery_files(tmp_path / "g") == ["g000002.metadata.sqlite", "g000002.vectors.faiss", "manifest.json"]
+    fresh = Gallery(4, path=tmp_path / "g", overwrite=True)  # replaces it at its first save
+    fresh.save()
+    assert len(Gallery.open(tmp_path / "g")) == 0
+    # the gallery opened before the replacement refuses to save over the new one
+    with pytest.raises(FileExistsError, match="was replaced by another gallery"):
+        replaced.save()
+
+
+def test_a_damaged_gallery_can_be_overwritten(saved):
+    (saved / "manifest.json").write_text("{broken")
+    with pytest.raises(CorruptGalleryError):
+        Gallery(16).save(saved)
+    Gallery(16).save(saved, overwrite=True)
+    assert len(Gallery.open(saved)) == 0
+
+
+def test_saves_of_two_handles_merge_adds_and_removals(tmp_path):
+    x, _ = clustered_features(300, 16, seed=6)
+    base = Gallery(16)
+    base.add(x[:100], metadata={"by": "base"})
+    base.save(tmp_path)
+    first, second = Gallery.open(tmp_path), Gallery.open(tmp_path)
+    ids_first = first.add(x[100:200], metadata={"by": "first"})
+    first.remove([0, 1])
+    ids_second = second.add(x[200:], metadata={"by": "second"})
+    second.remove([2])
+    first.save()
+    second.save()  # merges first's committed adds and removals
+    final = Gallery.open(tmp_path)
+    expected = np.setdiff1d(np.concatenate([np.arange(100), ids_first, ids_second]), [0, 1, 2])
+    np.testing.assert_array_equal(final.ids(), expected)
+    np.testing.assert_allclose(final.vectors(ids_first), x[100:200], atol=1e-6)
+    np.testing.assert_allclose(final.vectors(ids_second), x[200:], atol=1e-6)
+    assert [row[0].metadata["by"] for row in final.search(x[[150, 250, 50]], k=1)] == ["first", "second", "base"]
+    np.testing.assert_array_equal(second.ids(), expected)  # the saving handle now holds the union too
+    first.save()  # and the first one merges the second's changes in turn
+    np.testing.assert_array_equal(first.ids(), expected)
+
+
+def test_a_merge_that_would_mix_ids_or_models_is_refused(tmp_path):
+    x, _ = clustered_features(30, 16, seed=7)
+    Gallery(16).save(tmp_path)
+    first, second = Gallery.open(tmp_path), Gallery.open(tmp_path)
+    first.add(x[:10])
+    (tmp_path / ".lock" / "ids.next").unlink()  # the shared id counter lost: the second handle reuses ids
+    second.add(x[10:20])
+    first.save()
+    with pytest.raises(GalleryChangedError, match="changed on disk.*reopen"):
+        second.save()
+    Gallery(16).save(tmp_path / "m")
+    third, fourth = Gallery.open(tmp_path / "m"), Gallery.open(tmp_path / "m")
+    third.check_model("model-a")  # each empty handle adopts the model of its first user
+    fourth.check_model("model-b")
+    third.save()
+    with pytest.raises(GalleryChangedError, match="model model-a.*model model-b"):
+        fourth.save()
+
+
+def test_a_reader_lease_keeps_the_old_generation_until_it_ends(tmp_path):
+    gallery = Gallery(4)
+    gallery.add(np.eye(4))
+    gallery.save(tmp_path)
+    old = {stored["file"] for stored in manifest_of(tmp_path)["files"].values()}
+    with directory_locks.reading(tmp_path):  # as another process loading generation 1 would
+        gallery.add(np.eye(4))
+        gallery.save()
+        assert old <= set(gallery_files(tmp_path))  # generation 1 is still there for the reader
+    gallery.save()
+    assert not old & set(gallery_files(tmp_path))
+    assert len(gallery_files(tmp_path)) == 3
+
+
+def test_a_read_only_gallery_opens_without_a_lease(tmp_path, monkeypatch):
+    gallery = Gallery(4)
+    gallery.add(np.eye(4))
+    gallery.save(tmp_path)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(directory_locks, "ReadWriteLock", read_only)
+    assert len(Gallery.open(tmp_path)) == 4

@@ -125,3 +125,36 @@ def test_index_and_gallery_work_without_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_a_gallery_refuses_another_models_features(tmp_path):
+    import onnx
+
+    from reid_sdk.backends.model_contract import file_fingerprint
+    from reid_sdk.export.onnx_export import export_onnx
+    from reid_sdk.extractor import FeatureExtractor
+    from reid_sdk.gallery import ModelMismatchError
+    from reid_sdk.model import save_checkpoint
+    from tests.helpers import tiny_model
+
+    model_a = save_checkpoint(tiny_model(seed=0), tmp_path / "a.pt")
+    model_b = save_checkpoint(tiny_model(seed=1), tmp_path / "b.pt")
+    onnx_a = export_onnx(model_a, tmp_path / "a.onnx")
+    extractor_a, extractor_b = FeatureExtractor(model_a, device="cpu"), FeatureExtractor(model_b, device="cpu")
+    # the same weights have one identity as a module, a checkpoint and an export; other weights another
+    assert extractor_a.model_id == FeatureExtractor(onnx_a).model_id == FeatureExtractor(tiny_model(seed=0)).model_id
+    assert extractor_a.model_id.startswith("reid-sdk:") and extractor_b.model_id != extractor_a.model_id
+    foreign = onnx.load(onnx_a)
+    del foreign.metadata_props[:]
+    onnx.save(foreign, tmp_path / "foreign.onnx")
+    foreign_id = FeatureExtractor(tmp_path / "foreign.onnx", input_size=(64, 32)).model_id
+    assert foreign_id == file_fingerprint(tmp_path / "foreign.onnx") and foreign_id.startswith("file:")
+
+    crops = random_crops(6, seed=8)
+    index = ReIDIndex.create(extractor_a)
+    index.add(crops, identity=list(range(6)))
+    index.save(tmp_path / "g")
+    assert ReIDIndex.load(FeatureExtractor(onnx_a), tmp_path / "g").identify(crops[2], threshold=0.99) == 2
+    with pytest.raises(ModelMismatchError, match=f"built with model {extractor_a.model_id} but the extractor runs "
+                                                 f"model {extractor_b.model_id}"):
+        ReIDIndex.load(extractor_b, tmp_path / "g")

@@ -1,23 +1,23 @@
 """The deployment runtime imports and works without torch (DESIGN.md's layering rule)."""
 
 import subprocess
-import sys
-import textwrap
 
 import numpy as np
+
+from tests.helpers import run_python_without
 
 RUNTIME_MODULES = [
     "reid_sdk", "reid_sdk.preprocess", "reid_sdk.extractor", "reid_sdk.tracklets", "reid_sdk.backends",
     "reid_sdk.backends.onnx_backend", "reid_sdk.backends.tensorrt_backend", "reid_sdk.backends.model_contract",
     "reid_sdk.backends.openvino_backend",
     "reid_sdk.evaluation", "reid_sdk.datasets", "reid_sdk.gallery", "reid_sdk.index",
+    "reid_sdk.reranking", "reid_sdk.tracks", "reid_sdk.backends.foreign_input", "reid_sdk.synthetic.video",
+    "reid_sdk.visualize", "reid_sdk.rank_lists",
 ]
 
 
 def _run_without_torch(code: str) -> subprocess.CompletedProcess:
-    blocker = "import sys\nfor name in ('torch', 'torchvision'):\n    sys.modules[name] = None\n"
-    return subprocess.run([sys.executable, "-c", blocker + textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=120)
+    return run_python_without(("torch", "torchvision"), code)
 
 
 def test_runtime_modules_import_without_torch():
@@ -87,11 +87,12 @@ def test_onnx_features_without_torch(tmp_path):
 LAYERS = [
     ("reid_sdk", "reid_sdk.atomic_file"),
     ("reid_sdk.preprocess", "reid_sdk.datasets", "reid_sdk.evaluation", "reid_sdk.synthetic", "reid_sdk.tracklets",
+     "reid_sdk.reranking", "reid_sdk.tracks",
      "reid_sdk.gallery", "reid_sdk.backends.model_contract", "reid_sdk.backends.base", "reid_sdk.model"),
     ("reid_sdk.backends",),
     ("reid_sdk.extractor",),
     ("reid_sdk.index", "reid_sdk.model_evaluation", "reid_sdk.visualize"),
-    ("reid_sdk.index_build", "reid_sdk.training", "reid_sdk.export"),
+    ("reid_sdk.index_build", "reid_sdk.rank_lists", "reid_sdk.training", "reid_sdk.export"),
     ("reid_sdk.demo",),
     ("reid_sdk.cli",),
 ]

@@ -1,10 +1,16 @@
 """The one preprocessing function: every accepted crop kind, and a clear error for every rejected one."""
 
+import multiprocessing
+import os
+import threading
+
 import cv2
 import numpy as np
 import pytest
 
-from reid_sdk.preprocess import preprocess_batch
+import reid_sdk.preprocess as preprocess_module
+from reid_sdk.preprocess import BatchPreprocessor, preprocess_batch
+from tests.helpers import random_crops
 
 SIZE = (16, 8)
 
@@ -95,3 +101,100 @@ def test_bad_arguments():
         preprocess_batch("image.jpg", SIZE)
     with pytest.raises(ValueError, match="crop 7: empty"):
         preprocess_batch([np.zeros((0, 1, 3), np.uint8)], SIZE, first_index=7)
+
+
+def _mixed_crops(count: int, seed: int = 0) -> list[np.ndarray]:
+    """Colour, grey and BGRA crops of varied sizes, some already at the model size."""
+    crops = random_crops(count, seed=seed, min_size=4)
+    for index in range(0, count, 5):
+        crops[index] = crops[index][:, :, 0]
+    for index in range(3, count, 10):
+        crops[index] = np.concatenate([crops[index], crops[index][:, :, :1]], axis=2)
+    for index in range(2, count, 11):
+        crops[index] = _bgr(*SIZE, seed=index)
+    return crops
+
+
+@pytest.mark.parametrize("order", ["bgr", "rgb"])
+@pytest.mark.parametrize("count,batch_size,workers", [(1, 8, 2), (150, 64, 3), (100, 7, 2), (40, 40, 1)])
+def test_threaded_batches_equal_the_single_threaded_bytes(order, count, batch_size, workers):
+    crops = _mixed_crops(count, seed=count)
+    expected = preprocess_batch(crops, SIZE, channel_order=order)
+    prepare = BatchPreprocessor(SIZE, order, workers=workers)
+    buffer = np.empty((prepare.buffer_rows(count, batch_size), 3, *SIZE), np.uint8)
+    seen = []
+    for start, batch in prepare.batches(crops, batch_size, buffer):
+        assert start == len(seen) * batch_size and np.shares_memory(batch, buffer)
+        # checked after the next batch was handed to the threads: they never write into this one
+        threading.Event().wait(0.01)
+        np.testing.assert_array_equal(batch, expected[start : start + batch_size])
+        seen.append(start)
+    assert len(seen) == -(-count // batch_size)
+
+
+def test_the_next_batch_is_prepared_while_the_caller_works_on_this_one(monkeypatch):
+    started_second = threading.Event()
+    original = preprocess_module.preprocess_batch
+
+    def recording(crops, input_size, channel_order, out, first_index):
+        if first_index >= 32:
+            started_second.set()
+        return original(crops, input_size, channel_order, out, first_index)
+
+    monkeypatch.setattr(preprocess_module, "preprocess_batch", recording)
+    prepare = BatchPreprocessor(SIZE, workers=2)
+    batches = prepare.batches(_mixed_crops(64), 32, np.empty((64, 3, *SIZE), np.uint8))
+    start, _ = next(batches)
+    assert start == 0 and started_second.wait(timeout=30)  # set by a worker thread while we hold batch 0
+    assert next(batches)[0] == 32
+
+
+@pytest.mark.parametrize("batch_size", [16, 50, 200])
+def test_threaded_errors_name_the_first_bad_crop_like_the_plain_function(batch_size):
+    crops = _mixed_crops(120)
+    crops[77] = np.zeros((0, 4, 3), np.uint8)
+    crops[101] = np.zeros((5, 5, 3), np.float32)
+    with pytest.raises(ValueError, match="crop 77: empty image"):
+        preprocess_batch(crops, SIZE)
+    prepare = BatchPreprocessor(SIZE, workers=4)
+    buffer = np.empty((prepare.buffer_rows(120, batch_size), 3, *SIZE), np.uint8)
+    with pytest.raises(ValueError, match="crop 77: empty image"):
+        for _ in prepare.batches(crops, batch_size, buffer):
+            pass
+
+
+def test_batch_preprocessor_bad_arguments():
+    with pytest.raises(ValueError, match="channel_order"):
+        BatchPreprocessor(SIZE, "bgra")
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        BatchPreprocessor(SIZE, workers=0)
+    prepare = BatchPreprocessor(SIZE)
+    with pytest.raises(ValueError, match="cannot hold 20 crops"):
+        next(prepare.batches(_mixed_crops(30), 10, np.empty((19, 3, *SIZE), np.uint8)))
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        next(prepare.batches(_mixed_crops(3), 0, np.empty((3, 3, *SIZE), np.uint8)))
+    with pytest.raises(ValueError, match="no crops given"):
+        next(prepare.batches([], 4, np.empty((4, 3, *SIZE), np.uint8)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_its_own_threads():
+    crops = _mixed_crops(80)
+    prepare = BatchPreprocessor(SIZE, workers=2)
+    expected = preprocess_batch(crops, SIZE)
+    list(prepare.batches(crops, 32, np.empty((64, 3, *SIZE), np.uint8)))  # the parent's pool now exists
+    context = multiprocessing.get_context("fork")
+    sums = context.Queue()
+    child = context.Process(target=_checksums, args=(prepare, crops, sums))  # fork: nothing is pickled
+    child.start()
+    try:  # with the parent's (absent) threads the child would wait forever
+        assert sums.get(timeout=120) == [int(expected[i : i + 32].sum()) for i in range(0, 80, 32)]
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+
+
+def _checksums(prepare: BatchPreprocessor, crops: list, sums) -> None:
+    buffer = np.empty((64, 3, *SIZE), np.uint8)
+    sums.put([int(batch.sum()) for _, batch in prepare.batches(crops, 32, buffer)])

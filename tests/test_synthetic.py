@@ -63,6 +63,18 @@ def test_command_writes_several_layouts(tmp_path, capsys):
     assert main([str(tmp_path / "x"), "--size", "tiny", "--train-ids", "0"]) == 2
 
 
+def test_a_non_empty_folder_is_refused_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "synth"
+    assert main([str(out), "--size", "tiny", "--image-size", "64x32"]) == 0
+    before = sorted(p.name for p in (out / "bounding_box_train").iterdir())
+    assert main([str(out), "--size", "tiny", "--image-size", "64x32", "--seed", "1"]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "bounding_box_train").iterdir()) == before  # nothing mixed in
+    (out / "stray.txt").write_text("old")
+    assert main([str(out), "--size", "tiny", "--image-size", "64x32", "--seed", "1", "--overwrite"]) == 0
+    assert not (out / "stray.txt").exists()
+
+
 def test_identity_palettes_are_shared():
     """Several identities wear the same upper-body palette colour: colour alone cannot identify them."""
     from reid_sdk.synthetic.pedestrians import make_identity

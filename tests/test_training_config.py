@@ -7,7 +7,7 @@ import pytest
 from reid_sdk.cli.train import build_parser, resolve_config
 from reid_sdk.training.config import ConfigError, RunConfig, load_config, save_config
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "reid_sdk" / "configs"
 
 
 def test_defaults_are_the_papers_schedule():

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from reid_sdk.backends.base import Backend
+from reid_sdk.backends.foreign_input import InputOptions
+from reid_sdk.optional import require
 
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
 ONNX_SUFFIXES = (".onnx",)
@@ -58,23 +60,30 @@ def _options(cls: type, given: Any) -> Any:
 
 def open_backend(model: Any, device: str = "auto", precision: str = "auto", compile: bool | str = False,
                  max_batch: int = 64, input_size: tuple[int, int] | None = None, backend: str = "auto",
-                 backend_options: Any = None) -> Backend:
+                 backend_options: Any = None, input_options: InputOptions | None = None) -> Backend:
     """A backend for ``model``: a ReIDNet module, or a file (see the module docstring for which runs what).
 
     ``precision`` is the compute precision of torch and OpenVINO (exported files fix their own); ``compile``
-    applies to torch; ``input_size`` to ONNX files without reid-sdk metadata.
+    applies to torch; ``input_size`` and ``input_options`` (mean, std, dtype, channel order) describe ONNX
+    files without reid-sdk metadata (ONNX Runtime) and are refused for other models.
     """
     name = backend_for(model, backend)
+    described = input_options.given() if input_options is not None else []
+    if described and name != "onnxruntime":
+        what = Path(model).name if isinstance(model, (str, Path)) else f"a {type(model).__name__}"
+        raise ValueError(f"{', '.join(described)} describe foreign ONNX models run by ONNX Runtime only; "
+                         f"{what} on {name} configures itself")
     if name in ("onnxruntime", "tensorrt") and precision != "auto":
         raise ValueError(f"precision {precision!r}: an exported {name} model runs at the precision it was "
                          "exported with (reid-export --format / --precision); leave precision='auto'")
     if backend_options is not None and name not in ("onnxruntime", "openvino"):
         raise ValueError(f"backend_options are for the onnxruntime and openvino backends, not {name}")
     if name == "onnxruntime":
+        require("onnxruntime", "cpu", "gpu")
         from reid_sdk.backends.onnx_backend import OnnxBackend, OnnxRuntimeOptions
 
         return OnnxBackend(model, device=device, input_size=input_size, max_batch=max_batch,
-                           options=_options(OnnxRuntimeOptions, backend_options))
+                           options=_options(OnnxRuntimeOptions, backend_options), input_options=input_options)
     if name == "openvino":
         from reid_sdk.backends.openvino_backend import OpenVINOBackend, OpenVINOOptions
 
@@ -91,4 +100,4 @@ def open_backend(model: Any, device: str = "auto", precision: str = "auto", comp
     return TorchBackend(model, device=device, precision=precision, compile=compile, max_batch=max_batch)
 
 
-__all__ = ["BACKENDS", "Backend", "backend_for", "open_backend"]
+__all__ = ["BACKENDS", "Backend", "InputOptions", "backend_for", "open_backend"]

@@ -13,6 +13,7 @@ class Backend(Protocol):
     input_size: tuple[int, int]
     feature_dim: int
     description: str  # engine, device and precision, for error messages (e.g. "torch on cpu at bf16")
+    model_id: str  # identity of the features this model produces (see model_contract), recorded by galleries
 
     def input_buffer(self, batch_size: int) -> np.ndarray:
         """A batch_size x 3 x H x W uint8 array the preprocessing writes into (pinned memory on CUDA)."""

@@ -2,6 +2,11 @@
 
 Stored as ONNX ``metadata_props`` (string pairs) and as the JSON sidecar of a
 TensorRT engine. Torch-free.
+
+``model_id`` is the identity of the features a model produces, which a gallery records so that it is
+never searched with another model's features: for reid-sdk models a hash of the architecture and the
+weights (the same for a checkpoint and its ONNX / TensorRT exports at any precision), for files without
+reid-sdk metadata a hash of the file's bytes.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from reid_sdk import __version__
@@ -30,6 +36,7 @@ class ModelMetadata:
     precision: str = "fp32"
     config_hash: str = ""
     sdk_version: str = __version__
+    model_id: str = ""
 
     def to_strings(self) -> dict[str, str]:
         """Prefixed string pairs for ONNX ``metadata_props``."""
@@ -52,7 +59,8 @@ class ModelMetadata:
             return cls(input_size=(height, width), feature_dim=int(ours["feature_dim"]),
                        channel_order=ours.get("channel_order", "rgb"), pooling=ours.get("pooling", "unknown"),
                        depth=int(ours.get("depth", 0)), precision=ours.get("precision", "fp32"),
-                       config_hash=ours.get("config_hash", ""), sdk_version=ours.get("sdk_version", ""))
+                       config_hash=ours.get("config_hash", ""), sdk_version=ours.get("sdk_version", ""),
+                       model_id=ours.get("model_id", ""))
         except ValueError as exc:
             raise ValueError(f"{source} has malformed reid-sdk metadata {ours}: {exc}") from exc
 
@@ -62,13 +70,41 @@ class ModelMetadata:
         config = payload["model_config"]
         return cls(input_size=tuple(payload["input_size"]), feature_dim=int(payload["feature_dim"]),
                    pooling=config["pooling"], depth=int(config["depth"]), precision=precision,
-                   config_hash=config_hash(payload))
+                   config_hash=config_hash(payload),
+                   model_id=weights_fingerprint(payload["model_config"], payload["state_dict"]))
 
 
 def config_hash(payload: dict[str, Any]) -> str:
     """Short stable hash of the model config and the training config recorded in a checkpoint."""
     document = {"model": payload["model_config"], "training": payload.get("metadata", {}).get("config")}
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def weights_fingerprint(model_config: Mapping[str, Any], state_dict: Mapping[str, Any]) -> str:
+    """``reid-sdk:`` + 16 hex of SHA-256 over the architecture and every weight (as float32).
+
+    ``pretrained`` (where the initial weights came from) is left out: the weights themselves are hashed.
+    """
+    architecture = {key: value for key, value in model_config.items() if key != "pretrained"}
+    digest = hashlib.sha256(json.dumps(architecture, sort_keys=True, default=str).encode())
+    for name in sorted(state_dict):
+        digest.update(name.encode())
+        digest.update(state_dict[name].detach().cpu().float().contiguous().numpy().tobytes())
+    return "reid-sdk:" + digest.hexdigest()[:16]
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """``file:`` + 16 hex of SHA-256 of a model file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return "file:" + digest.hexdigest()[:16]
+
+
+def model_identity(metadata: ModelMetadata, path: str | Path) -> str:
+    """The model id recorded at export, or the fingerprint of the file for models exported without one."""
+    return metadata.model_id or file_fingerprint(path)
 
 
 def sidecar_path(engine_path: str | Path) -> Path:

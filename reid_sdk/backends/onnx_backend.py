@@ -17,7 +17,8 @@ import numpy as np
 import onnxruntime as ort
 
 from reid_sdk.backends.base import l2_normalised
-from reid_sdk.backends.model_contract import ModelMetadata
+from reid_sdk.backends.foreign_input import InputOptions, describe_input, with_input_size
+from reid_sdk.backends.model_contract import model_identity
 
 log = logging.getLogger(__name__)
 
@@ -87,28 +88,24 @@ def check_active_providers(requested: list[str], active: list[str], device: str)
     log.warning("%s; running on the CPU", message)
 
 
-def read_metadata(session: ort.InferenceSession, path: Path, input_size: tuple[int, int] | None) -> ModelMetadata:
-    """The file's reid-sdk metadata, or the minimal metadata of a foreign file given its ``input_size``."""
-    if input_size is None:
-        return ModelMetadata.from_strings(session.get_modelmeta().custom_metadata_map, source=str(path))
-    return ModelMetadata(input_size=tuple(input_size), feature_dim=int(session.get_outputs()[0].shape[-1]))
-
-
 class OnnxBackend:
     """Feeds uint8 RGB batches to an ONNX model; configures itself from the file's reid-sdk metadata.
 
-    A foreign ONNX file without that metadata works when ``input_size`` is given; it must take raw 0..255
-    RGB N x 3 x H x W (uint8 or float) like ours. Runs through I/O binding, so on CUDA the output is
-    allocated on the device and copied back once.
+    A foreign ONNX file (torchreid, fast-reid, BoxMOT exports) has no such metadata: its input is
+    described by ``input_options`` (size, mean / std, dtype, channel order; see
+    :mod:`reid_sdk.backends.foreign_input`), and a fixed batch size in its graph is honoured. Runs through
+    I/O binding, so on CUDA the output is allocated on the device and copied back once.
     """
 
     def __init__(self, path: str | Path, device: str = "auto", input_size: tuple[int, int] | None = None,
-                 max_batch: int = 64, options: OnnxRuntimeOptions | None = None) -> None:
+                 max_batch: int = 64, options: OnnxRuntimeOptions | None = None,
+                 input_options: InputOptions | None = None) -> None:
         kind, self.device_id = parse_device(device)
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
         self.options = options or OnnxRuntimeOptions()
+        self.input_options = with_input_size(input_options, input_size)
         available = ort.get_available_providers()
         if kind == "cuda" and CUDA not in available:
             raise ValueError(f"device {device!r} requested but this onnxruntime has no GPU provider "
@@ -120,18 +117,17 @@ class OnnxBackend:
         session_options = ort.SessionOptions()
         if self.options.threads is not None:
             session_options.intra_op_num_threads = self.options.threads
-        providers = self._gpu_providers(path, available, input_size, max_batch) if on_gpu else [(CPU, {})]
+        providers = self._gpu_providers(path, available, max_batch) if on_gpu else [(CPU, {})]
         self.session = self._open(path, session_options, providers)
         check_active_providers([name for name, _ in providers], self.session.get_providers(), device)
-        self.metadata = read_metadata(self.session, path, input_size)
+        self.metadata, self._feed = describe_input(self.session, self.input_options, source=str(path))
         self.input_size: tuple[int, int] = self.metadata.input_size
         self.feature_dim: int = self.metadata.feature_dim
+        self.model_id: str = model_identity(self.metadata, path)
         active = self.session.get_providers()[0]
         self.device = "cpu" if active == CPU else f"cuda:{self.device_id}"
         self.description = f"onnxruntime ({active}) on a {self.metadata.precision} model"
-        model_input, model_output = self.session.get_inputs()[0], self.session.get_outputs()[0]
-        self._input_name, self._output_name = model_input.name, model_output.name
-        self._input_dtype = np.uint8 if model_input.type == "tensor(uint8)" else np.float32
+        self._output_name = self.session.get_outputs()[0].name
         self._output_device = "cpu" if active == CPU else "cuda"
 
     @staticmethod
@@ -143,8 +139,7 @@ class OnnxBackend:
                 ort.capi.onnxruntime_pybind11_state.Fail) as exc:
             raise ValueError(f"{path} is not a loadable ONNX model: {exc}") from exc
 
-    def _gpu_providers(self, path: Path, available: list[str], input_size: tuple[int, int] | None,
-                       max_batch: int) -> list[tuple[str, dict[str, str]]]:
+    def _gpu_providers(self, path: Path, available: list[str], max_batch: int) -> list[tuple[str, dict[str, str]]]:
         """(provider, options) in priority order for CUDA, TensorRT first only when its cache is configured."""
         providers = [(CUDA, cuda_provider_options(self.device_id)), (CPU, {})]
         cache = self.options.tensorrt_cache_dir
@@ -157,17 +152,21 @@ class OnnxBackend:
         plain = ort.SessionOptions()  # only read the graph's input and metadata: no optimisation passes
         plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         inspection = self._open(path, plain, [CPU])
-        size = read_metadata(inspection, path, input_size).input_size
+        size = describe_input(inspection, self.input_options, source=str(path))[0].input_size
         options = tensorrt_provider_options(cache, self.device_id, inspection.get_inputs()[0].name, size, max_batch)
         return [(TENSORRT, options), *providers]
 
     def input_buffer(self, batch_size: int) -> np.ndarray:
         return np.empty((batch_size, 3, *self.input_size), dtype=np.uint8)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, tensor: np.ndarray) -> np.ndarray:
+        """One model call through I/O binding on the model's own input tensor."""
         binding = self.session.io_binding()
-        binding.bind_cpu_input(self._input_name, np.ascontiguousarray(batch, dtype=self._input_dtype))
+        binding.bind_cpu_input(self._feed.name, np.ascontiguousarray(tensor))
         binding.bind_output(self._output_name, self._output_device, self.device_id)
         self.session.run_with_iobinding(binding)
         (features,) = binding.copy_outputs_to_cpu()
-        return l2_normalised(features)
+        return features
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return l2_normalised(self._feed.run(self._infer, batch))

@@ -12,7 +12,7 @@ from types import ModuleType
 import numpy as np
 
 from reid_sdk.backends.base import l2_normalised
-from reid_sdk.backends.model_contract import read_sidecar
+from reid_sdk.backends.model_contract import model_identity, read_sidecar
 
 INSTALL_HINT = "pip install 'reid-sdk[tensorrt]' (needs an NVIDIA GPU and driver)"
 
@@ -75,6 +75,7 @@ class TensorRTBackend:
         if not path.is_file():
             raise FileNotFoundError(f"TensorRT engine not found: {path}")
         self.metadata, _ = read_sidecar(path)
+        self.model_id: str = model_identity(self.metadata, path)
         trt = require_tensorrt()
         self._cudart = require_cudart()
         self._call(self._cudart.cudaSetDevice(self.device_index))

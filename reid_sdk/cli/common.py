@@ -33,16 +33,24 @@ def add_subparser(commands: argparse._SubParsersAction, name: str, help_text: st
     return commands.add_parser(name, help=help_text, description=help_text, formatter_class=_HelpFormatter)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (it may be replaced after set-up)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure_logging(level: int = logging.INFO, timestamps: bool = False) -> None:
-    """Send the ``reid_sdk`` logger's records at ``level`` and above to stderr, once per process."""
+    """Send the ``reid_sdk`` logger's records at ``level`` and above to stderr; one handler per process."""
     logger = logging.getLogger("reid_sdk")
     logger.setLevel(level)
-    if not any(getattr(handler, "_reid_sdk_cli", False) for handler in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s" if timestamps else "%(message)s",
-                                               datefmt="%H:%M:%S"))
-        handler._reid_sdk_cli = True  # type: ignore[attr-defined]
+    handler = next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler(sys.stderr)
         logger.addHandler(handler)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s" if timestamps else "%(message)s",
+                                           datefmt="%H:%M:%S"))
 
 
 def fail(prog: str, error: BaseException | str, code: int = EXIT_BAD_INPUT) -> int:

@@ -2,7 +2,9 @@
 
 Features come from :class:`reid_sdk.extractor.FeatureExtractor`, so any backend it accepts works; a tracklet's
 feature is the mean of its frame features (at most ``--max-frames`` evenly spaced frames), L2-normalised.
-Images that cannot be decoded are left out of the evaluation and counted.
+Images that cannot be decoded are left out of the evaluation and counted. ``--rerank`` scores k-reciprocal
+re-ranked distances (Zhong et al. 2017), ``--query-expansion K`` average query expansion over K neighbours, and
+``--visualize N`` draws the rank lists of N queries (PNG per query).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reid_sdk.cli.common import EXIT_OK, configure_logging, fail, make_parser
-from reid_sdk.model_evaluation import evaluate_model
+from reid_sdk.model_evaluation import retrieve
+from reid_sdk.rank_lists import write_rank_lists
+from reid_sdk.reranking import RerankConfig
 
 PROG = "reid-eval"
 LABELLED_FORMATS = ("market1501", "dukemtmc", "mars", "dukevideo")
@@ -30,6 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--batch-size", type=int, default=64, help="crops per forward pass")
     parser.add_argument("--max-frames", type=int, default=32, help="frames per tracklet, evenly spaced (video)")
+    ranking = parser.add_argument_group("re-ranking")
+    ranking.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of the distances")
+    ranking.add_argument("--k1", type=int, default=RerankConfig.k1, help="re-ranking k1 (k-reciprocal neighbours)")
+    ranking.add_argument("--k2", type=int, default=RerankConfig.k2, help="re-ranking k2 (local query expansion)")
+    ranking.add_argument("--lambda", dest="lambda_value", type=float, default=RerankConfig.lambda_value,
+                         help="re-ranking weight of the original distance")
+    ranking.add_argument("--query-expansion", type=int, default=0, metavar="K",
+                         help="average query expansion over K gallery neighbours (0: off)")
+    pictures = parser.add_argument_group("rank-list pictures")
+    pictures.add_argument("--visualize", type=int, default=0, metavar="N", help="draw the rank lists of N queries")
+    pictures.add_argument("--visualize-dir", type=Path, default=Path("ranklists"), help="folder for those PNGs")
+    pictures.add_argument("--visualize-k", type=int, default=10, help="gallery entries per rank list")
     return parser
 
 
@@ -43,13 +59,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.perf_counter()
     try:
+        rerank = RerankConfig(args.k1, args.k2, args.lambda_value) if args.rerank else None
         extractor = FeatureExtractor(args.checkpoint, device=args.device, batch_size=args.batch_size)
-        result, details = evaluate_model(extractor, args.data, args.format, args.max_frames)
+        retrieval = retrieve(extractor, args.data, args.format, args.max_frames, rerank, args.query_expansion)
+        if args.visualize:
+            pictures = write_rank_lists(retrieval, args.visualize_dir, args.visualize, args.visualize_k)
     except (OSError, ValueError) as error:
         return fail(PROG, error)
+    result, details = retrieval.result, retrieval.details
     metrics = result.as_dict()
     print(" | ".join(f"{name} {metrics[name]:.2%}" for name in ("rank1", "rank5", "rank10", "mAP", "mINP")
                      if name in metrics))
+    if args.visualize:
+        print(f"{len(pictures)} rank lists written to {args.visualize_dir}")
     if args.out is not None:
         report = {**details, "checkpoint": str(args.checkpoint), **metrics,
                   "cmc": result.cmc.tolist(), "seconds": round(time.perf_counter() - start, 3)}

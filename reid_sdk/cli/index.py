@@ -1,27 +1,41 @@
-"""``reid-index``: build a gallery from a folder of crops, search it with a query image.
+"""``reid-index``: build a gallery from crops, search it with query images; ingest and match the tracks of
+camera videos (see :mod:`reid_sdk.cli.tracks`).
 
-    reid-index build --model model.pt --images bounding_box_test/ --out gallery/
-    reid-index search --model model.pt --gallery gallery/ query.jpg -k 10 --strip matches.png
+    reid-index build --model model.onnx --images crops/ --out gallery/
+    reid-index build --model model.onnx --images Market-1501/ --format market1501 --out milvus-lite:g.db
+    reid-index search --model model.onnx --gallery gallery/ query.jpg more_queries/ list.csv -k 10 --strip strips/
+    reid-index ingest --model model.onnx --video c1.avi --tracks c1.txt --camera c1 --gallery gallery/
+    reid-index match --model model.onnx --video c2.avi --tracks c2.txt --camera c2 --gallery gallery/ --out m.csv
 
-Identity and camera come from Market-1501 style names (``0002_c1s1_000451_03.jpg``)
-or from a CSV with rows ``path,identity,camera[,timestamp]``.
+``--out`` / ``--gallery`` is a directory (FAISS + SQLite), ``milvus-lite:FILE.db`` or ``http://host:19530``.
+Identity and camera come from Market-1501 / DukeMTMC-reID file names, a dataset layout, or a CSV with rows
+``path,identity,camera[,timestamp]``. Unreadable images are skipped and counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from tqdm import tqdm
+
 from reid_sdk.cli.common import EXIT_OK, add_subparser, configure_logging, fail, make_parser
+from reid_sdk.cli.tracks import add_track_commands
+from reid_sdk.datasets.files import warn_skipped
+from reid_sdk.datasets.market import parse_image_name
 from reid_sdk.gallery import GalleryConfig
 from reid_sdk.gallery.config import INDEX_TYPES
 from reid_sdk.index import ReIDIndex
-from reid_sdk.index_build import add_images, read_crop, records_from_csv, records_from_names
+from reid_sdk.index_build import (FOLDER, FORMATS, add_records, csv_records, dataset_records, folder_records,
+                                  label_forms, query_images, read_crops)
 from reid_sdk.visualize import render_strip, write_image
 
 PROG = "reid-index"
+STRIP_SUFFIXES = (".png", ".jpg", ".jpeg")
+logger = logging.getLogger(__name__)
 
 
 def _extractor(args: argparse.Namespace):
@@ -30,52 +44,128 @@ def _extractor(args: argparse.Namespace):
     return FeatureExtractor(args.model, device=args.device, batch_size=args.batch_size)
 
 
+def _progress(mode: str, total: int, what: str) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """(advance, finish) for a progress bar on a terminal, or log lines at every tenth elsewhere."""
+    if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
+        bar = tqdm(total=total, unit=what, file=sys.stderr)
+        return bar.update, bar.close
+    done, next_tenth = 0, 1
+
+    def advance(count: int) -> None:
+        nonlocal done, next_tenth
+        done += count
+        if mode != "none" and done * 10 >= next_tenth * total:
+            logger.info("%d/%d %s", done, total, what)
+            next_tenth = done * 10 // total + 1
+
+    return advance, lambda: None
+
+
 def build(args: argparse.Namespace) -> int:
-    records = records_from_csv(args.csv, args.images) if args.csv else records_from_names(args.images)
+    if args.csv:
+        records = csv_records(args.csv, args.images)
+    elif args.format == FOLDER:
+        records = folder_records(args.images)
+    else:
+        records = dataset_records(args.images, args.format, args.split)
     config = GalleryConfig(nlist=args.nlist) if args.nlist else None
-    index = ReIDIndex.create(_extractor(args), index=args.index, config=config)
-    add_images(index, records, args.batch_size)
-    index.save(args.out)
-    print(f"gallery of {len(index)} entries ({args.index}, {index.gallery.dim}-d) written to {args.out}")
+    index = ReIDIndex.create(_extractor(args), index=args.index, path=args.out, config=config,
+                             overwrite=args.overwrite)
+    advance, finish = _progress(args.progress, len(records), "crops")
+    try:
+        report = add_records(index, records, args.batch_size, advance)
+    finally:
+        finish()
+    location = index.save()
+    skipped = f"; {len(report.skipped)} unreadable images skipped" if report.skipped else ""
+    print(f"gallery of {len(index)} entries ({args.index}, {index.gallery.dim}-d, model {index.gallery.model_id}) "
+          f"written to {location}{skipped}")
     return EXIT_OK
 
 
-def search(args: argparse.Namespace) -> int:
-    query = read_crop(args.query)
-    index = ReIDIndex.load(_extractor(args), args.gallery)
-    matches = index.search(query, k=args.k, exclude_camera=args.exclude_camera)
+def _strip_paths(strip: Path | None, queries: list[Path]) -> list[Path | None]:
+    """Where each query's strip goes: nowhere, the one file named, or ``<n>_<stem>_matches.png`` in a folder."""
+    if strip is None:
+        return [None] * len(queries)
+    if strip.suffix.lower() in STRIP_SUFFIXES:
+        if len(queries) > 1:
+            raise ValueError(f"--strip {strip} names one image but there are {len(queries)} queries: "
+                             "give a folder for their strips")
+        return [strip]
+    strip.mkdir(parents=True, exist_ok=True)
+    return [strip / f"{number:04d}_{query.stem}_matches.png" for number, query in enumerate(queries, start=1)]
+
+
+def _print_matches(number: int, total: int, query: Path, matches: list) -> None:
+    print(f"query {number}/{total}: {query}")
     print(f"{'rank':>4}  {'score':>6}  {'identity':>10}  {'camera':>6}  {'entry':>7}  path")
     for rank, match in enumerate(matches, start=1):
         print(f"{rank:>4}  {match.score:6.3f}  {match.identity!s:>10}  {match.camera!s:>6}  {match.entry_id:>7}  "
               f"{match.metadata.get('path', '')}")
-    strip = args.strip or Path(f"{args.query.stem}_matches.png")
-    write_image(render_strip(query, matches), strip)
-    print(f"strip written to {strip}")
+
+
+def search(args: argparse.Namespace) -> int:
+    queries = query_images(args.queries)
+    strips = _strip_paths(args.strip, queries)
+    index = ReIDIndex.load(_extractor(args), args.gallery)
+    exclude = label_forms(args.exclude_camera) if args.exclude_camera is not None else None
+    skipped: list[Path] = []
+    searched = 0
+    for start in range(0, len(queries), args.batch_size):
+        crops = read_crops(queries[start : start + args.batch_size], skipped)
+        if not crops:
+            continue
+        results = index.search([crop for _, crop in crops], k=args.k, exclude_camera=exclude)
+        for (position, crop), matches in zip(crops, results):
+            number = start + position
+            searched += 1
+            _print_matches(number + 1, len(queries), queries[number], matches)
+            if strips[number] is not None:
+                identity, camera = parse_image_name(queries[number].name) or (None, None)  # a Market-style name
+                write_image(render_strip(crop, matches, identity, camera), strips[number])
+    warn_skipped(skipped, "queries")
+    if not searched:
+        return fail(PROG, f"none of the {len(queries)} query images could be read")
+    if args.strip is not None:
+        print(f"strips written to {args.strip}")
     return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``reid-index`` argument parser."""
-    parser = make_parser(PROG, "Build and search a re-ID gallery.")
+    parser = make_parser(PROG, __doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, handler, help_text in (("build", build, "embed a folder of crops into a new gallery"),
-                                     ("search", search, "find a query crop's best matches in a gallery")):
+    for name, handler, help_text in (("build", build, "embed crops into a new gallery"),
+                                     ("search", search, "find query crops' best matches in a gallery")):
         sub = add_subparser(commands, name, help_text)
         sub.set_defaults(handler=handler)
-        sub.add_argument("--model", required=True, help="checkpoint (.pt) or exported ONNX model")
+        sub.add_argument("--model", required=True, help="checkpoint (.pt), ONNX model or TensorRT engine")
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
         sub.add_argument("--batch-size", type=int, default=64, help="crops per forward pass")
     build_parser, search_parser = commands.choices["build"], commands.choices["search"]
-    build_parser.add_argument("--images", type=Path, help="folder of crops (Market-1501 names unless --csv)")
-    build_parser.add_argument("--csv", type=Path, help="rows path,identity,camera[,timestamp]; paths relative to --images")
-    build_parser.add_argument("--out", type=Path, required=True, help="gallery directory to write")
-    build_parser.add_argument("--index", choices=INDEX_TYPES, default="flat", help="FAISS index type")
+    build_parser.add_argument("--images", type=Path, help="folder of crops (any depth) or dataset root (--format)")
+    build_parser.add_argument("--format", choices=FORMATS, default=FOLDER,
+                              help="folder: crops labelled by Market-1501/Duke names; else a dataset layout")
+    build_parser.add_argument("--split", choices=("gallery", "query", "train"), default="gallery",
+                              help="split of a dataset layout to embed")
+    build_parser.add_argument("--csv", type=Path,
+                              help="rows path,identity,camera[,timestamp]; paths relative to --images")
+    build_parser.add_argument("--out", required=True,
+                              help="gallery directory, milvus-lite:FILE.db or http://host:19530")
+    build_parser.add_argument("--overwrite", action="store_true", help="replace a gallery already at --out")
+    build_parser.add_argument("--index", choices=INDEX_TYPES, default="flat", help="index type")
     build_parser.add_argument("--nlist", type=int, help="IVF cells (default: from the gallery size)")
-    search_parser.add_argument("query", type=Path, help="query crop image")
-    search_parser.add_argument("--gallery", type=Path, required=True, help="gallery directory")
-    search_parser.add_argument("-k", type=int, default=10, help="matches to return")
-    search_parser.add_argument("--exclude-camera", help="leave out matches from this camera")
-    search_parser.add_argument("--strip", type=Path, help="PNG of the query and its matches (default QUERY_matches.png)")
+    build_parser.add_argument("--progress", choices=("auto", "bar", "log", "none"), default="auto",
+                              help="auto: a bar on a terminal, log lines otherwise")
+    search_parser.add_argument("queries", nargs="+", type=Path,
+                               help="query images, folders of them, or CSVs (path first)")
+    search_parser.add_argument("--gallery", required=True, help="gallery directory or Milvus URI")
+    search_parser.add_argument("-k", type=int, default=10, help="matches per query")
+    search_parser.add_argument("--exclude-camera",
+                               help="leave out matches from this camera (a number matches it stored as number or text)")
+    search_parser.add_argument("--strip", type=Path,
+                               help="write the query and its matches as an image: a .png for one query, else a folder")
+    add_track_commands(commands)  # ingest, match: videos and their MOT tracks
     return parser
 
 
@@ -85,10 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "build" and not (args.images or args.csv):
         parser.error("build needs --images DIR or --csv FILE")
+    if args.command == "build" and args.csv and args.format != FOLDER:
+        parser.error("--csv lists the images itself: it does not combine with --format")
     configure_logging()
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, ConnectionError, ImportError) as error:
         return fail(PROG, error)
 
 

@@ -21,7 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, metrics, plot)")
     parser.add_argument("--data", help="dataset root (data.root)")
     parser.add_argument("--format", choices=list(LOADERS), help="dataset layout (data.format)")
-    parser.add_argument("--config", type=Path, help="YAML file, e.g. configs/paper-market.yaml")
+    parser.add_argument("--config", help="a shipped config's name (paper-market, paper-duke, paper-mars, "
+                                          "paper-dukevideo, cpu-smoke) or a YAML file")
+    parser.add_argument("--eval-data", help="a separate labelled query / gallery set to evaluate and choose the "
+                                            "stage on (data.eval_root)")
+    parser.add_argument("--eval-format", choices=list(LOADERS), help="layout of --eval-data (data.eval_format)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one value, e.g. --set train.batch_size=64 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last stage")
@@ -40,10 +44,12 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         saved = RunDirectory(args.out).config
         if not saved.is_file():
             raise ConfigError(f"--resume: {args.out} has no config.yaml, so there is no run to continue")
-        if args.config or args.overrides or args.data or args.format:
-            raise ConfigError("--resume continues with the run's saved config; drop --config/--set/--data/--format")
+        if args.config or args.overrides or args.data or args.format or args.eval_data or args.eval_format:
+            raise ConfigError("--resume continues with the run's saved config; drop --config/--set/--data/--format/"
+                              "--eval-data/--eval-format")
         return load_config(saved)
-    flags = {"data.root": args.data, "data.format": args.format, "clustering.linkage": args.linkage,
+    flags = {"data.root": args.data, "data.format": args.format, "data.eval_root": args.eval_data,
+             "data.eval_format": args.eval_format, "clustering.linkage": args.linkage,
              "model.pooling": args.pooling, "model.non_local": args.non_local, "train.device": args.device}
     overrides = [f"{key}={str(value).lower() if isinstance(value, bool) else value}"
                  for key, value in flags.items() if value is not None]
@@ -59,15 +65,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         trainer = Trainer(resolve_config(args), args.out, resume=args.resume)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        return fail(PROG, exc)
-    try:
         rows = trainer.run()
     except TrainingDiverged as exc:
         print(f"{PROG}: stopped: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
-    best = max((row for row in rows if "mAP" in row), key=lambda row: row["mAP"], default=None)
-    summary = f"best mAP {best['mAP']:.1%} at stage {best['stage']}" if best else "no evaluation split"
+    except (ValueError, OSError) as exc:  # bad config or data (ConfigError is a ValueError), missing files
+        return fail(PROG, exc)
+    best = next((row for row in rows if row.get("best")), None)
+    summary = (f"best.pt is stage {best['stage']}, chosen by {trainer.selection.metric} = "
+               f"{best[trainer.selection.metric]:.4f}" if best else "no stage ran")
     print(f"done: {len(rows)} stages in {args.out} ({summary}); best model: {trainer.run_dir.best}")
     return EXIT_OK
 

@@ -30,7 +30,7 @@ def load_dukemtmc_video(root: str | Path) -> DatasetSplits:
         setattr(splits, split, records)
         splits.dropped_junk += junk
     require_records(splits.train + splits.query + splits.gallery, base, LAYOUT)
-    splits.skipped_files = len(skipped)
+    splits.skipped = skipped
     warn_skipped(skipped, f"dukevideo at {base}")
     log_statistics(splits)
     return splits

@@ -22,7 +22,7 @@ def load_image_folder(root: str | Path) -> DatasetSplits:
     base = resolve_root(root, (), CROPS_LAYOUT)
     skipped: list[Path] = []
     paths = readable_images(base, skipped, recursive=True)
-    splits = DatasetSplits(name="image-folder", root=base, skipped_files=len(skipped))
+    splits = DatasetSplits(name="image-folder", root=base, skipped=skipped)
     splits.train = [ImageRecord(path=path, pid=UNKNOWN_PID, camera=UNKNOWN_CAMERA) for path in paths]
     require_records(splits.train, base, CROPS_LAYOUT)
     warn_skipped(skipped, f"image folder {base}")
@@ -43,7 +43,7 @@ def load_tracklet_folder(root: str | Path) -> DatasetSplits:
                     frames=tuple(frames), pid=UNKNOWN_PID, camera=UNKNOWN_CAMERA, tracklet_id=len(splits.train)
                 )
             )
-    splits.skipped_files = len(skipped)
+    splits.skipped = skipped
     require_records(splits.train, base, TRACKLETS_LAYOUT)
     warn_skipped(skipped, f"tracklet folder {base}")
     log_statistics(splits)

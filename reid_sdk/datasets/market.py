@@ -57,7 +57,7 @@ def _load_image_layout(root: str | Path, name: str) -> DatasetSplits:
         setattr(splits, split, records)
         splits.dropped_junk += junk
     require_records(splits.train + splits.query + splits.gallery, base, layout)
-    splits.skipped_files = len(skipped)
+    splits.skipped = skipped
     warn_skipped(skipped, f"{name} at {base}")
     log_statistics(splits)
     return splits

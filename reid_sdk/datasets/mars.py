@@ -51,7 +51,7 @@ def load_mars(root: str | Path) -> DatasetSplits:
     splits.gallery = [record for row, record in test if not is_query[row]]
     splits.dropped_junk = junk_train + junk_test
     require_records(splits.train + splits.query + splits.gallery, base, LAYOUT)
-    splits.skipped_files = len(skipped)
+    splits.skipped = skipped
     warn_skipped(skipped, f"mars at {base}")
     log_statistics(splits)
     return splits

@@ -37,15 +37,20 @@ Record = ImageRecord | TrackletRecord
 
 @dataclass
 class DatasetSplits:
-    """The train / query / gallery records of one dataset, plus counts of skipped files and dropped junk."""
+    """The train / query / gallery records of one dataset, plus the files skipped as unreadable and the junk count."""
 
     name: str
     root: Path
     train: list = field(default_factory=list)
     query: list = field(default_factory=list)
     gallery: list = field(default_factory=list)
-    skipped_files: int = 0
+    skipped: list[Path] = field(default_factory=list)
     dropped_junk: int = 0
+
+    @property
+    def skipped_files(self) -> int:
+        """How many files were skipped as unreadable, empty or misnamed."""
+        return len(self.skipped)
 
     @property
     def is_video(self) -> bool:

@@ -20,7 +20,7 @@ from reid_sdk.export.verify import ParityCheck, Tolerance, verify_parity
 from reid_sdk.extractor import FeatureExtractor
 from reid_sdk.gallery import Match
 from reid_sdk.index import ReIDIndex
-from reid_sdk.index_build import add_images, records_from_names
+from reid_sdk.index_build import add_records, dataset_records
 from reid_sdk.model_evaluation import evaluate_model
 from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
 from reid_sdk.training.config import RunConfig
@@ -51,8 +51,8 @@ class TrainedRun:
 
     @property
     def best_row(self) -> dict[str, Any]:
-        """The stage whose model is best.pt (highest validation mAP, first on ties, as the trainer keeps it)."""
-        return max(self.rows, key=lambda row: row["mAP"])
+        """The stage whose model is best.pt, as the trainer marked it."""
+        return next(row for row in self.rows if row["best"])
 
 
 @dataclass(frozen=True)
@@ -112,16 +112,17 @@ def export_and_verify(checkpoint: Path, onnx_path: Path, crops: list[np.ndarray]
     return verify_parity(onnx_path, checkpoint, crops, device=onnx_device(device)), Tolerance.for_precision("fp32")
 
 
-def build_gallery(model: Path, data_root: Path, out: Path, device: str) -> int:
-    """What ``reid-index build`` does, over the gallery split (labels from the Market-1501 file names)."""
-    folder = load_dataset(data_root, DATASET_FORMAT).root / "bounding_box_test"
-    index = ReIDIndex.create(FeatureExtractor(model, device=onnx_device(device)))
-    add_images(index, records_from_names(folder))
-    index.save(out)
+def build_gallery(model: Path, data_root: Path, out: Path | str, device: str) -> int:
+    """What ``reid-index build --format market1501`` does, over the gallery split; ``out`` is a directory or a
+    Milvus URI (replaced when it holds a gallery of an earlier run)."""
+    index = ReIDIndex.create(FeatureExtractor(model, device=onnx_device(device)), path=out, overwrite=True)
+    add_records(index, dataset_records(data_root, DATASET_FORMAT, "gallery"))
+    index.save()
     return len(index)
 
 
-def search_queries(model: Path, gallery: Path, data_root: Path, count: int, k: int, device: str) -> list[QueryResult]:
+def search_queries(model: Path, gallery: Path | str, data_root: Path, count: int, k: int,
+                   device: str) -> list[QueryResult]:
     """Search ``count`` query crops of distinct identities, spread over the query split, in other cameras."""
     index = ReIDIndex.load(FeatureExtractor(model, device=onnx_device(device)), gallery)
     queries = load_dataset(data_root, DATASET_FORMAT).query
@@ -138,5 +139,5 @@ def search_queries(model: Path, gallery: Path, data_root: Path, count: int, k: i
 
 def write_matches(results: list[QueryResult], path: Path) -> Path:
     """One strip per query (query, then its matches), stacked into one PNG at ``path``."""
-    return write_image(stack_rows([render_strip(read_image(result.record.path), result.matches)
-                                   for result in results]), path)
+    return write_image(stack_rows([render_strip(read_image(result.record.path), result.matches, result.record.pid,
+                                                result.record.camera) for result in results]), path)

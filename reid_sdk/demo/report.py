@@ -72,8 +72,8 @@ files in {out}:
   matches.png                 query crops and their top matches in other cameras
   results.json                the table above as JSON
 the same on real data (Market-1501 layout; no labels are used for training):
-  reid-train --config configs/paper-market.yaml --data /data/Market-1501 --format market1501 --out runs/market
-      (a few minutes on a CPU: --config configs/cpu-smoke.yaml)
+  reid-train --config paper-market --data /data/Market-1501 --format market1501 --out runs/market
+      (a few minutes on a CPU: --config cpu-smoke)
   reid-export runs/market/best.pt --format onnx --out model.onnx --verify
   reid-index build --model model.onnx --images /data/Market-1501/bounding_box_test --out gallery/
   reid-index search --model model.onnx --gallery gallery/ query.jpg -k 10 --strip matches.png"""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from reid_sdk.synthetic.pedestrians import DifficultyConfig
 from reid_sdk.synthetic.layouts import PRESETS, LayoutSizes, SyntheticConfig
 from reid_sdk.model.config import ModelConfig
+from reid_sdk.model.pretrained import find_cached_imagenet_weights
 from reid_sdk.training.config import ClusteringConfig, DataConfig, RunConfig, TrainConfig
 
 MODES = ("quick", "cpu", "cuda")
@@ -76,5 +77,6 @@ def demo_settings(mode: str, device: str) -> DemoSettings:
     # on the "small" synthetic set rendered at the network's input size.
     return DemoSettings(mode, SyntheticConfig(image_size=(256, 128), sizes=PRESETS["small"],
                                               difficulty=DEMO_DIFFICULTY),
-                        _run(ModelConfig(), ClusteringConfig(merge_percent=0.1, max_stages=9),
+                        _run(ModelConfig(pretrained="imagenet" if find_cached_imagenet_weights(50) else None),
+                             ClusteringConfig(merge_percent=0.1, max_stages=9),
                              replace(scratch, first_stage_epochs=2, lr_step_epoch=2, later_stage_epochs=4), workers))

@@ -31,12 +31,15 @@ class GalleryConfig:
     min_points_per_centroid: int = 39   # FAISS k-means' own minimum for a well-trained centroid
     tombstone_rebuild_fraction: float = 0.25  # hnsw: rebuild the graph when this share of it is removed entries
     device: str = "auto"                # "gpu" uses faiss-gpu for flat / ivf search; "auto" when a GPU is visible
+    gpu_device: int = 0                 # which CUDA device holds the GPU copy of the index
 
     def __post_init__(self) -> None:
         if self.index not in INDEX_TYPES:
             raise ValueError(f"index must be one of {INDEX_TYPES}, got {self.index!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.gpu_device < 0:
+            raise ValueError(f"gpu_device must be >= 0, got {self.gpu_device}")
         for name in ("nprobe", "hnsw_m", "ef_construction", "ef_search", "rerank_factor", "min_points_per_centroid"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -83,8 +86,8 @@ class GalleryConfig:
         return cls(**{key: value for key, value in values.items() if key in known})
 
     def with_search_params(self, **changes: Any) -> GalleryConfig:
-        """A copy with new query-time parameters (nprobe, ef_search, rerank_factor, device)."""
-        allowed = {"nprobe", "ef_search", "rerank_factor", "device"}
+        """A copy with new query-time parameters (nprobe, ef_search, rerank_factor, device, gpu_device)."""
+        allowed = {"nprobe", "ef_search", "rerank_factor", "device", "gpu_device"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"only {sorted(allowed)} can change after creation, got {sorted(unknown)}")

@@ -1,9 +1,8 @@
-"""Gallery: FAISS vectors + SQLite metadata with filtered search and atomic persistence."""
+"""Gallery: validated, L2-normalised re-ID features with their labels, filtered search, several backends."""
 
 from __future__ import annotations
 
-import json
-import threading
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -12,114 +11,126 @@ from typing import Any
 import faiss
 import numpy as np
 
+from reid_sdk.gallery import entries
+from reid_sdk.gallery.backend import GalleryBackend, create_backend, open_backend
 from reid_sdk.gallery.config import METRICS, GalleryConfig
-from reid_sdk.gallery.locking import ReadWriteLock
+from reid_sdk.gallery.filters import EntryFilter
 from reid_sdk.gallery.match import Match
-from reid_sdk.gallery.metadata import MetadataStore, SearchFilter
-from reid_sdk.gallery.persistence import MANIFEST, read_manifest, write_generation
-from reid_sdk.gallery.store import IdFilter, VectorStore
 
-_METADATA_FILE = "metadata.sqlite"
-_LABEL_TYPES = (str, int)
+logger = logging.getLogger(__name__)
 
 
-def _label(value: Any, name: str) -> Any:
-    """An identity / camera / track id as SQLite stores it: str, int or None."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or (isinstance(value, _LABEL_TYPES) and not isinstance(value, bool)):
-        return value
-    raise ValueError(f"{name} must be a str, an int or None, got {type(value).__name__}")
+class ModelMismatchError(ValueError):
+    """A gallery is used with features of another model than the one that built it."""
 
 
-def _column(value: Any, n: int, name: str) -> list[Any]:
-    """One value per entry: a scalar is repeated, a list / array must have length ``n``."""
-    if isinstance(value, (list, tuple, np.ndarray)):
-        if len(value) != n:
-            raise ValueError(f"{name} has {len(value)} values for {n} features")
-        return list(value)
-    return [value] * n
+def _positive_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    return int(k)
 
 
-def _timestamp(value: Any) -> float | None:
-    if value is None:
-        return None
+def _id_array(ids: Iterable[int]) -> np.ndarray:
     try:
-        value = float(value)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"timestamp must be a number (seconds) or None, got {value!r}") from error
-    if not np.isfinite(value):
-        raise ValueError(f"timestamp must be finite, got {value}")
-    return value
-
-
-def _metadata_json(value: Any) -> str:
-    if value is None:
-        return "{}"
-    if not isinstance(value, dict):
-        raise ValueError(f"metadata must be a dict, got {type(value).__name__}")
-    try:
-        return json.dumps(value)
-    except TypeError as error:
-        raise ValueError(f"metadata must be JSON-serialisable: {error}") from error
-
-
-def _label_set(value: Any, name: str) -> tuple[Any, ...] | None:
-    if value is None:
-        return None
-    values = value if isinstance(value, (list, tuple, set, frozenset, np.ndarray)) else [value]
-    return tuple(_label(v, name) for v in values)
+        return np.asarray(list(ids), dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ValueError(f"entry ids must be integers: {error}") from error
 
 
 class Gallery:
     """Searchable store of L2-normalised re-ID features and their metadata.
 
-    ``index``: "flat" (exact), "ivf", "hnsw" or "ivfpq" (approximate; see
-    :mod:`reid_sdk.gallery.store`). Features are normalised on add and on query, so
-    scores are cosine similarities. Thread-safe: many searches run concurrently while
-    adds, removes and saves take turns.
+    ``path`` picks the backend: None (in memory, saved later with ``save(path)``), a directory
+    (FAISS + SQLite, the embedded default), ``milvus-lite:FILE.db`` or ``http://host:19530``
+    (Milvus). ``index``: "flat" (exact), "ivf", "hnsw" or "ivfpq" (approximate). Features are
+    normalised on add and on query, so scores are cosine similarities. Thread-safe.
+
+    Example::
+
+        gallery = Gallery(256, index="hnsw")
+        ids = gallery.add(features, identities=people, cameras=3, timestamps=times)
+        gallery.save("gallery/")                       # atomic; other processes may share it
+        matches = Gallery.open("gallery/").search(query, k=10, exclude_camera=3)
     """
 
     def __init__(self, dim: int, index: str = "flat", metric: str = "cosine", path: str | Path | None = None,
-                 config: GalleryConfig | None = None) -> None:
+                 config: GalleryConfig | None = None, model_id: str | None = None, overwrite: bool = False) -> None:
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS} (features are L2-normalised), got {metric!r}")
-        if path is not None and (Path(path) / MANIFEST).exists():
-            raise FileExistsError(f"a gallery already exists at {path}: use Gallery.open({str(path)!r})")
         config = replace(config or GalleryConfig(), index=index)
-        self._attach(int(dim), config, VectorStore(int(dim), config), MetadataStore(), path)
+        self._backend: GalleryBackend = create_backend(int(dim), config, path, model_id, overwrite)
 
-    def _attach(self, dim: int, config: GalleryConfig, store: VectorStore, metadata: MetadataStore,
-                path: str | Path | None) -> None:
-        self.dim = dim
-        self.config = config
-        self.path = None if path is None else Path(path)
-        self._store = store
-        self._metadata = metadata
-        self._lock = ReadWriteLock()
-        self._save_lock = threading.Lock()
+    @classmethod
+    def open(cls, path: str | Path, **search_params: Any) -> Gallery:
+        """Open a saved gallery (directory or Milvus URI); ``search_params`` (nprobe, ef_search, ...) override
+        its saved query settings. A damaged gallery raises one ValueError naming the file."""
+        gallery = cls.__new__(cls)
+        gallery._backend = open_backend(path, **search_params)
+        return gallery
 
     # -- properties ---------------------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self._backend.dim
+
+    @property
+    def config(self) -> GalleryConfig:
+        return self._backend.config
+
     @property
     def index_type(self) -> str:
         return self.config.index
 
     @property
     def is_trained(self) -> bool:
-        return self._store.is_trained
+        return self._backend.is_trained
+
+    @property
+    def path(self) -> Path | str | None:
+        """The directory or Milvus URI the gallery is saved in (None before a first save)."""
+        return self._backend.location
+
+    @property
+    def model_id(self) -> str | None:
+        """Identity of the model whose features the gallery holds (see ``FeatureExtractor.model_id``)."""
+        return self._backend.model_id
 
     def __len__(self) -> int:
-        return len(self._metadata)
+        return len(self._backend)
 
     def __repr__(self) -> str:
         return f"Gallery(dim={self.dim}, index={self.index_type!r}, entries={len(self)}, path={self.path})"
 
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
     def tune(self, **search_params: Any) -> None:
-        """Change query-time parameters (nprobe, ef_search, rerank_factor, device)."""
-        with self._lock.write():
-            self.config = self._store.config = self.config.with_search_params(**search_params)
+        """Change query-time parameters (nprobe, ef_search, rerank_factor, device, gpu_device)."""
+        self._backend.tune(**search_params)
+
+    def check_model(self, model_id: str | None) -> None:
+        """Refuse features of another model than the gallery's (ModelMismatchError naming both).
+
+        An empty gallery that records no model adopts ``model_id``; None (an unknown model) is not checked.
+        """
+        recorded = self.model_id
+        if model_id is None or recorded == model_id:
+            return
+        if recorded is None:
+            if len(self):
+                logger.warning("gallery %s records no model: its %d entries cannot be checked against %s",
+                               self.path, len(self), model_id)
+            else:
+                self._backend.set_model_id(model_id)
+            return
+        where = f" at {self.path}" if self.path is not None else ""
+        raise ModelMismatchError(f"the gallery{where} was built with model {recorded} but the extractor runs model "
+                                 f"{model_id}: search it with the model that built it, or rebuild it with this one")
 
     # -- writing ------------------------------------------------------------------------------------------------
     def _prepare(self, features: Any) -> np.ndarray:
@@ -140,79 +151,51 @@ class Gallery:
 
     def train(self, features: Any) -> None:
         """Train an "ivf" / "ivfpq" index on a representative sample (done automatically by the first add)."""
-        vectors = self._prepare(features)
-        with self._lock.write():
-            self._store.train(vectors)
+        self._backend.train(self._prepare(features))
 
     def add(self, features: Any, identities: Any = None, cameras: Any = None, timestamps: Any = None,
             track_ids: Any = None, metadata: Any = None) -> np.ndarray:
         """Add a batch (or one feature); each column is a scalar for all entries or one value per entry.
 
-        Returns the new entries' ids (int64, stable across saves). An untrained IVF / PQ
-        index trains on this batch first, and says how many vectors it needs if too few.
+        Returns the new entries' ids (int64, unique, stable across saves, never reused). An untrained
+        IVF / PQ index trains on this batch first, and says how many vectors it needs if too few.
         """
         vectors = self._prepare(features)
-        n = len(vectors)
-        identity_column = [_label(v, "identity") for v in _column(identities, n, "identities")]
-        camera_column = [_label(v, "camera") for v in _column(cameras, n, "cameras")]
-        track_column = [_label(v, "track id") for v in _column(track_ids, n, "track_ids")]
-        time_column = [_timestamp(v) for v in _column(timestamps, n, "timestamps")]
-        metadata_column = [_metadata_json(v) for v in _column(metadata, n, "metadata")]
-        with self._lock.write():
-            if not self._store.is_trained:
-                self._store.train(vectors)
-            first = int(self._metadata.get_info("next_id", 0))
-            ids = np.arange(first, first + n, dtype=np.int64)
-            self._store.add(vectors, ids)
-            try:
-                self._metadata.insert(ids, identity_column, camera_column, time_column, track_column, metadata_column)
-            except Exception:
-                self._store.remove(ids)
-                raise
-            self._metadata.set_info("next_id", first + n)
-        return ids
+        rows = entries.entry_rows(len(vectors), identities, cameras, timestamps, track_ids, metadata)
+        if not len(vectors):
+            return np.empty(0, dtype=np.int64)
+        return self._backend.add(vectors, rows)
 
     def remove(self, ids: Iterable[int]) -> int:
         """Remove entries by id; unknown ids are ignored. Returns how many were removed."""
-        wanted = np.asarray(list(ids), dtype=np.int64)
-        return self._remove_where(lambda: self._metadata.existing(wanted))
+        return self._backend.remove_ids(np.unique(_id_array(ids)))
 
     def remove_identity(self, identity: Any) -> int:
         """Remove every entry of one identity."""
-        identity = _label(identity, "identity")
-        return self._remove_where(lambda: self._metadata.ids("identity = ?", [identity]))
+        return self._backend.remove_where(EntryFilter(identities=(entries.label(identity, "identity"),)))
 
     def remove_before(self, timestamp: float) -> int:
         """Remove entries older than ``timestamp`` (entries without a timestamp stay)."""
-        cutoff = _timestamp(timestamp)
-        return self._remove_where(lambda: self._metadata.ids("timestamp < ?", [cutoff]))
-
-    def _remove_where(self, find_ids: Any) -> int:
-        with self._lock.write():
-            ids = find_ids()
-            self._store.remove(ids)
-            self._metadata.delete(ids)
-        return len(ids)
+        cutoff = entries.timestamp(timestamp)
+        if cutoff is None:
+            raise ValueError("remove_before needs a timestamp, got None")
+        return self._backend.remove_where(EntryFilter(before=cutoff))
 
     # -- reading ------------------------------------------------------------------------------------------------
-    def _id_filter(self, search_filter: SearchFilter) -> IdFilter | None:
-        """Ids a filtered search may return, as the smaller of the allowed set and its complement."""
-        if search_filter.is_empty:
-            return None
-        condition, params = search_filter.where()
-        live = len(self._metadata)
-        available = self._metadata.count(condition, params)
-        if available <= live - available:
-            return IdFilter(available, allowed=self._metadata.ids(condition, params))
-        return IdFilter(available, excluded=self._metadata.ids(f"NOT COALESCE(({condition}), 0)", params))
+    @staticmethod
+    def _filter(cameras: Any, exclude_camera: Any, since: float | None, until: float | None) -> EntryFilter:
+        return EntryFilter(cameras=entries.label_set(cameras, "camera"),
+                           exclude_cameras=entries.label_set(exclude_camera, "camera") or (),
+                           since=entries.timestamp(since), until=entries.timestamp(until))
 
     def search_ids(self, queries: Any, k: int = 10, cameras: Any = None, exclude_camera: Any = None,
                    since: float | None = None, until: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids) arrays of shape (Q, k), best first; -inf / -1 pad rows with fewer hits."""
+        """Top-k (scores, ids) arrays of shape (Q, min(k, entries passing the filters)), best first.
+
+        -inf / -1 mark the cells where an approximate index found fewer results than exist.
+        """
         vectors = self._prepare(queries)
-        search_filter = self._search_filter(cameras, exclude_camera, since, until)
-        with self._lock.read():
-            return self._search_locked(vectors, k, search_filter)
+        return self._backend.search(vectors, _positive_k(k), self._filter(cameras, exclude_camera, since, until))
 
     def search(self, queries: Any, k: int = 10, cameras: Any = None, exclude_camera: Any = None,
                since: float | None = None, until: float | None = None) -> list[Match] | list[list[Match]]:
@@ -220,79 +203,35 @@ class Gallery:
 
         Filters: ``cameras`` keeps only those cameras, ``exclude_camera`` drops one or
         several, ``since`` / ``until`` bound the timestamp (inclusive). k results come
-        back whenever at least k entries pass the filters.
+        back whenever at least k entries pass the filters; never more than exist.
         """
         single = np.ndim(queries) == 1
-        vectors = self._prepare(queries)
-        search_filter = self._search_filter(cameras, exclude_camera, since, until)
-        with self._lock.read():
-            scores, ids = self._search_locked(vectors, k, search_filter)
-            rows = self._metadata.rows(np.unique(ids[ids >= 0]))
+        scores, ids = self.search_ids(queries, k, cameras, exclude_camera, since, until)
+        rows = self._backend.rows(np.unique(ids[ids >= 0]))
         matches = [
-            [Match(row[0], row[1], float(score), int(entry_id), row[2], row[3], row[4])
+            [Match(row.identity, row.camera, float(score), int(entry_id), row.timestamp, row.track_id, row.metadata)
              for score, entry_id in zip(score_row, id_row) if entry_id >= 0 and (row := rows.get(int(entry_id)))]
             for score_row, id_row in zip(scores, ids)
         ]
         return matches[0] if single else matches
 
-    @staticmethod
-    def _search_filter(cameras: Any, exclude_camera: Any, since: float | None, until: float | None) -> SearchFilter:
-        return SearchFilter(_label_set(cameras, "camera"), _label_set(exclude_camera, "camera") or (),
-                            _timestamp(since), _timestamp(until))
-
-    def _search_locked(self, vectors: np.ndarray, k: int, search_filter: SearchFilter) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive int, got {k!r}")
-        return self._store.search(vectors, int(k), self._id_filter(search_filter), len(self._metadata))
-
     def ids(self) -> np.ndarray:
-        """Ids of all entries."""
-        return self._metadata.ids()
+        """Ids of all entries, sorted."""
+        return self._backend.ids()
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Stored (normalised) vectors of existing entries; KeyError for unknown ids."""
-        wanted = np.asarray(list(ids), dtype=np.int64)
-        with self._lock.read():
-            missing = np.setdiff1d(wanted, self._metadata.existing(wanted))
-            if len(missing):
-                raise KeyError(f"no gallery entries with ids {missing[:10].tolist()}")
-            return self._store.reconstruct(wanted)
+        return self._backend.vectors(_id_array(ids))
 
     # -- persistence --------------------------------------------------------------------------------------------
-    def save(self, path: str | Path | None = None) -> Path:
-        """Atomically write the gallery to a directory (default: the one it was opened from or created with)."""
-        target = Path(path) if path is not None else self.path
-        if target is None:
-            raise ValueError("this gallery has no path: call save(path)")
-        with self._save_lock, self._lock.read():
-            writers = {name: (lambda p, i=index: faiss.write_index(i, str(p)))
-                       for name, index in self._store.indexes().items()}
-            writers[_METADATA_FILE] = self._metadata.dump
-            manifest = {"dim": self.dim, "metric": "cosine", "config": self.config.to_dict(),
-                        "entries": len(self), "vectors": self._store.ntotal}
-            write_generation(target, writers, manifest)
-        self.path = target
-        return target
+    def save(self, path: str | Path | None = None, overwrite: bool = False) -> Path | str:
+        """Make the gallery durable (default: where it was opened or created) and return where it is.
 
-    @classmethod
-    def open(cls, path: str | Path, **search_params: Any) -> Gallery:
-        """Load a saved gallery; ``search_params`` (nprobe, ef_search, ...) override the saved query settings."""
-        root = Path(path)
-        manifest = read_manifest(root)
-        config = GalleryConfig.from_dict(manifest["config"]).with_search_params(**search_params)
-        paths = {name: root / file_name for name, file_name in manifest["files"].items()}
-        dim = int(manifest["dim"])
-        store = VectorStore.read(dim, config, paths)
-        metadata = MetadataStore.load(paths[_METADATA_FILE])
-        live = metadata.ids()
-        if len(live) != manifest["entries"] or store.ntotal != manifest["vectors"]:
-            raise ValueError(f"gallery {root} is inconsistent: {len(live)} metadata rows and {store.ntotal} vectors, "
-                             f"manifest says {manifest['entries']} and {manifest['vectors']}")
-        store.restore_tombstones(live)
-        gallery = cls.__new__(cls)
-        gallery._attach(dim, config, store, metadata, root)
-        return gallery
+        A directory gets a new generation atomically; another gallery there is replaced only with
+        ``overwrite=True``. A Milvus gallery is flushed where it lives.
+        """
+        return self._backend.save(path, overwrite)
 
     def close(self) -> None:
-        """Release the metadata database (the gallery is unusable afterwards)."""
-        self._metadata.close()
+        """Release the backend (the gallery is unusable afterwards)."""
+        self._backend.close()

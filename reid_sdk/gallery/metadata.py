@@ -11,11 +11,14 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from reid_sdk.gallery.entries import EntryRow
+from reid_sdk.gallery.filters import EntryFilter
+from reid_sdk.gallery.integrity import CorruptGalleryError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -29,10 +32,10 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE INDEX IF NOT EXISTS entries_identity ON entries(identity);
 CREATE INDEX IF NOT EXISTS entries_camera ON entries(camera);
 CREATE INDEX IF NOT EXISTS entries_timestamp ON entries(timestamp);
-CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value);
 """
 # identity, camera and track_id have no declared type, so SQLite keeps the Python type (int stays int, str stays str).
 
+_COLUMNS = "id, identity, camera, timestamp, track_id, metadata"
 _ID_LIST = "SELECT value FROM json_each(?)"
 
 
@@ -40,40 +43,26 @@ def _json_ids(ids: Iterable[int]) -> str:
     return json.dumps([int(i) for i in ids])
 
 
-@dataclass(frozen=True)
-class SearchFilter:
-    """Which entries a search may return: by camera and by time (``since <= timestamp <= until``).
+def _in(column: str, values: Sequence[Any], params: list[Any]) -> str:
+    params.extend(values)
+    return f"{column} IN ({','.join('?' * len(values))})"
 
-    Entries without a camera are kept by ``exclude_cameras``; entries without a
-    timestamp are dropped by any time bound.
-    """
 
-    cameras: tuple[Any, ...] | None = None
-    exclude_cameras: tuple[Any, ...] = ()
-    since: float | None = None
-    until: float | None = None
-
-    @property
-    def is_empty(self) -> bool:
-        return self.cameras is None and not self.exclude_cameras and self.since is None and self.until is None
-
-    def where(self) -> tuple[str, list[Any]]:
-        """SQL condition and its parameters."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if self.cameras is not None:
-            clauses.append(f"camera IN ({','.join('?' * len(self.cameras))})")
-            params.extend(self.cameras)
-        if self.exclude_cameras:
-            clauses.append(f"(camera IS NULL OR camera NOT IN ({','.join('?' * len(self.exclude_cameras))}))")
-            params.extend(self.exclude_cameras)
-        if self.since is not None:
-            clauses.append("timestamp >= ?")
-            params.append(float(self.since))
-        if self.until is not None:
-            clauses.append("timestamp <= ?")
-            params.append(float(self.until))
-        return " AND ".join(clauses) or "1", params
+def where(entry_filter: EntryFilter) -> tuple[str, list[Any]]:
+    """The SQL condition selecting the entries of ``entry_filter``, and its parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if entry_filter.cameras is not None:
+        clauses.append(_in("camera", entry_filter.cameras, params))
+    if entry_filter.exclude_cameras:
+        clauses.append(f"(camera IS NULL OR NOT {_in('camera', entry_filter.exclude_cameras, params)})")
+    if entry_filter.identities is not None:
+        clauses.append(_in("identity", entry_filter.identities, params))
+    for bound, operator in ((entry_filter.since, ">="), (entry_filter.until, "<="), (entry_filter.before, "<")):
+        if bound is not None:
+            clauses.append(f"timestamp {operator} ?")
+            params.append(float(bound))
+    return " AND ".join(clauses) or "1", params
 
 
 class MetadataStore:
@@ -88,16 +77,19 @@ class MetadataStore:
 
     @classmethod
     def load(cls, path: Path) -> MetadataStore:
-        """Copy a saved database file into a fresh in-memory store."""
+        """Copy a saved database file into a fresh in-memory store; CorruptGalleryError if it is not one."""
         memory = sqlite3.connect(":memory:", check_same_thread=False)
-        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            source.backup(memory)
-        except sqlite3.DatabaseError as error:
-            raise ValueError(f"{path} is not a readable gallery metadata database: {error}") from error
-        finally:
-            source.close()
-        return cls(memory)
+            source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                source.backup(memory)
+            finally:
+                source.close()
+            memory.execute(f"SELECT {_COLUMNS} FROM entries LIMIT 0")
+            return cls(memory)
+        except sqlite3.Error as error:
+            memory.close()
+            raise CorruptGalleryError(f"{path} is not a readable gallery metadata database: {error}") from error
 
     def dump(self, path: Path) -> None:
         """Write a complete snapshot to ``path`` (which must not exist)."""
@@ -112,23 +104,11 @@ class MetadataStore:
         with self._lock:
             self._conn.close()
 
-    def get_info(self, key: str, default: Any = None) -> Any:
-        with self._lock:
-            row = self._conn.execute("SELECT value FROM info WHERE key = ?", (key,)).fetchone()
-        return default if row is None else row[0]
-
-    def set_info(self, key: str, value: Any) -> None:
+    def insert(self, ids: np.ndarray, rows: Sequence[EntryRow]) -> None:
+        values = ((int(i), r.identity, r.camera, r.timestamp, r.track_id, json.dumps(r.metadata))
+                  for i, r in zip(ids, rows))
         with self._lock, self._conn:
-            self._conn.execute("INSERT OR REPLACE INTO info(key, value) VALUES (?, ?)", (key, value))
-
-    def insert(self, ids: np.ndarray, identities: Sequence[Any], cameras: Sequence[Any],
-               timestamps: Sequence[float | None], track_ids: Sequence[Any], metadata: Sequence[str]) -> None:
-        rows = zip((int(i) for i in ids), identities, cameras, timestamps, track_ids, metadata)
-        with self._lock, self._conn:
-            self._conn.executemany(
-                "INSERT INTO entries(id, identity, camera, timestamp, track_id, metadata) VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            self._conn.executemany(f"INSERT INTO entries({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", values)
             self._rows += len(ids)
 
     def delete(self, ids: Iterable[int]) -> None:
@@ -144,19 +124,17 @@ class MetadataStore:
             return int(self._conn.execute(f"SELECT COUNT(*) FROM entries WHERE {condition}", params).fetchone()[0])
 
     def ids(self, condition: str = "1", params: Sequence[Any] = ()) -> np.ndarray:
-        """Entry ids matching an SQL condition, as int64."""
+        """Entry ids matching an SQL condition, as sorted int64."""
         with self._lock:
-            rows = self._conn.execute(f"SELECT id FROM entries WHERE {condition}", params).fetchall()
+            rows = self._conn.execute(f"SELECT id FROM entries WHERE {condition} ORDER BY id", params).fetchall()
         return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
 
     def existing(self, ids: Iterable[int]) -> np.ndarray:
         return self.ids(f"id IN ({_ID_LIST})", (_json_ids(ids),))
 
-    def rows(self, ids: Iterable[int]) -> dict[int, tuple[Any, Any, float | None, Any, dict[str, Any]]]:
-        """{id: (identity, camera, timestamp, track_id, metadata dict)} for the ids that exist."""
+    def rows(self, ids: Iterable[int]) -> dict[int, EntryRow]:
+        """{id: row} for the ids that exist."""
         with self._lock:
-            found = self._conn.execute(
-                f"SELECT id, identity, camera, timestamp, track_id, metadata FROM entries WHERE id IN ({_ID_LIST})",
-                (_json_ids(ids),),
-            ).fetchall()
-        return {row[0]: (row[1], row[2], row[3], row[4], json.loads(row[5])) for row in found}
+            found = self._conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE id IN ({_ID_LIST})",
+                                       (_json_ids(ids),)).fetchall()
+        return {row[0]: EntryRow(row[1], row[2], row[3], row[4], json.loads(row[5])) for row in found}

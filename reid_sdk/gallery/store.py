@@ -11,6 +11,11 @@
 
 Filters use FAISS ``IDSelector`` search parameters. When a restrictive filter leaves fewer
 than k hits, the search widens (nprobe / efSearch x4 up to exhaustive) for the short queries.
+
+GPU (faiss-gpu, flat / ivf, unfiltered searches): FAISS GPU indexes are not thread-safe, even for
+search, so one lock serialises every use of the GPU copy. Adds go to the GPU copy too; a removal
+drops it (FAISS GPU indexes cannot remove) and the next search uploads it again. FAISS-GPU
+answers at most k = 2048 and nprobe = 2048: larger k runs on the CPU, larger nprobe is clamped.
 """
 
 from __future__ import annotations
@@ -24,8 +29,12 @@ import faiss
 import numpy as np
 
 from reid_sdk.gallery.config import GalleryConfig
+from reid_sdk.gallery.integrity import CorruptGalleryError
+from reid_sdk.gallery.widening import search_widening
 
 _IP = faiss.METRIC_INNER_PRODUCT
+GPU_MAX_K = 2048       # FAISS-GPU's largest k for flat and IVF search
+GPU_MAX_NPROBE = 2048  # and its largest nprobe
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,11 @@ class IdFilter:
 def gpu_count() -> int:
     """GPUs visible to FAISS (0 with faiss-cpu); asked once per process."""
     return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
+
+
+def gpu_nprobe(k: int, nprobe: int) -> int | None:
+    """The nprobe a GPU search may use for top-``k`` (clamped to FAISS-GPU's limit), or None: search on the CPU."""
+    return None if k > GPU_MAX_K else min(nprobe, GPU_MAX_NPROBE)
 
 
 def _ids_of(index: faiss.Index) -> np.ndarray:
@@ -106,7 +120,8 @@ class VectorStore:
             rescorer.train(vectors)
             self.rescorer = rescorer
         self.index = index
-        self._gpu_index = None
+        with self._gpu_lock:
+            self._gpu_index = None
 
     # -- mutation -----------------------------------------------------------------------------------------------
     @property
@@ -120,7 +135,9 @@ class VectorStore:
         self.index.add_with_ids(vectors, ids)
         if self.rescorer is not None:
             self.rescorer.add_with_ids(vectors, ids)
-        self._gpu_index = None
+        with self._gpu_lock:
+            if self._gpu_index is not None:
+                self._gpu_index.add_with_ids(vectors, ids)
 
     def remove(self, ids: np.ndarray) -> None:
         """Remove entries by id (ids must exist)."""
@@ -137,7 +154,8 @@ class VectorStore:
             self.index.remove_ids(faiss.IDSelectorArray(ids))
             if self.rescorer is not None:
                 self.rescorer.remove_ids(faiss.IDSelectorBatch(ids))
-        self._gpu_index = None
+        with self._gpu_lock:
+            self._gpu_index = None
 
     def _rebuild_without_tombstones(self) -> None:
         live = np.setdiff1d(_ids_of(self.index), self._tombstones)
@@ -161,20 +179,17 @@ class VectorStore:
         return source.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
 
     def search(self, queries: np.ndarray, k: int, id_filter: IdFilter | None, live: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids), best first; rows padded with -inf / -1 when fewer than k entries qualify."""
-        n = len(queries)
-        if self.index is None or not self.ntotal or k < 1:
-            return np.full((n, max(k, 0)), -np.inf, np.float32), np.full((n, max(k, 0)), -1, np.int64)
+        """Top-k (scores, ids), best first, k clamped to the entries that may qualify (``live`` or the filter's).
+
+        Rows are shorter than that only where an approximate index found fewer; those cells hold -inf / -1.
+        """
+        k = min(k, live if id_filter is None else id_filter.available)
+        if self.index is None or k < 1:
+            return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
         selector, keep_alive = self._selector(id_filter)
-        expected = min(k, live if id_filter is None else id_filter.available)
         effort, max_effort = self._effort_range()
-        scores, ids = self._search_once(queries, k, selector, effort)
-        while expected and effort < max_effort:
-            short = ids[:, expected - 1] < 0
-            if not short.any():
-                break
-            effort = min(effort * 4, max_effort)
-            scores[short], ids[short] = self._search_once(queries[short], k, selector, effort)
+        scores, ids = search_widening(lambda rows, e: self._search_once(rows, k, selector, e), queries, k,
+                                      effort, max_effort)
         del keep_alive
         scores[ids < 0] = -np.inf
         return scores, ids
@@ -204,10 +219,10 @@ class VectorStore:
     def _search_once(self, queries: np.ndarray, k: int, selector: faiss.IDSelector | None,
                      effort: int) -> tuple[np.ndarray, np.ndarray]:
         kind = self.config.index
-        fetch = k * self.config.rerank_factor if kind == "ivfpq" else k
-        if selector is None and kind in ("flat", "ivf") and self._use_gpu():
-            params = faiss.SearchParametersIVF(nprobe=effort) if kind == "ivf" else None
-            return self._gpu().search(queries, k, params=params)
+        fetch = min(k * self.config.rerank_factor, self.ntotal) if kind == "ivfpq" else k
+        nprobe = gpu_nprobe(k, effort)
+        if selector is None and kind in ("flat", "ivf") and nprobe is not None and self._use_gpu():
+            return self._search_gpu(queries, k, faiss.SearchParametersIVF(nprobe=nprobe) if kind == "ivf" else None)
         if kind in ("ivf", "ivfpq"):
             params = faiss.SearchParametersIVF(nprobe=effort, sel=selector)
         elif kind == "hnsw":
@@ -220,27 +235,34 @@ class VectorStore:
         return scores, ids
 
     def _rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Re-rank PQ candidates by the inner product with their scalar-quantised vectors; keep the best k."""
-        valid = candidates >= 0
-        vectors = np.zeros((*candidates.shape, self.dim), dtype=np.float32)
-        vectors[valid] = self.rescorer.reconstruct_batch(candidates[valid])
-        scores = np.einsum("qcd,qd->qc", vectors, queries)
-        scores[~valid] = -np.inf
+        """Re-rank PQ candidates by the inner product with their scalar-quantised vectors; keep the best k.
+
+        Queries are re-scored in chunks so the decoded candidates stay within ~256 MiB, whatever k is.
+        """
+        scores = np.full(candidates.shape, -np.inf, dtype=np.float32)
+        step = max(1, (256 << 20) // (4 * self.dim * candidates.shape[1]))
+        for start in range(0, len(queries), step):
+            chunk = candidates[start : start + step]
+            valid = chunk >= 0
+            vectors = np.zeros((*chunk.shape, self.dim), dtype=np.float32)
+            vectors[valid] = self.rescorer.reconstruct_batch(chunk[valid])
+            scores[start : start + step][valid] = np.einsum("qcd,qd->qc", vectors, queries[start : start + step])[valid]
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(scores, order, 1).astype(np.float32), np.take_along_axis(candidates, order, 1)
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(candidates, order, 1)
 
     # -- GPU ----------------------------------------------------------------------------------------------------
     def _use_gpu(self) -> bool:
         return self.config.device == "gpu" or (self.config.device == "auto" and gpu_count() > 0)
 
-    def _gpu(self) -> faiss.Index:
-        """A GPU copy of the flat / IVF index for unfiltered searches, re-made after each mutation."""
-        with self._gpu_lock:  # concurrent readers must not clone twice
+    def _search_gpu(self, queries: np.ndarray, k: int,
+                    params: faiss.SearchParameters | None) -> tuple[np.ndarray, np.ndarray]:
+        """An unfiltered search on the GPU copy of the flat / IVF index, uploaded on first use."""
+        with self._gpu_lock:  # FAISS GPU indexes and StandardGpuResources are not thread-safe
             if self._gpu_index is None:
                 if self._gpu_resources is None:
                     self._gpu_resources = faiss.StandardGpuResources()
-                self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self.index)
-            return self._gpu_index
+                self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, self.config.gpu_device, self.index)
+            return self._gpu_index.search(queries, k, params=params)
 
     # -- files ---------------------------------------------------------------------------------------------------
     def indexes(self) -> dict[str, faiss.Index]:
@@ -250,12 +272,15 @@ class VectorStore:
 
     @classmethod
     def read(cls, dim: int, config: GalleryConfig, paths: dict[str, Path]) -> VectorStore:
-        """A store from files written for :meth:`indexes`."""
+        """A store from files written for :meth:`indexes`; CorruptGalleryError naming a file FAISS cannot use."""
         store = cls(dim, config)
         for name, attribute in (("vectors.faiss", "index"), ("rescore.faiss", "rescorer")):
             if name in paths:
-                index = faiss.read_index(str(paths[name]))
+                try:
+                    index = faiss.read_index(str(paths[name]))
+                except RuntimeError as error:
+                    raise CorruptGalleryError(f"{paths[name]} is not a readable FAISS index: {error}") from error
                 if index.d != dim:
-                    raise ValueError(f"{paths[name]} holds {index.d}-d vectors but the gallery manifest says {dim}")
+                    raise CorruptGalleryError(f"{paths[name]} holds {index.d}-d vectors but the manifest says {dim}")
                 setattr(store, attribute, index)
         return store

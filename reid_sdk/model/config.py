@@ -17,8 +17,8 @@ PIXEL_STD = (58.395, 57.12, 57.375)
 class ModelConfig:
     """Architecture of the non-locally enhanced ResNet (paper III.C) and its input.
 
-    ``pretrained`` is ``"imagenet"`` (torchvision's local cache, random init when
-    absent), a path to a torchvision ResNet state-dict file, or ``None`` (random init).
+    ``pretrained`` is ``"imagenet"`` (torchvision's local cache; an error when the
+    weights are absent), a path to a torchvision ResNet state-dict file, or ``None`` (random init).
     """
 
     depth: int = 50

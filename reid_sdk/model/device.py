@@ -8,8 +8,10 @@ before Python starts) gives correct bf16 on the same CPU, so that setting lifts 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -69,3 +71,27 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision == "bf16" and device.type == "cpu":
         check_cpu_bf16()
     return PRECISIONS[precision]
+
+
+@contextlib.contextmanager
+def true_fp32(device: torch.device) -> Iterator[None]:
+    """fp32 convolutions and matmuls without TF32 on CUDA inside the block; the previous settings come back after.
+
+    torch lets cuDNN convolutions use TF32 by default (10-bit mantissa), which an fp32 promise (max |diff|
+    <= 1e-4 to the CPU) cannot afford. No-op on CPU.
+
+    Uses torch's ``fp32_precision`` flags, as the clustering does (torch refuses to read its legacy
+    ``allow_tf32`` flags once these are set).
+    """
+    if device.type != "cuda":
+        yield
+        return
+    flags = (torch.backends.cudnn.conv, torch.backends.cuda.matmul)
+    saved = [flag.fp32_precision for flag in flags]
+    try:
+        for flag in flags:
+            flag.fp32_precision = "ieee"
+        yield
+    finally:
+        for flag, value in zip(flags, saved):
+            flag.fp32_precision = value

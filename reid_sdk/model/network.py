@@ -14,6 +14,7 @@ from reid_sdk.model.non_local import NonLocalBlock
 from reid_sdk.model.pooling import GlobalPool
 from reid_sdk.model.pretrained import init_backbone
 
+_PIXEL_BUFFERS = ("pixel_mean", "pixel_std")
 _RESNETS = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34, 50: torchvision.models.resnet50}
 
 
@@ -65,6 +66,20 @@ class ReIDNet(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1))
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1))
 
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 - torch's signature
+        """Move / cast like any module, except that the pixel mean and std keep their fp32 values.
+
+        ``.half()`` / ``.to(torch.bfloat16)`` would round them (123.675 -> 123.6875 in fp16) and shift
+        every normalised pixel; normalisation runs in fp32 before the cast to the weights' dtype.
+        """
+        statistics = {name: self._buffers[name] for name in _PIXEL_BUFFERS}
+        super()._apply(fn, recurse)
+        for name, original in statistics.items():
+            moved = self._buffers[name]
+            if moved.dtype != original.dtype:
+                self._buffers[name] = original.to(moved.device)
+        return self
+
     @property
     def feature_dim(self) -> int:
         return self.config.feature_dim
@@ -77,16 +92,27 @@ class ReIDNet(nn.Module):
         """Un-normalised pooled features (N, feature_dim) in the model's dtype."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected N x 3 x H x W RGB images, got shape {tuple(images.shape)}")
-        # Normalise in fp32 (fp16 would round the mean by ~0.01), then run in the weights' dtype.
-        x = ((images.float() - self.pixel_mean.float()) / self.pixel_std.float()).to(self.stem[0].weight.dtype)
+        weight = self.stem[0].weight
+        if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+            images = images.contiguous(memory_format=torch.channels_last)
+        # Normalise in fp32 (the statistics stay fp32 under any cast, see _apply), then run in the weights' dtype.
+        x = ((images.float() - self.pixel_mean) / self.pixel_std).to(weight.dtype)
         x = self.layer2(self.layer1(self.stem(x)))
         x = self.layer3(self.non_local2(x))
         x = self.layer4(self.non_local3(x))
         return self.pool(x)
 
     def features_and_embeddings(self, images: torch.Tensor) -> TrainOutput:
-        """Both L2-normalised outputs in any mode (eval mode: what clustering and the lookup table start from)."""
-        pooled = self.pooled_features(images)
+        """Both L2-normalised outputs in any mode (eval mode: what clustering and the lookup table start from).
+
+        A clip batch (B x T x 3 x H x W) gives one output per clip: as in BUC's code, the frames' pooled
+        features are averaged before the embedding head.
+        """
+        if images.dim() == 5:
+            clips, frames = images.shape[:2]
+            pooled = self.pooled_features(images.flatten(0, 1)).view(clips, frames, -1).mean(dim=1)
+        else:
+            pooled = self.pooled_features(images)
         return TrainOutput(embedding=F.normalize(self.embedding(pooled).float(), dim=1),
                            feature=F.normalize(pooled.float(), dim=1))
 

@@ -14,13 +14,10 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 _TORCHVISION_FILES = {18: "resnet18-*.pth", 34: "resnet34-*.pth", 50: "resnet50-*.pth"}
-_warned: set[str] = set()
 
 
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        log.warning(message)
+class PretrainedWeightsMissing(FileNotFoundError):
+    """``pretrained: imagenet`` was asked for but no ImageNet weights are on this machine."""
 
 
 def find_cached_imagenet_weights(depth: int) -> Path | None:
@@ -79,11 +76,11 @@ def init_backbone(backbone: nn.Module, depth: int, pretrained: str | None) -> st
     if pretrained == "imagenet":
         cached = find_cached_imagenet_weights(depth)
         if cached is None:
-            _warn_once(
-                f"no ImageNet weights for ResNet-{depth} in {Path(torch.hub.get_dir()) / 'checkpoints'}; "
-                "starting from random init (pass pretrained=PATH to a torchvision state dict file)"
-            )
-            return "random"
+            folder = Path(torch.hub.get_dir()) / "checkpoints"
+            raise PretrainedWeightsMissing(
+                f"no ImageNet weights for ResNet-{depth}: looked for {_TORCHVISION_FILES[depth]} in {folder} "
+                f"(torchvision's cache; TORCH_HOME moves it). Copy torchvision's file there, pass its path as "
+                f"model.pretrained=PATH, or set model.pretrained=null to start from random weights")
         load_backbone_weights(backbone, cached)
         return str(cached)
     load_backbone_weights(backbone, pretrained)

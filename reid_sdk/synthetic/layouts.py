@@ -14,6 +14,7 @@ import dataclasses
 import io
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -501,13 +502,32 @@ WRITERS: dict[str, Callable[[Path, SyntheticConfig, SyntheticWorld, int], int]] 
 }
 
 
-def generate(layout: str, out: str | Path, config: SyntheticConfig | None = None, workers: int | None = None) -> int:
-    """Write a synthetic dataset in ``layout`` (a key of :data:`WRITERS`) under ``out``; returns the file count."""
+def empty_folder(out: str | Path, overwrite: bool = False) -> Path:
+    """``out`` as an empty folder: created when absent; when it holds files, emptied with ``overwrite``, else
+    refused (a second dataset there would mix with the first under the same identity numbers)."""
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root} is a file, not a folder")
+    if root.is_dir() and any(root.iterdir()):
+        if not overwrite:
+            raise ValueError(f"{root} is not empty: a second dataset there would mix with the first under the same "
+                             "identity numbers; choose an empty folder or pass --overwrite to replace its contents")
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def generate(layout: str, out: str | Path, config: SyntheticConfig | None = None, workers: int | None = None,
+             overwrite: bool = False) -> int:
+    """Write a synthetic dataset in ``layout`` (a key of :data:`WRITERS`) under ``out``; returns the file count.
+
+    ``out`` must be empty or absent: two datasets in one folder would share identity numbers. With
+    ``overwrite`` its contents are deleted first.
+    """
     if layout not in WRITERS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(WRITERS)}")
     config = config or SyntheticConfig()
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
+    root = empty_folder(out, overwrite)
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     count = WRITERS[layout](root, config, SyntheticWorld(config), workers)
     logger.info("wrote %d %s files under %s", count, layout, root)

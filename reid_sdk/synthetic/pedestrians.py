@@ -375,9 +375,8 @@ def _draw_person(identity: Identity, view: View, height: int, width: int) -> _Ca
     return canvas
 
 
-def render(identity: Identity, camera: Camera, view: View, image_size: tuple[int, int],
-           rng: np.random.Generator) -> np.ndarray:
-    """One H x W x 3 uint8 BGR crop of ``identity`` seen by ``camera`` under ``view``."""
+def person_layer(identity: Identity, view: View, image_size: tuple[int, int]) -> np.ndarray:
+    """The identity drawn under ``view`` (pose, viewpoint, scale, shift, rotation) as an H x W x 4 BGRA layer."""
     height, width = image_size
     canvas = _draw_person(identity, view, height, width)
     layer = np.dstack([canvas.colour, canvas.mask])
@@ -385,8 +384,13 @@ def render(identity: Identity, camera: Camera, view: View, image_size: tuple[int
         layer = layer[:, ::-1]
     matrix = cv2.getRotationMatrix2D((width / 2, height * 0.97), view.angle, view.scale)
     matrix[:, 2] += (view.shift[0] * width, view.shift[1] * height)
-    layer = cv2.warpAffine(layer, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=0)
-    return _compose(layer, camera, view, rng, image_size)
+    return cv2.warpAffine(layer, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=0)
+
+
+def render(identity: Identity, camera: Camera, view: View, image_size: tuple[int, int],
+           rng: np.random.Generator) -> np.ndarray:
+    """One H x W x 3 uint8 BGR crop of ``identity`` seen by ``camera`` under ``view``."""
+    return _compose(person_layer(identity, view, image_size), camera, view, rng, image_size)
 
 
 def render_clutter(camera: Camera, view: View, image_size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -411,7 +415,14 @@ def _compose(layer: np.ndarray, camera: Camera, view: View, rng: np.random.Gener
     if view.occluder is not None:
         x0, y0, x1, y1, colour = view.occluder
         image[int(y0 * height):int(y1 * height), int(x0 * width):int(x1 * width)] = colour
-    image = cv2.transform(image, camera.colour_matrix) * view.brightness
+    return camera_optics(image, camera, view.brightness, rng)
+
+
+def camera_optics(image: np.ndarray, camera: Camera, brightness: float, rng: np.random.Generator) -> np.ndarray:
+    """What the camera does to a float32 BGR scene (a crop or a whole frame): colour cast and illumination,
+    loss of resolution, blur and sensor noise; returns uint8."""
+    height, width = image.shape[:2]
+    image = cv2.transform(image, camera.colour_matrix) * brightness
     if camera.low_resolution > 1.05:
         small = (max(4, int(width / camera.low_resolution)), max(8, int(height / camera.low_resolution)))
         image = cv2.resize(cv2.resize(image, small, interpolation=cv2.INTER_AREA), (width, height),

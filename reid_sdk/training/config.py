@@ -19,7 +19,9 @@ from reid_sdk.datasets import LOADERS
 from reid_sdk.model.config import ModelConfig
 from reid_sdk.training.clustering import LINKAGES
 
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 AMP_MODES = ("auto", "bf16", "fp16", "off")
+SELECT_BY = ("auto", "map", "label_free")
 
 
 class ConfigError(ValueError):
@@ -33,10 +35,15 @@ def _require(condition: bool, message: str) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the unlabelled training data is and how it is read."""
+    """Where the unlabelled training data is and how it is read; optionally a separate labelled evaluation set.
+
+    Relative roots are made absolute when the config is built, so the saved config works from any folder.
+    """
 
     root: str = ""
     format: str = "market1501"
+    eval_root: str = ""  # a labelled query / gallery set (any format with them); "" = the training root's own
+    eval_format: str = "market1501"
     num_workers: int = 4
     frames_per_tracklet: int = 8  # T frames sampled per tracklet in training (video)
     frame_sampling: str = "random"
@@ -45,6 +52,12 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _require(self.format in LOADERS, f"data.format must be one of {', '.join(LOADERS)}, got {self.format!r}")
+        _require(self.eval_format in LOADERS, f"data.eval_format must be one of {', '.join(LOADERS)}, "
+                                              f"got {self.eval_format!r}")
+        for name in ("root", "eval_root"):
+            value = getattr(self, name)
+            if value:
+                object.__setattr__(self, name, str(Path(value).expanduser().resolve()))
         _require(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
         _require(self.frames_per_tracklet >= 1, "data.frames_per_tracklet must be >= 1")
         _require(self.frame_sampling in ("evenly", "random"), "data.frame_sampling must be evenly or random")
@@ -62,6 +75,7 @@ class ClusteringConfig:
     merge_percent: float = 0.05
     block_size: int | None = None
     max_stages: int | None = None  # stop early (smoke runs); None runs until C <= m
+    target_clusters: int | None = None  # the user's estimate of the identities: never merge below it
 
     def __post_init__(self) -> None:
         _require(self.linkage in LINKAGES, f"clustering.linkage must be one of {', '.join(LINKAGES)}, "
@@ -72,6 +86,7 @@ class ClusteringConfig:
         _require(self.lam_buc >= 0.0, f"clustering.lam_buc must be >= 0, got {self.lam_buc}")
         _require(self.block_size is None or self.block_size >= 1, "clustering.block_size must be >= 1")
         _require(self.max_stages is None or self.max_stages >= 1, "clustering.max_stages must be >= 1")
+        _require(self.target_clusters is None or self.target_clusters >= 1, "clustering.target_clusters must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -80,7 +95,7 @@ class TrainConfig:
 
     device: str = "auto"
     seed: int = 0
-    batch_size: int = 16
+    batch_size: int = 16  # per process: the global batch is batch_size x world size under torchrun
     first_stage_epochs: int = 20
     first_stage_lr: float = 0.1
     lr_step_epoch: int = 15  # first stage: lr x lr_decay from this epoch on
@@ -89,6 +104,7 @@ class TrainConfig:
     later_stage_epochs_video: int = 5
     later_stage_lr: float = 0.01
     momentum: float = 0.9
+    nesterov: bool = True  # as BUC's code, which the paper builds on
     weight_decay: float = 5e-4
     backbone_lr_scale: float = 0.1
     temperature: float = 0.1
@@ -97,6 +113,10 @@ class TrainConfig:
     channels_last: bool = True
     eval_batch_size: int = 128
     init_checkpoint: str | None = None  # start from a reid-sdk checkpoint of the same model config
+    select_by: str = "auto"  # which stage best.pt keeps: map (needs query/gallery), label_free, auto = map if possible
+    keep_checkpoints: int = 2  # stage checkpoints kept besides best.pt (the newest); 0 keeps all
+    lr_scaling: str = "linear"  # torchrun: lr x world size (batch_size is per process); "none" keeps the lr
+    sync_batchnorm: bool = False  # torchrun on GPUs: batch statistics over the global batch
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 2, f"train.batch_size must be >= 2, got {self.batch_size}")
@@ -108,6 +128,11 @@ class TrainConfig:
                                                     f"got {self.memory_momentum}")
         _require(self.amp in AMP_MODES, f"train.amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
         _require(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
+        _require(self.select_by in SELECT_BY, f"train.select_by must be one of {', '.join(SELECT_BY)}, "
+                                              f"got {self.select_by!r}")
+        _require(self.lr_scaling in ("linear", "none"), f"train.lr_scaling must be linear or none, "
+                                                         f"got {self.lr_scaling!r}")
+        _require(self.keep_checkpoints >= 0, "train.keep_checkpoints must be >= 0 (0 keeps every stage)")
 
 
 @dataclass(frozen=True)
@@ -193,13 +218,28 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     target[name] = yaml.safe_load(text) if text.strip() else ""
 
 
+def shipped_configs() -> list[str]:
+    """Names of the configs that ship with the package (``paper-market``, ``cpu-smoke``, ...)."""
+    return sorted(path.stem for path in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A YAML file path as given, or the shipped config of that name (``paper-market`` or ``paper-market.yaml``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = SHIPPED_CONFIGS / f"{path.name.removesuffix('.yaml')}.yaml"
+    if len(path.parts) == 1 and shipped.is_file():
+        return shipped
+    raise ConfigError(f"config file not found: {path} (shipped configs: {', '.join(shipped_configs())})")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """The defaults, updated by the YAML file at ``path``, then by each ``section.key=value`` override."""
+    """The defaults, updated by the YAML file at ``path`` (or a shipped config's name), then by each
+    ``section.key=value`` override."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        path = resolve_config_path(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:

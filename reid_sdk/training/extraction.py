@@ -19,6 +19,7 @@ from reid_sdk.datasets.files import read_image
 from reid_sdk.datasets.records import ImageRecord, TrackletRecord, record_paths
 from reid_sdk.model import ReIDNet
 from reid_sdk.preprocess import preprocess_batch
+from reid_sdk.progress import progress
 
 
 class RecordCrops(Dataset):
@@ -73,7 +74,8 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
 @torch.no_grad()
 def extract_records(model: ReIDNet, records: Sequence[ImageRecord | TrackletRecord], device: torch.device,
                     batch_size: int = 128, num_workers: int = 0, max_frames: int = 32,
-                    amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> Extracted:
+                    amp_dtype: torch.dtype | None = None, channels_last: bool = False,
+                    desc: str = "extracting") -> Extracted:
     """Run ``model`` in eval mode over ``records``; the model's train/eval mode is restored afterwards."""
     was_training = model.training
     model.eval()
@@ -82,7 +84,7 @@ def extract_records(model: ReIDNet, records: Sequence[ImageRecord | TrackletReco
     feature_sums = torch.zeros(len(records), model.feature_dim, device=device)
     embedding_sums = torch.zeros(len(records), model.config.embedding_dim, device=device)
     counts = torch.zeros(len(records), device=device)
-    for batch in loader:
+    for batch in progress(loader, desc, unit="batch"):
         if batch is None:
             continue
         images, owners = (t.to(device, non_blocking=True) for t in batch)

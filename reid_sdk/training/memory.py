@@ -51,9 +51,11 @@ class ClusterMemory:
     def update(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
         """EMA update in batch order; a label seen k times in the batch is updated k times, in sequence.
 
-        Vectorised by rounds: round r updates every label at its r-th occurrence at once.
+        Vectorised by rounds: round r updates every label at its r-th occurrence at once. Pass ``labels``
+        on the CPU (the trainer does): the round schedule is then planned without a device sync.
         """
         embeddings = embeddings.detach().float()
+        labels = labels.cpu()
         order = torch.argsort(labels, stable=True)
         sorted_labels = labels[order]
         first = torch.ones_like(sorted_labels, dtype=torch.bool)
@@ -61,8 +63,10 @@ class ClusterMemory:
         group_start = torch.cummax(torch.where(first, torch.arange(len(order), device=labels.device), 0), 0).values
         occurrence = torch.empty_like(order)
         occurrence[order] = torch.arange(len(order), device=labels.device) - group_start
+        device = self.table.device
         for round_index in range(int(occurrence.max()) + 1 if len(order) else 0):
-            chosen = occurrence == round_index
-            rows = labels[chosen]
+            chosen = torch.nonzero(occurrence == round_index).flatten()
+            rows = labels[chosen].to(device, non_blocking=True)
+            chosen = chosen.to(device, non_blocking=True)
             mixed = self.momentum * self.table[rows] + (1.0 - self.momentum) * embeddings[chosen]
             self.table[rows] = F.normalize(mixed, dim=1)

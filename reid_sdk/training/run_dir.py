@@ -1,7 +1,8 @@
 """The run directory: resolved config, per-stage checkpoints, metrics.jsonl, best model and the stage plot.
 
 Stage checkpoints are written atomically and carry the metrics rows so far, so a run
-killed at any moment resumes from its last complete stage with consistent files.
+killed at any moment resumes from its last complete stage with consistent files. Only the
+newest few stage checkpoints are kept; temporary files a killed run left are removed on start.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class RunDirectory:
         self.stages = self.root / "stages"
         self.best = self.root / "best.pt"
         self.plot = self.root / "stages.png"
+        self.skipped = self.root / "skipped_files.txt"
 
     def stage_path(self, stage: int) -> Path:
         return self.stages / f"stage_{stage:02d}.pt"
@@ -41,9 +43,26 @@ class RunDirectory:
         return sorted(int(m.group(1)) for p in self.stages.iterdir() if (m := _STAGE_FILE.search(p.name)))
 
     def prepare(self, config: RunConfig) -> None:
-        """Create the folders and write the resolved config."""
+        """Create the folders, remove temporaries of an interrupted write and write the resolved config."""
         self.stages.mkdir(parents=True, exist_ok=True)
+        for folder in (self.root, self.stages):
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
         save_config(config, self.config)
+
+    def prune_stages(self, keep: int) -> None:
+        """Delete all but the ``keep`` newest stage checkpoints (``keep`` 0: delete none)."""
+        if keep:
+            for stage in self.completed_stages()[:-keep]:
+                self.stage_path(stage).unlink(missing_ok=True)
+
+    def write_skipped(self, paths: list[Path]) -> None:
+        """List the files left out as unreadable, one per line (the file is removed when there are none)."""
+        if paths:
+            with atomic_write(self.skipped) as handle:
+                handle.write("".join(f"{path}\n" for path in paths).encode())
+        else:
+            self.skipped.unlink(missing_ok=True)
 
     def save_stage(self, stage: int, state: dict[str, Any]) -> Path:
         path = self.stage_path(stage)

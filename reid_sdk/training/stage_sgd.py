@@ -2,25 +2,31 @@
 
 The paper's schedule (stage 0: 20 epochs at lr 0.1, x0.1 after 15; later stages: 2 epochs at 0.01, 5 for
 video), the backbone at 0.1 x lr, SGD with momentum and weight decay, the repelled loss against the cluster
-lookup table, and AMP / channels_last on CUDA. The trainer calls :meth:`StageSGD.train` once per stage.
+lookup table, SGD with Nesterov momentum as in BUC's code, and AMP on CUDA. The trainer
+calls :meth:`StageSGD.train` once per stage.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from reid_sdk.model import ReIDNet
+from reid_sdk.progress import progress
 from reid_sdk.training.config import TrainConfig
+from reid_sdk.training.distributed import Distributed
 from reid_sdk.training.extraction import autocast_context
 from reid_sdk.training.memory import ClusterMemory
+
+
+LOSS_CHECK_STEPS = 20  # steps between the host syncs that read the loss (progress, divergence check)
 
 
 class TrainingDiverged(RuntimeError):
@@ -65,79 +71,122 @@ def parameter_groups(model: ReIDNet, lr: float, backbone_scale: float) -> list[d
             {"params": new, "lr": lr, "scale": 1.0}]
 
 
-class StageSGD:
-    """Trains ``model`` for one stage on a dataset whose items are (images, pid, camera, sample index).
+class EpochSampler(Sampler[tuple[int, int]]):
+    """A fresh permutation of the samples every epoch, each index paired with a seed for its random draws.
 
-    Tracklet items carry T frames (B x T x 3 x H x W): the frames' embeddings are averaged into one per
-    tracklet before the loss, so a tracklet is one sample of its cluster.
+    Both come from the epoch's seed alone (:meth:`set_seed`), so the order and the augmentation are the same
+    whatever the number of loader workers, and a resumed run repeats an uninterrupted one. With
+    ``world_size`` > 1 each rank takes every ``world_size``-th entry of the same (padded) permutation.
     """
 
-    def __init__(self, model: ReIDNet, train: TrainConfig, device: torch.device, amp_dtype: torch.dtype | None,
-                 channels_last: bool, video: bool) -> None:
+    def __init__(self, num_samples: int, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
+        self.num_samples = num_samples
+        self.rank = rank
+        self.world_size = world_size
+        self.seed = 0
+
+    def set_seed(self, seed: int) -> None:
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_samples / self.world_size)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(self.seed)
+        order = torch.randperm(self.num_samples, generator=generator)
+        seeds = torch.randint(0, 2**62, (self.num_samples,), generator=generator)
+        padded = len(self) * self.world_size
+        if padded > self.num_samples:  # every rank gets as many batches: repeat the first few samples
+            order, seeds = torch.cat([order, order[: padded - self.num_samples]]), torch.cat(
+                [seeds, seeds[: padded - self.num_samples]])
+        return iter(zip(order[self.rank :: self.world_size].tolist(), seeds[self.rank :: self.world_size].tolist()))
+
+
+class StageSGD:
+    """Trains ``model`` for one stage at a time on ``dataset``, whose items are (images, pid, camera, index).
+
+    Tracklet items carry T frames (B x T x 3 x H x W): the network turns each clip into one embedding, so a
+    tracklet is one sample of its cluster. The data loader is made once and its workers persist across
+    stages (the samples never change, only their pseudo-labels). Under ``torchrun`` the model is wrapped in
+    DistributedDataParallel, each rank draws its share of every global batch, and the learning rate
+    follows the global batch (``train.lr_scaling``).
+    """
+
+    def __init__(self, model: ReIDNet, train: TrainConfig, dataset: Dataset, num_workers: int, device: torch.device,
+                 amp_dtype: torch.dtype | None, video: bool, distributed: Distributed | None = None) -> None:
         self.model = model
         self.train_config = train
         self.device = device
         self.amp_dtype = amp_dtype
-        self.channels_last = channels_last
         self.video = video
+        self.distributed = distributed or Distributed()
+        self.train_model: torch.nn.Module = model
+        if self.distributed.enabled:
+            if train.sync_batchnorm:
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            self.train_model = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.lr_scale = self.distributed.world_size if train.lr_scaling == "linear" else 1.0
+        self.sampler = EpochSampler(len(dataset), self.distributed.rank, self.distributed.world_size)
+        self.loader = DataLoader(dataset, batch_size=train.batch_size, sampler=self.sampler, num_workers=num_workers,
+                                 drop_last=len(dataset) >= train.batch_size, pin_memory=device.type == "cuda",
+                                 persistent_workers=num_workers > 0)
 
-    def loader(self, dataset: Dataset, num_workers: int, seed: int) -> DataLoader:
-        """Shuffled batches of ``dataset`` in an order fixed by ``seed``."""
-        batch_size = self.train_config.batch_size
-        return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-                          drop_last=len(dataset) >= batch_size, pin_memory=self.device.type == "cuda",
-                          generator=torch.Generator().manual_seed(seed), persistent_workers=False)
-
-    def train(self, stage: int, stages: int, loader: DataLoader, labels: torch.Tensor,
-              memory: ClusterMemory) -> float:
-        """Run the stage's epochs on pseudo-``labels``; returns the last epoch's mean loss."""
+    def train(self, stage: int, stages: int, labels: torch.Tensor, memory: ClusterMemory, seed: int) -> float:
+        """Run the stage's epochs on pseudo-``labels`` (CPU); returns the last epoch's mean loss."""
         train = self.train_config
         plan = stage_plan(stage, train, self.video)
-        groups = parameter_groups(self.model, plan.learning_rates[0], train.backbone_lr_scale)
-        optimizer = torch.optim.SGD(groups, lr=plan.learning_rates[0], momentum=train.momentum,
-                                    weight_decay=train.weight_decay)
+        groups = parameter_groups(self.model, plan.learning_rates[0] * self.lr_scale, train.backbone_lr_scale)
+        optimizer = torch.optim.SGD(groups, lr=plan.learning_rates[0] * self.lr_scale, momentum=train.momentum,
+                                    weight_decay=train.weight_decay, nesterov=train.nesterov)
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.model.train()
+        labels = labels.cpu()
+        self.train_model.train()
         mean_loss = float("nan")
         for epoch, lr in enumerate(plan.learning_rates):
             for group in optimizer.param_groups:
-                group["lr"] = lr * group["scale"]
-            total, steps, start = 0.0, 0, time.perf_counter()
-            progress = tqdm(loader, desc=f"stage {stage + 1}/{stages} epoch {epoch + 1}/{plan.epochs}",
-                            unit="batch", leave=False, dynamic_ncols=True, disable=None)
-            for images, _, _, index in progress:
-                targets = labels[index].to(self.device, non_blocking=True)
-                loss = self._step(images, targets, memory, optimizer, scaler)
-                if not np.isfinite(loss):
-                    raise TrainingDiverged(f"loss became {loss} at stage {stage} epoch {epoch + 1} step {steps + 1}")
-                total, steps = total + loss, steps + 1
-                progress.set_postfix(loss=f"{total / steps:.3f}",
-                                     img_s=f"{steps * loader.batch_size / (time.perf_counter() - start):.0f}")
-            mean_loss = total / max(steps, 1)
+                group["lr"] = lr * self.lr_scale * group["scale"]
+            self.sampler.set_seed(seed * 1000 + epoch)
+            total = torch.zeros((), device=self.device)
+            steps, start = 0, time.perf_counter()
+            bar = progress(self.loader, f"stage {stage}/{stages - 1} epoch {epoch + 1}/{plan.epochs}", unit="batch")
+            for images, _, _, index in bar:
+                total += self._step(images, labels[index], memory, optimizer, scaler)
+                steps += 1
+                if steps % LOSS_CHECK_STEPS == 0:  # one host sync every few steps, not one per step
+                    mean_loss = self._checked_mean(total, steps, stage, epoch)
+                    bar.set_postfix(loss=f"{mean_loss:.3f}",
+                                    img_s=f"{steps * train.batch_size * self.distributed.world_size / (time.perf_counter() - start):.0f}")
+            mean_loss = self._checked_mean(total, max(steps, 1), stage, epoch)
+        self.distributed.sync_buffers(self.model)
         return mean_loss
 
+    @staticmethod
+    def _checked_mean(total: torch.Tensor, steps: int, stage: int, epoch: int) -> float:
+        value = float(total) / steps
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"loss became {value} at stage {stage} epoch {epoch + 1} (by step {steps})")
+        return value
+
     def _step(self, images: torch.Tensor, targets: torch.Tensor, memory: ClusterMemory,
-              optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> float:
-        images = images.to(self.device, non_blocking=True)
-        clip_shape = images.shape[:2] if images.dim() == 5 else None
-        if clip_shape is not None:  # tracklets: B x T frames -> one embedding per tracklet
-            images = images.flatten(0, 1)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+              optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> torch.Tensor:
+        """One SGD step; returns the detached loss on the device (no host sync)."""
+        targets_on_device = targets.to(self.device, non_blocking=True)
         with autocast_context(self.device, self.amp_dtype):
-            embedding = self.model(images).embedding
-        if clip_shape is not None:
-            embedding = F.normalize(embedding.view(*clip_shape, -1).mean(dim=1), dim=1)
-        loss = memory.loss(embedding, targets)
-        value = loss.detach().item()
-        if not np.isfinite(value):
-            return value
+            embedding = self.train_model(images.to(self.device, non_blocking=True)).embedding
+        loss = memory.loss(embedding, targets_on_device)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        memory.update(embedding, targets)
-        return value
+        if self.distributed.enabled:  # V sees the whole global batch, in one order, on every rank
+            memory.update(self.distributed.gather_batch(embedding.detach()),
+                          self.distributed.gather_batch(targets_on_device))
+        else:
+            memory.update(embedding, targets)
+        return loss.detach()
 
     def samples_per_second(self, stage: int, num_samples: int, seconds: float) -> float:
         """Training throughput of a stage that took ``seconds`` over ``num_samples`` samples per epoch."""

@@ -4,6 +4,11 @@ Samples are uint8 RGB tensors (3 x H x W, or T x 3 x H x W for tracklets): the n
 itself. Unreadable images never stop an epoch: the record loaders already drop empty and non-image files
 (one counted warning); a file that still fails to decode here is replaced by the next readable sample (for a
 tracklet: by its other frames), counted in ``num_unreadable`` and reported by one warning per process.
+
+Items may be asked for as ``(index, seed)`` (what the trainer's sampler yields): the sample's random draws
+(frames, crop, flip, erasing) then come from ``seed`` alone, so a run is the same whatever the number of
+loader workers and whether they persist across stages. Resizing interpolates as the inference
+preprocessing does (bilinear, no antialiasing), so training and deployment see the same pixels.
 """
 
 from __future__ import annotations
@@ -54,11 +59,11 @@ class TransformConfig:
 def build_transform(config: TransformConfig, train: bool) -> v2.Transform:
     """Random resized crop (person aspect) + flip (+ random erasing) for training; resize only for testing."""
     if not train:
-        return v2.Resize(config.size, antialias=True)
+        return v2.Resize(config.size, antialias=False)
     ratio = config.size[1] / config.size[0]
     steps: list[v2.Transform] = [
         v2.RandomResizedCrop(config.size, scale=config.crop_scale,
-                             ratio=(ratio / config.aspect_jitter, ratio * config.aspect_jitter), antialias=True),
+                             ratio=(ratio / config.aspect_jitter, ratio * config.aspect_jitter), antialias=False),
         v2.RandomHorizontalFlip(config.flip_probability),
     ]
     if config.random_erasing > 0:
@@ -106,7 +111,15 @@ class _RecordDataset(Dataset, ABC):
     def _sample(self, record) -> torch.Tensor | None:
         """The record's uint8 tensor before the transform, or None when nothing of it decodes."""
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int, int, int]:
+        if isinstance(item, tuple):
+            index, seed = item
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self._item(index)
+        return self._item(item)
+
+    def _item(self, index: int) -> tuple[torch.Tensor, int, int, int]:
         for offset in range(len(self.records)):
             position = (index + offset) % len(self.records)
             record = self.records[position]
@@ -182,7 +195,7 @@ class TrackletDataset(_RecordDataset):
             if not failed:
                 frames = {
                     i: image if image.shape[:2] == (height, width)
-                    else cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+                    else cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
                     for i, image in decoded.items()
                 }
                 return torch.stack([_rgb_tensor(frames[i]) for i in chosen])

@@ -1,44 +1,51 @@
 """Algorithm 1: train on the pseudo-labels, extract, merge m clusters, evaluate, keep the best; stage after stage.
 
-Every sample (image, or tracklet for video) starts as its own cluster. Each stage
-trains with the repelled loss against a lookup table initialised from the current
-clusters, then extracts the training set once: the features drive ``merge_stage``,
-the embeddings start the next stage's table. Each stage re-seeds every random
-generator from (seed, stage), so a resumed run reproduces an uninterrupted one.
+Every sample (image, or tracklet for video) starts as its own cluster. Each stage trains with the repelled
+loss against a lookup table initialised from the current clusters, then extracts the training set once: the
+features drive ``merge_stage`` and the label-free model choice, the embeddings start the next stage's table.
+The network's initialisation is seeded from ``train.seed`` and each stage re-seeds every random generator
+from (seed, stage), so two runs of one config, and a resumed run, give the same labels and weights.
+Samples whose images cannot be decoded are dropped before stage 0, counted, and listed in the run directory.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from reid_sdk.datasets import DatasetSplits, load_dataset
 from reid_sdk.datasets.records import UNKNOWN_PID
-from reid_sdk.training.torch_data import ImageDataset, TrackletDataset, TransformConfig, build_transform
 from reid_sdk.evaluation import clustering_quality, evaluate_query_gallery
 from reid_sdk.model import ReIDNet, load_checkpoint, save_checkpoint
 from reid_sdk.model.checkpoint import config_differences
 from reid_sdk.model.device import resolve_device
 from reid_sdk.training.clustering import MergeSchedule, merge_stage
 from reid_sdk.training.config import ConfigError, RunConfig
+from reid_sdk.training.distributed import Distributed
 from reid_sdk.training.extraction import Extracted, extract_records
 from reid_sdk.training.memory import ClusterMemory
+from reid_sdk.training.model_choice import Selection, resolve_selection, silhouette
 from reid_sdk.training.plot import plot_stages
 from reid_sdk.training.run_dir import RunDirectory
 from reid_sdk.training.stage_sgd import StageSGD, TrainingDiverged, resolve_amp
+from reid_sdk.training.torch_data import ImageDataset, TrackletDataset, TransformConfig, build_transform
 
 log = logging.getLogger(__name__)
 
 
 class Trainer:
-    """Runs Algorithm 1 for a RunConfig into a run directory; every input is validated in ``__init__``."""
+    """Runs Algorithm 1 for a RunConfig into a run directory; inputs are validated in ``__init__``.
+
+    Example::
+
+        trainer = Trainer(load_config("paper-market", ["data.root=/data/Market-1501"]), "runs/market")
+        rows = trainer.run()          # one metrics row per stage; RUN/best.pt is the chosen stage's model
+    """
 
     def __init__(self, config: RunConfig, out: str | Path, resume: bool = False) -> None:
         self.config = config
@@ -48,20 +55,27 @@ class Trainer:
             raise ConfigError(f"{self.run_dir.root} already holds a run (stages up to {done[-1]}); "
                               "pass --resume to continue it or choose another --out")
         self.device = resolve_device(config.train.device)
+        self.distributed = Distributed.from_environment(self.device.type == "cuda")
+        if self.distributed.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.distributed.local_rank)
+            torch.cuda.set_device(self.device)
+        if not self.distributed.is_main:
+            logging.getLogger("reid_sdk").setLevel(logging.WARNING)  # one rank speaks
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
         self.amp_dtype = resolve_amp(config.train.amp, self.device)
         self.channels_last = config.train.channels_last and self.device.type == "cuda"
         self.splits = self._load_data()
+        self.eval_splits = self._load_eval_data()
+        self.selection: Selection = resolve_selection(config.train.select_by, self.evaluates)
         self.model = self._build_model().to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.sgd = StageSGD(self.model, config.train, self.device, self.amp_dtype, self.channels_last, self.video)
-        self.schedule = MergeSchedule(len(self.splits.train), config.clustering.merge_percent)
-        self.labels = torch.arange(len(self.splits.train))
+        self.resume_state = self._read_resume_state(done) if resume and done else None
         self.rows: list[dict[str, Any]] = []
-        self.best_map = -1.0
-        self.start_stage = 0
-        if resume and done:
-            self._restore(done[-1])
+        self.start_stage = int(self.resume_state["stage"]) + 1 if self.resume_state else 0
+        self.labels = torch.arange(len(self.splits.train))
+        log.info(self._startup_line())
 
     @property
     def video(self) -> bool:
@@ -69,7 +83,7 @@ class Trainer:
 
     @property
     def evaluates(self) -> bool:
-        return bool(self.splits.query and self.splits.gallery)
+        return bool(self.eval_splits.query and self.eval_splits.gallery)
 
     def _load_data(self) -> DatasetSplits:
         if not self.config.data.root:
@@ -79,51 +93,123 @@ class Trainer:
             raise ConfigError(f"{splits.root} has {len(splits.train)} training samples; need at least 2")
         return splits
 
+    def _load_eval_data(self) -> DatasetSplits:
+        data = self.config.data
+        if not data.eval_root:
+            return self.splits
+        splits = load_dataset(data.eval_root, data.eval_format)
+        if not (splits.query and splits.gallery):
+            raise ConfigError(f"--eval-data {splits.root} has no query / gallery split to evaluate on")
+        return splits
+
     def _build_model(self) -> ReIDNet:
         init = self.config.train.init_checkpoint
-        if init is None:
-            return ReIDNet(self.config.model)
-        model, _ = load_checkpoint(init, expected_config=self.config.model)
-        return model
+        if init is not None:
+            model, _ = load_checkpoint(init, expected_config=self.config.model)
+            return model
+        torch.manual_seed(self.config.train.seed)  # the random initialisation is part of the run's seed
+        return ReIDNet(self.config.model)
 
-    def _restore(self, stage: int) -> None:
-        state = self.run_dir.load_stage(stage)
-        diffs = config_differences(self.config.model, type(self.config.model).from_dict(state["model_config"]))
-        if diffs:
-            raise ConfigError(f"{self.run_dir.stage_path(stage)} holds another model config: {'; '.join(diffs)}")
+    def _startup_line(self) -> str:
+        data, train = self.config.data, self.config.train
+        device = str(self.device)
+        if self.device.type == "cuda":
+            device += f" ({torch.cuda.get_device_name(self.device)})"
+        precision = f"AMP {str(self.amp_dtype).removeprefix('torch.')}" if self.amp_dtype else "fp32"
+        kind = "tracklets" if self.video else "images"
+        skipped = f", {self.splits.skipped_files} unreadable file(s) skipped" if self.splits.skipped_files else ""
+        evaluation = (f"{len(self.eval_splits.query)} query / {len(self.eval_splits.gallery)} gallery from "
+                      f"{self.eval_splits.root}" if self.evaluates else "none")
+        world = (f"world size {self.distributed.world_size} (rank 0 writes), global batch "
+                 f"{train.batch_size * self.distributed.world_size}, lr x{self.sgd_lr_scale:g}; "
+                 if self.distributed.enabled else "")
+        return (f"reid-train: {world}device {device}, {precision}, weights {self.model.weights_source}; "
+                f"data {len(self.splits.train)} training {kind} from {self.splits.root} ({data.format}{skipped}); "
+                f"evaluation {evaluation}; best.pt by {self.selection.reason}; seed {train.seed}")
+
+    def _read_resume_state(self, done: list[int]) -> dict[str, Any]:
+        """The newest readable stage checkpoint (an unreadable newest one falls back to the one before)."""
+        for stage in reversed(done):
+            try:
+                state = self.run_dir.load_stage(stage)
+            except ValueError as error:
+                log.warning("%s; resuming from the stage before it", error)
+                continue
+            saved = type(self.config.model).from_dict(state["model_config"])
+            diffs = config_differences(self.config.model, saved)
+            if diffs:
+                raise ConfigError(f"{self.run_dir.stage_path(stage)} holds another model config: {'; '.join(diffs)}")
+            return state
+        raise ConfigError(f"--resume: no stage checkpoint in {self.run_dir.stages} can be read")
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        stage = int(state["stage"])
         if len(state["labels"]) != len(self.splits.train):
             raise ConfigError(f"{self.run_dir.stage_path(stage)} has {len(state['labels'])} labels but the data "
-                              f"has {len(self.splits.train)} training samples")
+                              f"has {len(self.splits.train)} readable training samples")
         self.model.load_state_dict(state["model_state"])
         self.labels = state["labels"].long()
         self.rows = list(state["metrics"])
-        self.best_map = float(state["best_map"])
-        self.start_stage = stage + 1
         log.info("resuming after stage %d (%d clusters)", stage, int(self.labels.max()) + 1)
 
     # ------------------------------------------------------------------------------------------ the loop
 
+    @property
+    def sgd_lr_scale(self) -> float:
+        """The learning-rate factor of a distributed run (linear scaling with the global batch)."""
+        return self.distributed.world_size if self.config.train.lr_scaling == "linear" else 1.0
+
     def run(self) -> list[dict[str, Any]]:
-        """Train stage by stage until C <= m (or clustering.max_stages); returns the metrics rows."""
-        self.run_dir.prepare(self.config)
-        stages = self.schedule.num_stages
-        if self.config.clustering.max_stages is not None:
-            stages = min(stages, self.config.clustering.max_stages)
-        extracted = self._extract_train()
-        for stage in range(self.start_stage, stages):
-            extracted = self._run_stage(stage, stages, extracted)
+        """Train stage by stage until C <= m (or the target / max_stages); returns the metrics rows."""
+        if self.distributed.is_main:
+            self.run_dir.prepare(self.config)
+        extracted = self._drop_unreadable(self._extract_train())
+        clustering = self.config.clustering
+        self.schedule = MergeSchedule(len(self.splits.train), clustering.merge_percent, clustering.target_clusters,
+                                      rule="buc" if clustering.linkage == "buc" else "paper")
+        self.labels = torch.arange(len(self.splits.train))
+        if self.resume_state is not None:
+            self._restore(self.resume_state)
+            extracted = self._extract_train()  # the restored model's embeddings start the next table
+        stage_merges = self.schedule.stage_merges()[: clustering.max_stages]
+        self.sgd = StageSGD(self.model, self.config.train, self._train_dataset(), self.config.data.num_workers,
+                            self.device, self.amp_dtype, self.video, self.distributed)
+        for stage in range(self.start_stage, len(stage_merges)):
+            extracted = self._run_stage(stage, len(stage_merges), stage_merges[stage], extracted)
         return self.rows
 
-    def _extract_train(self) -> Extracted:
-        data = self.config.data
-        extracted = extract_records(self.model, self.splits.train, self.device, self.config.train.eval_batch_size,
-                                    data.num_workers, data.eval_max_frames, self.amp_dtype, self.channels_last)
-        missing = int((~extracted.found).sum())
-        if missing:
-            raise ValueError(f"{missing} training samples have no readable image; remove them from {data.root}")
-        return extracted
+    def _extract(self, records: list, desc: str) -> Extracted:
+        """Features of ``records``; under torchrun each rank extracts its shard and all ranks get them all."""
+        data, shard = self.config.data, self.distributed.shard(len(records))
+        local = extract_records(self.model, records[shard], self.device, self.config.train.eval_batch_size,
+                                data.num_workers, data.eval_max_frames, self.amp_dtype, self.channels_last, desc=desc)
+        gather = self.distributed.gather_shards
+        return Extracted(gather(local.features.to(self.device), len(records)).cpu(),
+                         gather(local.embeddings.to(self.device), len(records)).cpu(),
+                         gather(local.found.to(self.device), len(records)).cpu())
 
-    def _run_stage(self, stage: int, stages: int, extracted: Extracted) -> Extracted:
+    def _extract_train(self) -> Extracted:
+        return self._extract(self.splits.train, "extracting the training set")
+
+    def _drop_unreadable(self, extracted: Extracted) -> Extracted:
+        """Leave out training samples with no decodable image; name them in one warning and in a file."""
+        found = extracted.found
+        unreadable = [record for record, ok in zip(self.splits.train, found.tolist()) if not ok]
+        paths = [*self.splits.skipped, *(getattr(r, "path", None) or r.frames[0].parent for r in unreadable)]
+        if self.distributed.is_main:
+            self.run_dir.write_skipped(paths)
+        if not unreadable:
+            return extracted
+        kept = [record for record, ok in zip(self.splits.train, found.tolist()) if ok]
+        if len(kept) < 2:
+            raise ConfigError(f"{len(kept)} of {len(self.splits.train)} training samples in {self.splits.root} "
+                              f"can be decoded; need at least 2 (see {self.run_dir.skipped})")
+        log.warning("left out %d training sample(s) whose images cannot be decoded, e.g. %s (all listed in %s)",
+                    len(unreadable), paths[len(self.splits.skipped)], self.run_dir.skipped)
+        self.splits.train = kept
+        return Extracted(extracted.features[found], extracted.embeddings[found], found[found])
+
+    def _run_stage(self, stage: int, stages: int, num_merges: int, extracted: Extracted) -> Extracted:
         seed = self.config.train.seed * 1000 + stage
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
@@ -132,8 +218,8 @@ class Trainer:
                                             self.config.train.temperature, self.config.train.memory_momentum)
         timer = time.perf_counter()
         try:
-            loss = self.sgd.train(stage, stages, self.sgd.loader(self._train_dataset(), self.config.data.num_workers,
-                                                                 seed), self.labels, memory)
+            loss = self.sgd.train(stage, stages, self.labels, memory, seed)
+            self.memory = memory
         except TrainingDiverged as error:
             raise TrainingDiverged(f"{error}; the last good checkpoint is kept in {self.run_dir.stages}") from error
         train_seconds = time.perf_counter() - timer
@@ -144,23 +230,33 @@ class Trainer:
 
         timer = time.perf_counter()
         clustering = self.config.clustering
-        self.labels = merge_stage(extracted.features, self.labels, self.schedule.merges_per_stage, clustering.linkage,
-                                  clustering.lam, clustering.lam_buc, device=self.device,
-                                  block_size=clustering.block_size)
+        if self.distributed.is_main:
+            self.labels = merge_stage(extracted.features, self.labels, num_merges, clustering.linkage,
+                                      clustering.lam, clustering.lam_buc, device=self.device,
+                                      block_size=clustering.block_size).cpu()
+        else:
+            self.labels = torch.empty_like(self.labels)
+        self.labels = self.distributed.broadcast(self.labels.to(self.device)).cpu()  # the merge runs once
         merge_seconds = time.perf_counter() - timer
 
         timer = time.perf_counter()
+        # The stage's model learnt from the labels the previous stage's merge made: it is scored by their
+        # silhouette (0 for stage 0's singletons); this merge's silhouette scores the next stage's model.
+        trained_on = self.rows[-1]["merge_silhouette"] if self.rows else 0.0
         row: dict[str, Any] = {"stage": stage, "clusters_before": clusters_before,
-                               "clusters_after": int(self.labels.max()) + 1, "loss": loss}
+                               "clusters_after": int(self.labels.max()) + 1, "loss": loss,
+                               "label_free_score": trained_on,
+                               "merge_silhouette": silhouette(extracted.features.to(self.device), self.labels,
+                                                              seed=seed)}
         row.update(self._evaluate())
         row.update(self._cluster_quality())
         row.update(train_seconds=train_seconds, extract_seconds=extract_seconds, merge_seconds=merge_seconds,
                    eval_seconds=time.perf_counter() - timer,
                    train_samples_per_s=self.sgd.samples_per_second(stage, len(self.splits.train), train_seconds))
-        self._finish_stage(stage, row)
+        self._finish_stage(stage, stages, row)
         return extracted
 
-    def _train_dataset(self) -> Dataset:
+    def _train_dataset(self) -> ImageDataset | TrackletDataset:
         """The training samples with the training augmentation: images, or T frames per tracklet."""
         data = self.config.data
         transform = build_transform(TransformConfig(size=self.model.input_size, random_erasing=data.random_erasing),
@@ -173,18 +269,15 @@ class Trainer:
     # ------------------------------------------------------------------------------------- evaluation
 
     def _evaluate(self) -> dict[str, Any]:
-        """Rank-k / mAP / mINP on query vs gallery (Market protocol), when the data has them."""
+        """Rank-k / mAP / mINP on query vs gallery (Market protocol), when there is a labelled split."""
         if not self.evaluates:
             return {}
-        data, train = self.config.data, self.config.train
-
         def features_of(records: list) -> tuple[np.ndarray, np.ndarray]:
-            extracted = extract_records(self.model, records, self.device, train.eval_batch_size, data.num_workers,
-                                        data.eval_max_frames, self.amp_dtype, self.channels_last)
+            extracted = self._extract(records, f"evaluating: {len(records)} records")
             found = extracted.found.numpy()
             return extracted.features[found].numpy(), found
 
-        result, _ = evaluate_query_gallery(features_of, self.splits.query, self.splits.gallery)
+        result, _ = evaluate_query_gallery(features_of, self.eval_splits.query, self.eval_splits.gallery)
         return {key: value for key, value in result.as_dict().items() if key in ("rank1", "rank5", "rank10", "mAP",
                                                                                  "mINP")}
 
@@ -199,33 +292,42 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------- saving
 
-    def _finish_stage(self, stage: int, row: dict[str, Any]) -> None:
-        improved = self.evaluates and row["mAP"] > self.best_map
-        if improved or not self.evaluates:
-            self.best_map = row.get("mAP", self.best_map)
-            save_checkpoint(self.model, self.run_dir.best,
-                            metadata={"stage": stage, "config": self.config.to_dict(),
-                                      **{k: row[k] for k in ("mAP", "rank1") if k in row}})
-        row["best"] = bool(improved or not self.evaluates)
+    def _finish_stage(self, stage: int, stages: int, row: dict[str, Any]) -> None:
+        best_row = next((r for r in reversed(self.rows) if r.get("best")), None)
+        row["best"] = self.selection.better(row, best_row)
+        if row["best"]:
+            for earlier in self.rows:
+                earlier["best"] = False
         self.rows.append(row)
+        if self.distributed.is_main:
+            self._write_stage(stage, stages, row)
+
+    def _write_stage(self, stage: int, stages: int, row: dict[str, Any]) -> None:
+        """best.pt when the stage is the best so far, its checkpoint, metrics.jsonl, the plot (rank 0 only)."""
+        if row["best"]:
+            save_checkpoint(self.model, self.run_dir.best, metadata={
+                "stage": stage, "selected_by": self.selection.metric, "why": self.selection.reason,
+                "score": row[self.selection.metric], "config": self.config.to_dict(),
+                **{k: row[k] for k in ("mAP", "rank1", "label_free_score") if k in row}})
         self.run_dir.save_stage(stage, {  # exactly what _restore reads; the config is config.yaml beside it
             "model_config": self.config.model.to_dict(),
             "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "labels": self.labels.cpu(), "best_map": self.best_map, "metrics": self.rows,
+            "labels": self.labels.cpu(), "metrics": self.rows,
         })
+        self.run_dir.prune_stages(self.config.train.keep_checkpoints)
         self.run_dir.write_metrics(self.rows)
         plot_stages(self.rows, self.run_dir.plot, title=f"{self.splits.name}: {self.config.clustering.linkage}")
-        log.info(_stage_line(row))
+        log.info(_stage_line(row, stages, self.selection))
 
 
-def _stage_line(row: dict[str, Any]) -> str:
-    parts = [f"stage {row['stage']}: clusters {row['clusters_before']} -> {row['clusters_after']}",
+def _stage_line(row: dict[str, Any], stages: int, selection: Selection) -> str:
+    parts = [f"stage {row['stage']}/{stages - 1}: clusters {row['clusters_before']} -> {row['clusters_after']}",
              f"loss {row['loss']:.3f}", f"train {row['train_seconds']:.1f} s",
-             f"merge {row['merge_seconds']:.2f} s"]
+             f"merge {row['merge_seconds']:.2f} s", f"label-free {row['label_free_score']:.3f}"]
     if "mAP" in row:
         parts.append(f"mAP {row['mAP']:.1%} rank-1 {row['rank1']:.1%}")
     if "pairwise_f" in row:
         parts.append(f"pairwise F {row['pairwise_f']:.3f}")
     if row.get("best"):
-        parts.append("(best)")
+        parts.append(f"(best so far by {selection.metric})")
     return ", ".join(parts)

@@ -35,7 +35,7 @@ class Linkage:
     - ``imd_cpd``: (min d + max d) / 2 + lam * (CPD(A) + CPD(B))   (the paper's D, eq. 6)
     - ``imd``:     (min d + max d) / 2                             (eq. 4)
     - ``min``:     min d                                           (BUC without its regulariser)
-    - ``buc``:     min d + lam_buc * (|A| + |B|)                    (BUC's diversity term)
+    - ``buc``:     (min d)^2 + lam_buc * (|A| + |B|)                (as BUC's code: squared distance + diversity)
     - ``max``:     max d;  ``average``: mean of d over A x B
     """
 
@@ -75,7 +75,7 @@ class Linkage:
         if self.name == "average":
             return stats.sum_distance / torch.outer(rows.sizes, cols.sizes)
         if self.name == "buc":
-            return stats.min_distance + self.lam_buc * (rows.sizes[:, None] + cols.sizes[None, :])
+            return stats.min_distance.square() + self.lam_buc * (rows.sizes[:, None] + cols.sizes[None, :])
         imd = (stats.min_distance + stats.max_distance) * 0.5
         if self.name == "imd":
             return imd

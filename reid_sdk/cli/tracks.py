@@ -1,0 +1,112 @@
+"""``reid-index ingest`` and ``reid-index match``: a camera's video and its MOTChallenge tracks file in.
+
+    reid-index ingest --model model.onnx --video c1.avi --tracks c1.txt --camera c1 --gallery gallery/
+    reid-index match --model model.onnx --video c2.avi --tracks c2.txt --camera c2 --gallery gallery/ \\
+                     --out matches.csv --picture matches.png
+
+``ingest`` adds one gallery entry per track (its quality-weighted mean feature, camera, first / last time,
+track id), creating the gallery when the folder is empty. ``match`` writes, for every track, its best matches
+in other cameras scoring at least ``--threshold``; a track without any gets one row with empty match fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from reid_sdk.cli.common import EXIT_OK, add_subparser
+from reid_sdk.gallery.config import INDEX_TYPES
+from reid_sdk.index import ReIDIndex, TrackMatches
+from reid_sdk.tracks import FrameQuality, read_track_identities
+from reid_sdk.visualize import render_track_matches, write_image
+
+MATCH_COLUMNS = ("camera", "track_id", "identity", "first_time", "last_time", "rank", "match_camera",
+                 "match_track_id", "match_identity", "score", "match_entry_id", "match_first_time")
+
+
+def _index(args: argparse.Namespace, create: bool) -> ReIDIndex:
+    from reid_sdk.extractor import FeatureExtractor  # torch or ONNX Runtime, from the model file
+
+    extractor = FeatureExtractor(args.model, device=args.device, batch_size=args.batch_size)
+    folder = Path(args.gallery)
+    if create and not (folder.is_dir() and any(folder.iterdir())):
+        return ReIDIndex.create(extractor, index=args.index)
+    return ReIDIndex.load(extractor, folder)
+
+
+def _video_options(args: argparse.Namespace) -> dict:
+    return {"fps": args.fps, "start_time": args.start_time, "progress": not args.no_progress,
+            "quality": FrameQuality(min_height=args.min_height, max_frames=args.max_frames)}
+
+
+def ingest(args: argparse.Namespace) -> int:
+    index = _index(args, create=True)
+    identities = read_track_identities(args.identities) if args.identities else None
+    added = index.add_tracks(args.video, args.tracks, args.camera, identities=identities, **_video_options(args))
+    index.save(args.gallery)
+    print(f"{len(added)} tracks of {args.video} (camera {args.camera}) added; "
+          f"{args.gallery} holds {len(index)} entries")
+    return EXIT_OK
+
+
+def _rows(result: TrackMatches, camera: str, identity: str | None, threshold: float) -> list[list]:
+    track = result.track
+    head = [camera, track.track_id, identity or "", f"{track.first_time:.2f}", f"{track.last_time:.2f}"]
+    kept = [match for match in result.matches if match.score >= threshold]
+    if not kept:
+        return [head + [""] * (len(MATCH_COLUMNS) - len(head))]
+    return [head + [rank, match.camera, match.track_id, "" if match.identity is None else match.identity,
+                    f"{match.score:.4f}", match.entry_id, "" if match.timestamp is None else f"{match.timestamp:.2f}"]
+            for rank, match in enumerate(kept, start=1)]
+
+
+def match(args: argparse.Namespace) -> int:
+    if not -1.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold is a cosine similarity in [-1, 1], got {args.threshold}")
+    index = _index(args, create=False)
+    identities = read_track_identities(args.identities) if args.identities else {}
+    results = index.search_tracks(args.video, args.tracks, args.camera, k=args.k, rerank=args.rerank,
+                                  **_video_options(args))
+    results.sort(key=lambda result: result.track.track_id)
+    with open(args.out, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(MATCH_COLUMNS)
+        for result in results:
+            writer.writerows(_rows(result, args.camera, identities.get(result.track.track_id), args.threshold))
+    matched = sum(any(m.score >= args.threshold for m in result.matches) for result in results)
+    print(f"{len(results)} tracks of camera {args.camera}, {matched} with a match >= {args.threshold} in another "
+          f"camera; written to {args.out}")
+    if args.picture:
+        shown = [TrackMatches(r.track, [m for m in r.matches if m.score >= args.threshold]) for r in results]
+        write_image(render_track_matches(shown, args.camera, identities, args.threshold), args.picture)
+        print(f"picture written to {args.picture}")
+    return EXIT_OK
+
+
+def add_track_commands(commands: argparse._SubParsersAction) -> None:
+    """Register ``ingest`` and ``match`` on reid-index's sub-command parser."""
+    ingest_parser = add_subparser(commands, "ingest", "add every track of a video (MOT tracks file) to a gallery")
+    match_parser = add_subparser(commands, "match", "find each track's best matches in other cameras (CSV)")
+    for sub, handler in ((ingest_parser, ingest), (match_parser, match)):
+        sub.set_defaults(handler=handler)
+        sub.add_argument("--model", required=True, help="checkpoint (.pt) or exported ONNX model")
+        sub.add_argument("--video", type=Path, required=True, help="the camera's video file (read with OpenCV)")
+        sub.add_argument("--tracks", type=Path, required=True, help="MOTChallenge tracks file of that video")
+        sub.add_argument("--camera", required=True, help="camera name stored with (or excluded from) the matches")
+        sub.add_argument("--gallery", type=Path, required=True, help="gallery directory")
+        sub.add_argument("--identities", type=Path, help="CSV track_id,identity of tracks whose person is known")
+        sub.add_argument("--fps", type=float, help="frame rate when the video does not state it")
+        sub.add_argument("--start-time", type=float, default=0.0, help="timestamp (s) of the video's first frame")
+        sub.add_argument("--max-frames", type=int, default=FrameQuality.max_frames, help="frames used per track")
+        sub.add_argument("--min-height", type=int, default=FrameQuality.min_height, help="smallest usable box (px)")
+        sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+        sub.add_argument("--batch-size", type=int, default=64, help="crops per forward pass")
+        sub.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    ingest_parser.add_argument("--index", choices=INDEX_TYPES, default="flat", help="FAISS index of a new gallery")
+    match_parser.add_argument("--out", type=Path, required=True, help="CSV of the matches to write")
+    match_parser.add_argument("-k", type=int, default=5, help="matches per track")
+    match_parser.add_argument("--threshold", type=float, default=0.5, help="smallest cosine score written")
+    match_parser.add_argument("--rerank", action="store_true",
+                              help="k-reciprocal re-ranking of each track's candidates")
+    match_parser.add_argument("--picture", type=Path, help="PNG of each track and its matches")

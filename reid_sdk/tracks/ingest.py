@@ -1,0 +1,212 @@
+"""A video and its tracks file in, one re-ID feature per track out, reading the video frame by frame.
+
+Only the frames the quality rule chose are decoded (the others are grabbed and skipped); crops wait in memory
+only until their track's last chosen frame has passed, so memory is bounded by ``max_frames`` crops per live
+track, whatever the video's length. Each track's feature is the sharpness-weighted mean of its frames' features,
+built with :class:`~reid_sdk.tracklets.TrackletAggregator`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from reid_sdk.tracklets import TrackletAggregator
+from reid_sdk.tracks.boxes import clip_boxes, extract_boxes
+from reid_sdk.tracks.mot import MotTracks
+from reid_sdk.tracks.quality import FrameQuality, TrackPlan, plan_tracks, sharpness_weights
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What OpenCV says about a video file: frame rate, frame count (may be approximate) and (height, width)."""
+
+    path: Path
+    fps: float
+    frame_count: int
+    frame_size: tuple[int, int]
+
+    def time_of(self, frame: int, start_time: float = 0.0) -> float:
+        """Seconds of a 1-based MOT frame number, counted from ``start_time``."""
+        return start_time + (frame - 1) / self.fps
+
+
+def probe_video(path: str | Path, fps: float | None = None) -> VideoInfo:
+    """Open ``path`` with OpenCV; ``fps`` overrides (or supplies) the container's frame rate."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video not found: {path}")
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise ValueError(f"OpenCV cannot open the video {path}")
+        stated = capture.get(cv2.CAP_PROP_FPS)
+        size = (int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)))
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+    if fps is None:
+        if not (np.isfinite(stated) and stated > 0):
+            raise ValueError(f"{path} does not state its frame rate: pass fps")
+        fps = float(stated)
+    elif not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    if min(size) < 1:
+        raise ValueError(f"{path} reports no frame size; is it a video?")
+    return VideoInfo(path, float(fps), count, size)
+
+
+@dataclass(frozen=True)
+class TrackFeature:
+    """One track's feature and where it comes from: MOT frames and seconds of its first and last box, how many
+    frames were used, and the highest-weighted frame (its number, box and crop, for pictures)."""
+
+    track_id: int
+    feature: np.ndarray
+    first_frame: int
+    last_frame: int
+    first_time: float
+    last_time: float
+    frames_used: int
+    best_frame: int
+    best_box: tuple[int, int, int, int]
+    thumbnail: np.ndarray
+    fallback: bool
+
+    def metadata(self, video: Path) -> dict[str, Any]:
+        """What a gallery entry of this track stores beside its feature (JSON-friendly)."""
+        return {"video": str(video.resolve()), "first_frame": self.first_frame, "last_frame": self.last_frame,
+                "first_time": self.first_time, "last_time": self.last_time, "frames_used": self.frames_used,
+                "best_frame": self.best_frame, "best_box": list(self.best_box), "quality_fallback": self.fallback}
+
+
+@dataclass
+class _Collected:
+    plan: TrackPlan
+    crops: list[np.ndarray]
+    frames: list[int]
+    boxes: list[tuple[int, int, int, int]]
+
+
+class _TrackFinisher:
+    """Turns tracks whose crops are all collected into TrackFeatures, extracting several tracks per batch."""
+
+    def __init__(self, extractor: Any, info: VideoInfo, quality: FrameQuality, start_time: float,
+                 batch_size: int) -> None:
+        self.extractor, self.info, self.quality, self.start_time = extractor, info, quality, start_time
+        self.batch_size = batch_size
+        self.input_size = tuple(getattr(extractor, "input_size", (128, 64)))
+        self.aggregator = TrackletAggregator()
+        self.waiting: list[_Collected] = []
+
+    def add(self, track: _Collected) -> Iterator[TrackFeature]:
+        self.waiting.append(track)
+        if sum(len(t.crops) for t in self.waiting) >= self.batch_size:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[TrackFeature]:
+        tracks = [t for t in self.waiting if t.crops]
+        self.waiting = []
+        if not tracks:
+            return
+        features = self.extractor.extract([crop for t in tracks for crop in t.crops])
+        offset = 0
+        for track in tracks:
+            count = len(track.crops)
+            weights = sharpness_weights(track.crops, self.input_size, self.quality.min_weight)
+            self.aggregator.update_many([track.plan.track_id] * count, features[offset : offset + count], weights)
+            offset += count
+            best = int(np.argmax(weights))
+            plan = track.plan
+            yield TrackFeature(plan.track_id, self.aggregator.finish(plan.track_id), plan.first_frame, plan.last_frame,
+                               self.info.time_of(plan.first_frame, self.start_time),
+                               self.info.time_of(plan.last_frame, self.start_time), count, track.frames[best],
+                               track.boxes[best], track.crops[best], plan.fallback)
+
+
+def track_features(extractor: Any, video: str | Path | VideoInfo, tracks: MotTracks,
+                   quality: FrameQuality = FrameQuality(), start_time: float = 0.0, batch_size: int = 64,
+                   progress: bool = False) -> Iterator[TrackFeature]:
+    """Features of the tracks in ``tracks`` seen in ``video``, yielded as each track's last chosen frame passes.
+
+    ``extractor`` is a FeatureExtractor (anything with ``extract`` and ``input_size``); ``progress`` shows a
+    tqdm bar on stderr. Tracks entirely outside the frame and boxes past the end of the video are logged.
+    """
+    info = video if isinstance(video, VideoInfo) else probe_video(video)
+    plans, outside = plan_tracks(tracks, info.frame_size, quality)
+    if outside:
+        logger.warning("%s: %d tracks never inside the %d x %d frame were left out", tracks.source, outside,
+                       *info.frame_size)
+    if not plans:
+        return
+    wanted: dict[int, list[tuple[int, int]]] = defaultdict(list)  # frame -> [(track id, row)]
+    for plan in plans:
+        for row in plan.rows:
+            wanted[int(tracks.frames[row])].append((plan.track_id, int(row)))
+    collected = {plan.track_id: _Collected(plan, [], [], []) for plan in plans}
+    finisher = _TrackFinisher(extractor, info, quality, start_time, batch_size)
+    last_wanted = max(wanted)
+    capture = cv2.VideoCapture(str(info.path))
+    frame = 0
+    try:
+        with tqdm(total=last_wanted, unit="frame", desc=info.path.name, disable=not progress) as bar:
+            while frame < last_wanted:
+                frame += 1
+                needed = wanted.get(frame)
+                ok, image = capture.read() if needed else (capture.grab(), None)
+                if not ok:
+                    frame -= 1
+                    break
+                bar.update(1)
+                if needed:
+                    yield from _crop_frame(image, frame, needed, tracks, collected, finisher)
+    finally:
+        capture.release()
+    if frame < last_wanted:
+        logger.warning("%s ended after %d frames but %s has chosen boxes up to frame %d: those tracks use the frames "
+                       "before the end", info.path, frame, tracks.source, last_wanted)
+        for track in collected.values():
+            yield from finisher.add(track)
+    yield from finisher.flush()
+
+
+def _crop_frame(image: np.ndarray, frame: int, needed: list[tuple[int, int]], tracks: MotTracks,
+                collected: dict[int, _Collected], finisher: _TrackFinisher) -> Iterator[TrackFeature]:
+    """Collect the chosen crops of one frame; hand over the tracks whose last chosen frame this is."""
+    track_ids, rows = zip(*needed)
+    boxes = tracks.boxes[list(rows)]
+    crops, kept = extract_boxes(image, boxes, min_size=(1, 1))
+    clipped = clip_boxes(boxes, image.shape[:2])
+    for crop, index in zip(crops, kept):
+        track = collected[track_ids[index]]
+        track.crops.append(crop)
+        track.frames.append(frame)
+        track.boxes.append(tuple(int(v) for v in clipped[index]))
+    for track_id in set(track_ids):
+        track = collected[track_id]
+        if int(tracks.frames[track.plan.rows[-1]]) == frame:
+            yield from finisher.add(collected.pop(track_id))
+
+
+def read_box(video: str | Path, frame: int, box: tuple[int, int, int, int]) -> np.ndarray | None:
+    """The crop ``box`` (x1, y1, x2, y2) of MOT frame ``frame`` (1-based) of a video; None when unreadable."""
+    capture = cv2.VideoCapture(str(video))
+    try:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, frame - 1)
+        ok, image = capture.read()
+    finally:
+        capture.release()
+    if not ok:
+        return None
+    crops, _ = extract_boxes(image, np.array([box], dtype=np.float64), min_size=(1, 1))
+    return crops[0] if crops else None

@@ -1,0 +1,93 @@
+"""reid-index ingest / match on a tiny synthetic two-camera video set, called through main(argv)."""
+
+from __future__ import annotations
+
+import csv
+
+import cv2
+import pytest
+
+from reid_sdk.cli.index import main
+from reid_sdk.cli.tracks import MATCH_COLUMNS
+from reid_sdk.gallery import Gallery
+from reid_sdk.synthetic.video import VideoSetConfig, render_videos
+from reid_sdk.tracks import read_track_identities
+from tests.helpers import tiny_model
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from reid_sdk.model import save_checkpoint
+
+    root = tmp_path_factory.mktemp("tracks-cli")
+    videos = render_videos(root / "videos", VideoSetConfig(seed=5, num_cameras=2, walkers=2, passers_by=1,
+                                                           cameras_per_walker=(2, 2), frames=48,
+                                                           frame_size=(144, 192)))
+    return root, save_checkpoint(tiny_model(), root / "tiny.pt"), videos
+
+
+def camera_args(video, checkpoint, gallery):
+    return ["--model", str(checkpoint), "--video", str(video.video), "--tracks", str(video.tracks),
+            "--camera", video.camera, "--gallery", str(gallery), "--device", "cpu", "--no-progress",
+            "--identities", str(video.identities)]
+
+
+def test_ingest_then_match(setup, capsys):
+    root, checkpoint, (first, second) = setup
+    gallery = root / "gallery"
+    assert main(["ingest", *camera_args(first, checkpoint, gallery)]) == 0
+    first_ids = read_track_identities(first.identities)
+    assert f"{len(first_ids)} tracks of {first.video} (camera c1) added" in capsys.readouterr().out
+    stored = Gallery.open(gallery)
+    assert len(stored) == len(first_ids)
+    assert {m.identity for m in stored.search(stored.vectors(stored.ids()), k=1)[0]} <= set(first_ids.values())
+
+    out, picture = root / "matches.csv", root / "matches.png"
+    assert main(["match", *camera_args(second, checkpoint, gallery), "--out", str(out), "--threshold", "-1",
+                 "-k", "2", "--picture", str(picture)]) == 0
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    second_ids = read_track_identities(second.identities)
+    assert tuple(rows[0]) == MATCH_COLUMNS
+    assert sorted({int(r["track_id"]) for r in rows}) == sorted(second_ids)
+    assert all(r["match_camera"] == "c1" and r["identity"] == second_ids[int(r["track_id"])] for r in rows)
+    assert all(r["match_identity"] in first_ids.values() and -1 <= float(r["score"]) <= 1 for r in rows)
+    assert [r["rank"] for r in rows if r["track_id"] == rows[0]["track_id"]] == ["1", "2"]
+    image = cv2.imread(str(picture))
+    title = image.shape[0] - len(second_ids) * (160 + 8 + 34 + 6)  # a row per track: bordered crop, captions, gap
+    assert title % 22 == 2 and 0 < title < 200 and image.shape[1] == 560  # query + 2 matches, widened for the title
+
+    assert main(["match", *camera_args(second, checkpoint, gallery), "--out", str(out), "--threshold", "1.0"]) == 0
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(second_ids) and not any(r["match_camera"] for r in rows)  # no match that close
+    assert f"{len(second_ids)} tracks of camera c2, 0 with a match >= 1.0" in capsys.readouterr().out
+
+    assert main(["ingest", *camera_args(second, checkpoint, gallery)]) == 0  # appends to the gallery
+    assert len(Gallery.open(gallery)) == len(first_ids) + len(second_ids)
+
+
+def test_track_command_errors(setup, capsys, tmp_path):
+    root, checkpoint, (first, _) = setup
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1,1,10,10,20\n")
+    args = ["--model", str(checkpoint), "--video", str(first.video), "--camera", "c1", "--device", "cpu"]
+    assert main(["ingest", *args, "--tracks", str(bad), "--gallery", str(tmp_path / "g")]) == 2
+    assert "bad.txt:1: expected at least 6 comma-separated fields" in capsys.readouterr().err
+    assert main(["match", *args, "--tracks", str(first.tracks), "--gallery", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "m.csv")]) == 2
+    assert "no gallery" in capsys.readouterr().err
+    assert main(["ingest", *args, "--tracks", str(first.tracks), "--gallery", str(tmp_path / "g"),
+                 "--video", str(tmp_path / "absent.avi")]) == 2
+    assert "video not found" in capsys.readouterr().err
+
+
+def test_reid_synth_renders_a_video_set(tmp_path, monkeypatch, capsys):
+    from reid_sdk.cli import synth
+
+    tiny = dict(num_cameras=2, walkers=1, passers_by=0, cameras_per_walker=(2, 2), frames=40, frame_size=(96, 128))
+    monkeypatch.setattr(synth, "VideoSetConfig", lambda seed: VideoSetConfig(seed=seed, **tiny))
+    assert synth.main([str(tmp_path / "videos"), "--layout", "videos", "--seed", "4"]) == 0
+    assert "videos: 6 files in" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == [
+        "c1.avi", "c1.txt", "c1_identities.csv", "c2.avi", "c2.txt", "c2_identities.csv", "manifest.json"]

@@ -1,0 +1,264 @@
+"""The gallery contract, run on every backend: FAISS + SQLite (a directory) and Milvus Lite (``milvus-lite:``).
+
+Results are checked against an independent numpy brute force. One Milvus Lite file serves the whole module
+(a collection per test), so its embedded server starts once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reid_sdk.gallery import Gallery, GalleryConfig, ModelMismatchError
+from reid_sdk.index import ReIDIndex
+from reid_sdk.synthetic.vectors import clustered_features
+from tests.test_gallery import brute_force, normalised
+
+BACKENDS = ["faiss", "milvus-lite"]
+_collections = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def milvus_file(tmp_path_factory):
+    pytest.importorskip("pymilvus", reason="the Milvus backend needs pip install 'reid-sdk[milvus]'")
+    pytest.importorskip("milvus_lite", reason="milvus-lite: URIs need pip install milvus-lite")
+    from pymilvus import MilvusClient
+
+    path = tmp_path_factory.mktemp("milvus") / "galleries.db"
+    keeper = MilvusClient(str(path))  # keeps the embedded server up between tests
+    yield path
+    keeper.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def new_location(request, tmp_path):
+    """A factory of fresh gallery locations on the backend under test."""
+    if request.param == "faiss":
+        return lambda: str(tmp_path / f"g{next(_collections)}")
+    milvus_file = request.getfixturevalue("milvus_file")
+    return lambda: f"milvus-lite:{milvus_file}?collection=c{next(_collections)}"
+
+
+N = 240
+CAMERAS = [1, "1", 2, None]  # camera 1 and camera "1" are different labels on every backend
+
+
+@pytest.fixture()
+def labelled():
+    x, labels = clustered_features(N + 12, 16, seed=3)
+    return {
+        "x": x[:N], "queries": x[N:],
+        "identities": [int(l) if i % 3 else f"p{l}" for i, l in enumerate(labels[:N])],
+        "cameras": [CAMERAS[i % 4] for i in range(N)],
+        "timestamps": [None if i % 10 == 0 else float(i) for i in range(N)],
+        "track_ids": [i // 5 if i % 2 else None for i in range(N)],
+        "metadata": [{"row": i, "tags": ["a", i % 2]} for i in range(N)],
+    }
+
+
+def fill(gallery: Gallery, data: dict) -> np.ndarray:
+    return gallery.add(data["x"], identities=data["identities"], cameras=data["cameras"],
+                       timestamps=data["timestamps"], track_ids=data["track_ids"], metadata=data["metadata"])
+
+
+def test_exact_search_returns_the_brute_force_top_k_with_its_rows(new_location, labelled):
+    gallery = Gallery(16, path=new_location())
+    ids = fill(gallery, labelled)
+    assert len(ids) == N == len(gallery) and len(set(ids.tolist())) == N
+    np.testing.assert_array_equal(gallery.ids(), np.sort(ids))
+    scores, found = gallery.search_ids(labelled["queries"], k=10)
+    expected_scores, rows = brute_force(labelled["x"], labelled["queries"], 10)
+    np.testing.assert_array_equal(found, ids[rows])
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
+    for match, row in zip(gallery.search(labelled["queries"][0], k=10), rows[0]):
+        assert (match.entry_id, match.identity, match.camera, match.timestamp, match.track_id, match.metadata) == (
+            ids[row], labelled["identities"][row], labelled["cameras"][row], labelled["timestamps"][row],
+            labelled["track_ids"][row], labelled["metadata"][row])
+    np.testing.assert_allclose(gallery.vectors(ids[[5, 2]]), normalised(labelled["x"][[5, 2]]), atol=1e-6)
+    with pytest.raises(KeyError, match="no gallery entries"):
+        gallery.vectors([int(ids.max()) + 1000])
+    gallery.close()
+
+
+def test_filters_select_the_same_entries_as_numpy(new_location, labelled):
+    gallery = Gallery(16, path=new_location())
+    ids = fill(gallery, labelled)
+    cameras = np.array(labelled["cameras"], dtype=object)
+    times = np.array([np.nan if t is None else t for t in labelled["timestamps"]])
+    is_camera = lambda value: np.array([c == value and type(c) is type(value) for c in cameras])  # noqa: E731
+    with np.errstate(invalid="ignore"):
+        cases = [
+            (dict(cameras=1), is_camera(1)),
+            (dict(cameras="1"), is_camera("1")),
+            (dict(cameras=[2, "1"]), is_camera(2) | is_camera("1")),
+            (dict(exclude_camera=1), ~is_camera(1)),  # entries without a camera stay
+            (dict(exclude_camera=[1, "1", "elsewhere"]), ~is_camera(1) & ~is_camera("1")),
+            (dict(since=50.0, until=120.0), (times >= 50) & (times <= 120)),  # no timestamp: never in a range
+            (dict(cameras=[2], since=100.0), is_camera(2) & (times >= 100)),
+            (dict(cameras="nowhere"), np.zeros(N, bool)),
+        ]
+    for filters, mask in cases:
+        scores, found = gallery.search_ids(labelled["queries"], k=10, **filters)
+        expected_scores, rows = brute_force(labelled["x"], labelled["queries"], min(10, mask.sum()), mask)
+        np.testing.assert_array_equal(found, ids[rows], err_msg=str(filters))
+        np.testing.assert_allclose(scores, expected_scores, atol=1e-5, err_msg=str(filters))
+    gallery.close()
+
+
+def test_removal_by_id_identity_and_time(new_location, labelled):
+    gallery = Gallery(16, path=new_location())
+    ids = fill(gallery, labelled)
+    identities = labelled["identities"]
+    keep = np.ones(N, bool)
+    assert gallery.remove([ids[3], ids[3], ids[4], int(ids.max()) + 99]) == 2  # duplicates, unknown ids ignored
+    keep[[3, 4]] = False
+    an_int = next(i for i in identities if isinstance(i, int))
+    as_text = str(an_int)
+    removed = np.array([i == an_int and isinstance(i, int) for i in identities]) & keep
+    assert gallery.remove_identity(an_int) == removed.sum() and gallery.remove_identity(as_text) == 0
+    keep &= ~removed
+    times = np.array([np.inf if t is None else t for t in labelled["timestamps"]])  # no timestamp: kept
+    assert gallery.remove_before(30.0) == ((times < 30) & keep).sum()
+    keep &= times >= 30
+    with pytest.raises(ValueError, match="needs a timestamp"):
+        gallery.remove_before(None)
+    assert len(gallery) == keep.sum()
+    np.testing.assert_array_equal(gallery.ids(), np.sort(ids[keep]))
+    _, found = gallery.search_ids(labelled["queries"], k=10)
+    np.testing.assert_array_equal(found, ids[brute_force(labelled["x"], labelled["queries"], 10, keep)[1]])
+    new = gallery.add(labelled["x"][:3])
+    assert not set(new.tolist()) & set(ids.tolist())  # ids are never reused
+    gallery.close()
+
+
+def test_k_is_clamped_to_what_exists(new_location, labelled):
+    gallery = Gallery(16, path=new_location())
+    assert gallery.search(labelled["queries"][0], k=2**31) == []
+    ids = fill(gallery, labelled)
+    scores, found = gallery.search_ids(labelled["queries"][:2], k=2**31)
+    assert found.shape == (2, N) and sorted(found[0].tolist()) == sorted(ids.tolist())
+    assert len(gallery.search(labelled["queries"][0], k=2**31, cameras=2)) == N // 4
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        gallery.search(labelled["queries"][0], k=0)
+    gallery.close()
+
+
+def test_save_and_reopen(new_location, labelled):
+    location = new_location()
+    gallery = Gallery(16, path=location, model_id="model-a")
+    fill(gallery, labelled)
+    expected = gallery.search(labelled["queries"], k=7, exclude_camera=2, since=20.0)
+    assert str(gallery.save()) == location
+    gallery.close()
+    with Gallery.open(location) as reopened:
+        assert (len(reopened), reopened.dim, reopened.model_id, reopened.index_type) == (N, 16, "model-a", "flat")
+        assert reopened.search(labelled["queries"], k=7, exclude_camera=2, since=20.0) == expected
+        with pytest.raises(ModelMismatchError, match="built with model model-a but the extractor runs model model-b"):
+            reopened.check_model("model-b")
+        reopened.check_model("model-a")
+        with pytest.raises(FileExistsError, match="already exists"):
+            Gallery(16, path=location)
+    replaced = Gallery(8, path=location, overwrite=True)
+    replaced.save()
+    replaced.close()
+    with Gallery.open(location) as reopened:
+        assert (len(reopened), reopened.dim, reopened.model_id) == (0, 8, None)
+        reopened.check_model("model-c")  # an empty gallery adopts the model of its first user
+        assert reopened.model_id == "model-c"
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_indexes_find_the_true_neighbours(new_location, kind):
+    x, _ = clustered_features(3050, 32, seed=5)
+    gallery = Gallery(32, index=kind, path=new_location(), config=GalleryConfig(nlist=16, nprobe=8))
+    ids = gallery.add(x[:3000], cameras=np.arange(3000) % 3)
+    _, found = gallery.search_ids(x[3000:], k=10)
+    truth = ids[brute_force(x[:3000], x[3000:], 10)[1]]
+    assert np.mean([len(np.intersect1d(f, t)) / 10 for f, t in zip(found, truth)]) >= 0.9
+    _, found = gallery.search_ids(x[3000:], k=10, cameras=0, until=None)
+    assert (found >= 0).all() and (np.isin(found, ids[::3])).all()
+    gallery.close()
+
+
+class ProjectionExtractor:
+    """A stand-in extractor with a model identity: mean colour per row band, projected."""
+
+    feature_dim = 8
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+
+    def extract(self, crops) -> np.ndarray:
+        bands = [np.asarray(c, np.float32).reshape(4, -1, 3).mean(axis=1).ravel()[: self.feature_dim] for c in crops]
+        return np.asarray(bands, np.float32) + 1.0
+
+
+def test_reid_index_on_every_backend(new_location):
+    location = new_location()
+    crops = [np.random.default_rng(i).integers(0, 256, (16, 8, 3), dtype=np.uint8) for i in range(6)]
+    index = ReIDIndex.create(ProjectionExtractor("model-a"), path=location)
+    ids = index.add(crops, identity=[f"p{i}" for i in range(6)], camera=[1, 2] * 3)
+    index.save()
+    index.gallery.close()
+    reloaded = ReIDIndex.load(ProjectionExtractor("model-a"), location)
+    assert reloaded.search(crops[4], k=1)[0].entry_id == ids[4]
+    assert reloaded.identify(crops[5], threshold=0.999) == "p5"
+    reloaded.gallery.close()
+    with pytest.raises(ModelMismatchError, match="model-a.*model-b"):
+        ReIDIndex.load(ProjectionExtractor("model-b"), location)
+
+
+# -- what only the Milvus backend has -------------------------------------------------------------------------------
+def test_milvus_refusals_are_clear(milvus_file, tmp_path):
+    location = f"milvus-lite:{milvus_file}?collection=refusals"
+    with pytest.raises(ValueError, match="Milvus Lite has no IVF_PQ"):
+        Gallery(16, index="ivfpq", path=location)
+    gallery = Gallery(4, path=location)
+    with pytest.raises(ValueError, match="limited to 1024 characters"):
+        gallery.add(np.eye(4)[:1], identities="x" * 1025)
+    with pytest.raises(ValueError, match="cannot be saved to"):
+        gallery.save(tmp_path / "elsewhere")
+    gallery.close()
+    missing = tmp_path / "missing.db"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Gallery.open(f"milvus-lite:{missing}")
+    assert not missing.exists()  # opening never creates an empty database
+    with pytest.raises(FileNotFoundError, match="no collection 'absent'"):
+        Gallery.open(f"milvus-lite:{milvus_file}?collection=absent")
+
+
+def test_a_foreign_milvus_collection_is_not_a_gallery(milvus_file):
+    from pymilvus import DataType, MilvusClient
+
+    client = MilvusClient(str(milvus_file))
+    schema = client.create_schema(auto_id=True)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=4)
+    index_params = client.prepare_index_params()
+    index_params.add_index("vector", index_type="FLAT", metric_type="IP")
+    client.create_collection("foreign", schema=schema, index_params=index_params)
+    client.close()
+    with pytest.raises(ValueError, match="'foreign' .* is not a reid-sdk gallery"):
+        Gallery.open(f"milvus-lite:{milvus_file}?collection=foreign")
+
+
+def test_a_milvus_lite_file_held_by_another_process_is_a_clear_error(tmp_path):
+    pytest.importorskip("milvus_lite", reason="milvus-lite: URIs need pip install milvus-lite")
+    uri = f"milvus-lite:{tmp_path / 'held.db'}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from reid_sdk.gallery import Gallery\ng = Gallery(4, path={uri!r})\n"
+                               "print('open', flush=True)\nimport sys\nsys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(ConnectionError, match="one process at a time"):
+            Gallery.open(uri)
+    finally:
+        holder.communicate(timeout=120)

@@ -1,0 +1,188 @@
+"""reid-train on real-world data and without labels: broken files, reproducibility, label-free choice, the
+user's cluster target, a separate evaluation set, shipped configs by name and run-directory housekeeping."""
+
+import dataclasses
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from reid_sdk.cli.train import main
+from reid_sdk.progress import LoggedProgress
+from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
+from reid_sdk.training.config import ConfigError, load_config, resolve_config_path
+from reid_sdk.training.model_choice import silhouette
+from reid_sdk.training.run_dir import RunDirectory
+from reid_sdk.training.trainer import Trainer
+from tests.test_trainer import TINY_RUN
+
+TIMING_KEYS = {"train_seconds", "extract_seconds", "merge_seconds", "eval_seconds", "train_samples_per_s"}
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    root = tmp_path_factory.mktemp("field") / "market1501"
+    generate("market1501", root, SyntheticConfig(seed=5, sizes=PRESETS["tiny"]), workers=2)
+    return root
+
+
+def _config(root, fmt="market1501", *extra):
+    return load_config(None, [f"data.root={root}", f"data.format={fmt}", *TINY_RUN, *extra])
+
+
+def _without_timings(rows):
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+
+
+def test_broken_files_in_a_crop_folder_are_skipped_and_listed(market, tmp_path):
+    crops = tmp_path / "crops"
+    shutil.copytree(market / "bounding_box_train", crops / "camera1" / "day2")  # nested folders
+    images = sorted((crops / "camera1" / "day2").glob("*.jpg"))
+    truncated, empty, png_named = images[0], images[1], images[2]
+    truncated.write_bytes(truncated.read_bytes()[:600])  # passes the header sniff, fails to decode
+    empty.write_bytes(b"")
+    png_named.rename(png_named.with_suffix(".png"))  # a JPEG named .png decodes by its content
+    out = tmp_path / "run"
+    args = ["--data", str(crops), "--format", "image-folder", "--out", str(out)]
+    args += [f"--set={o}" for o in [*TINY_RUN, "clustering.max_stages=2"]]
+    assert main(args) == 0
+    listed = (out / "skipped_files.txt").read_text().split()
+    assert sorted(listed) == sorted([str(truncated), str(empty)])
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and rows[0]["clusters_before"] == len(images) - 2
+
+
+def test_a_folder_with_nothing_decodable_is_bad_input_not_a_traceback(market, tmp_path, capsys):
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    for index, image in enumerate(sorted((market / "bounding_box_train").glob("*.jpg"))[:4]):
+        (crops / f"{index}.jpg").write_bytes(image.read_bytes()[:600])
+    args = ["--data", str(crops), "--format", "image-folder", "--out", str(tmp_path / "run")]
+    args += [f"--set={o}" for o in TINY_RUN]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "reid-train: error: 0 of 4 training samples" in err and "Traceback" not in err
+
+
+LABEL_FREE = ("train.select_by=label_free", "clustering.max_stages=2")
+
+
+@pytest.fixture(scope="module")
+def label_free_run(market, tmp_path_factory):
+    out = tmp_path_factory.mktemp("label-free") / "run"
+    return out, Trainer(_config(market, "market1501", *LABEL_FREE), out).run()
+
+
+def test_two_runs_of_one_config_are_identical(market, label_free_run, tmp_path):
+    out, first = label_free_run
+    second = Trainer(_config(market, "market1501", *LABEL_FREE), tmp_path / "again").run()
+    assert _without_timings(first) == _without_timings(second)
+    a, b = RunDirectory(out).load_stage(1), RunDirectory(tmp_path / "again").load_stage(1)
+    assert torch.equal(a["labels"], b["labels"])
+    assert all(torch.equal(a["model_state"][k], b["model_state"][k]) for k in a["model_state"])
+
+
+def test_label_free_choice_never_reads_identities(market, label_free_run, tmp_path):
+    """The same run with every identity relabelled at random picks the same stage with the same scores."""
+    out, rows = label_free_run
+    trainer = Trainer(_config(market, "market1501", *LABEL_FREE), tmp_path / "shuffled")
+    pids = sorted({r.pid for split in ("train", "query", "gallery") for r in trainer.splits.split(split)})
+    mapping = dict(zip(pids, np.random.default_rng(0).permutation(pids).tolist()))
+    for split in ("train", "query", "gallery"):
+        setattr(trainer.splits, split, [dataclasses.replace(r, pid=mapping[r.pid]) for r in trainer.splits.split(split)])
+    shuffled = trainer.run()
+    assert [r["label_free_score"] for r in shuffled] == [r["label_free_score"] for r in rows]
+    assert [r["best"] for r in shuffled] == [r["best"] for r in rows] and sum(r["best"] for r in rows) == 1
+    payload = torch.load(out / "best.pt", weights_only=False)["metadata"]
+    assert payload["selected_by"] == "label_free_score" and rows[payload["stage"]]["best"]
+    assert "label-free" in payload["why"] and payload["score"] == max(r["label_free_score"] for r in rows)
+
+
+def test_target_clusters_stops_where_asked(market, tmp_path):
+    rows = Trainer(_config(market, "market1501", "clustering.target_clusters=15"), tmp_path / "run").run()
+    assert [(r["clusters_before"], r["clusters_after"]) for r in rows] == [(24, 18), (18, 15)]
+
+
+def test_separate_labelled_eval_set_for_an_unlabelled_folder(market, tmp_path):
+    config = _config(market / "bounding_box_train", "image-folder", f"data.eval_root={market}",
+                     "data.eval_format=market1501", "clustering.max_stages=1")
+    rows = Trainer(config, tmp_path / "run").run()
+    assert "mAP" in rows[0] and "pairwise_f" not in rows[0]  # evaluated, and no training pid was known
+    with pytest.raises(ConfigError, match="select_by=map needs a labelled query / gallery split"):
+        Trainer(_config(market / "bounding_box_train", "image-folder", "train.select_by=map"), tmp_path / "x")
+
+
+def test_shipped_config_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_config_path("paper-market").name == "paper-market.yaml"
+    assert load_config("cpu-smoke").model.depth == 18
+    with pytest.raises(ConfigError, match="shipped configs: cpu-smoke, paper-duke"):
+        load_config("paper-nowhere")
+
+
+def test_relative_data_root_is_stored_absolute(market, tmp_path, monkeypatch):
+    monkeypatch.chdir(market.parent)
+    assert load_config(None, [f"data.root={market.name}"]).data.root == str(market.resolve())
+
+
+def test_old_checkpoints_pruned_stale_temporaries_removed_and_resume_falls_back(market, tmp_path, caplog):
+    out = tmp_path / "run"
+    config = _config(market, "market1501", "train.keep_checkpoints=2", "clustering.max_stages=3")
+    rows = Trainer(config, out).run()
+    run_dir = RunDirectory(out)
+    assert run_dir.completed_stages() == [1, 2] and run_dir.best.is_file()
+    stale = run_dir.stages / ".stage_03.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    run_dir.stage_path(2).write_bytes(b"not a checkpoint")  # the newest checkpoint is damaged
+    with caplog.at_level(logging.WARNING, logger="reid_sdk"):
+        resumed = Trainer(config, out, resume=True)
+    assert resumed.start_stage == 2 and "resuming from the stage before it" in caplog.text
+    again = resumed.run()
+    assert not stale.exists()
+    assert _without_timings(again) == _without_timings(rows)
+
+
+def test_missing_imagenet_weights_are_a_start_up_error(market, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    args = ["--data", str(market), "--out", str(tmp_path / "run")]
+    args += [f"--set={o}" for o in TINY_RUN] + ["--set", "model.pretrained=imagenet"]
+    assert main(args) == 2
+    assert "no ImageNet weights for ResNet-18" in capsys.readouterr().err
+
+
+def _slow_silhouette(features, labels):
+    distances = np.sqrt(np.maximum(((features[:, None, :] - features[None, :, :]) ** 2).sum(-1), 0))
+    scores = []
+    for i, label in enumerate(labels):
+        own = labels == label
+        if own.sum() == 1:
+            scores.append(0.0)
+            continue
+        a = distances[i, own].sum() / (own.sum() - 1)
+        b = min(distances[i, labels == other].mean() for other in set(labels.tolist()) - {label})
+        scores.append((b - a) / max(a, b))
+    return float(np.mean(scores))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_silhouette_equals_a_direct_implementation(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 7, 60)
+    features = rng.standard_normal((60, 16)) + 2.0 * rng.standard_normal((7, 16))[labels]
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    _, labels = np.unique(labels, return_inverse=True)
+    fast = silhouette(torch.from_numpy(features).float(), torch.from_numpy(labels))
+    assert fast == pytest.approx(_slow_silhouette(features, labels), abs=1e-5)
+    assert silhouette(torch.from_numpy(features).float(), torch.arange(60)) == 0.0
+
+
+def test_progress_logs_lines_when_there_is_no_terminal(caplog):
+    with caplog.at_level(logging.INFO, logger="reid_sdk.progress"):
+        bar = LoggedProgress(range(5), "stage 0/3 epoch 1/2", unit="batch", interval=0.0)
+        for _ in bar:
+            bar.set_postfix(loss="1.234")
+    lines = [r.message for r in caplog.records]
+    assert len(lines) == 6 and lines[-1].startswith("stage 0/3 epoch 1/2: 5/5 batch") and "loss=1.234" in lines[-1]
