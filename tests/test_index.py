@@ -147,7 +147,7 @@ def test_a_gallery_refuses_another_models_features(tmp_path):
     foreign = onnx.load(onnx_a)
     del foreign.metadata_props[:]
     onnx.save(foreign, tmp_path / "foreign.onnx")
-    foreign_id = FeatureExtractor(tmp_path / "foreign.onnx", input_size=(64, 32)).model_id
+    foreign_id = FeatureExtractor(tmp_path / "foreign.onnx", input_size=(64, 32), model_channel_order="rgb").model_id
     assert foreign_id == file_fingerprint(tmp_path / "foreign.onnx") and foreign_id.startswith("file:")
 
     crops = random_crops(6, seed=8)

@@ -71,8 +71,8 @@ def open_backend(model: Any, device: str = "auto", precision: str = "auto", comp
     described = input_options.given() if input_options is not None else []
     if described and name != "onnxruntime":
         what = Path(model).name if isinstance(model, (str, Path)) else f"a {type(model).__name__}"
-        raise ValueError(f"{', '.join(described)} describe foreign ONNX models run by ONNX Runtime only; "
-                         f"{what} on {name} configures itself")
+        raise ValueError(f"{', '.join(described)} describe foreign ONNX models only; {what} configures itself "
+                         f"(on {name})")
     if name in ("onnxruntime", "tensorrt") and precision != "auto":
         raise ValueError(f"precision {precision!r}: an exported {name} model runs at the precision it was "
                          "exported with (reid-export --format / --precision); leave precision='auto'")

@@ -316,7 +316,8 @@ class Trainer:
         })
         self.run_dir.prune_stages(self.config.train.keep_checkpoints)
         self.run_dir.write_metrics(self.rows)
-        plot_stages(self.rows, self.run_dir.plot, title=f"{self.splits.name}: {self.config.clustering.linkage}")
+        plot_stages(self.rows, self.run_dir.plot, title=f"{self.splits.name}: {self.config.clustering.linkage}",
+                    criterion=self.selection.metric)
         log.info(_stage_line(row, stages, self.selection))
 
 
