@@ -13,16 +13,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
 from reid_sdk.backends.base import l2_normalised
 from reid_sdk.backends.model_contract import ModelMetadata
+from reid_sdk.optional import require
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'reid-sdk[openvino]' (or: pip install openvino)"
 MODES = {"throughput": "THROUGHPUT", "latency": "LATENCY"}
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
@@ -44,15 +43,6 @@ class OpenVINOOptions:
             raise ValueError(f"OpenVINO mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"OpenVINO threads must be >= 1, got {self.threads}")
-
-
-def require_openvino() -> ModuleType:
-    """The ``openvino`` module, or an ImportError that says how to install it."""
-    try:
-        import openvino
-    except ImportError as exc:
-        raise ImportError(f"OpenVINO is not installed: {INSTALL_HINT}") from exc
-    return openvino
 
 
 def inference_precision(precision: str, capabilities: list[str]) -> str:
@@ -90,7 +80,7 @@ class OpenVINOBackend:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
-        ov = require_openvino()
+        ov = require("openvino", "openvino")
         self.options = options or OpenVINOOptions()
         core = ov.Core()
         hint = inference_precision(precision, list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")))
