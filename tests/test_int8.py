@@ -196,8 +196,14 @@ def test_cli_int8_export_with_calibration_folder_and_verify(model_files, tmp_pat
     assert ModelMetadata.from_strings(_metadata(out)).precision == "int8"
 
 
-def test_cli_refuses_calibration_for_a_float_format(model_files, tmp_path, capsys):
+def test_cli_refuses_options_that_do_not_apply(model_files, tmp_path, capsys):
     assert main([str(model_files["checkpoint"]), "--format", "onnx", "--calibration", str(tmp_path),
                  "--out", str(tmp_path / "m.onnx")]) == 2
     assert "--calibration is for INT8" in capsys.readouterr().err
-    assert not (tmp_path / "m.onnx").exists()
+    assert main([str(model_files["checkpoint"]), "--format", "onnx-int8", "--calibration-images", "0",
+                 "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "--calibration-images must be >= 1, got 0" in capsys.readouterr().err
+    assert main([str(model_files["checkpoint"]), "--format", "tensorrt", "--verify-backend", "openvino",
+                 "--out", str(tmp_path / "m.engine")]) == 2
+    assert "--verify-backend openvino is for ONNX files" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

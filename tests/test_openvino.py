@@ -4,6 +4,7 @@
 giving unit features, not for a tight bound: whether it is accurate depends on the CPU (README).
 """
 
+import importlib.util
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import pytest
 
 from reid_sdk.backends import backend_for
 from reid_sdk.backends.openvino_backend import OpenVINOOptions, inference_precision, split_evenly
+from reid_sdk.cli.export import main
 from reid_sdk.export.int8 import export_onnx_int8
 from reid_sdk.export.onnx_export import export_onnx
 from reid_sdk.export.verify import Tolerance, verify_parity
@@ -21,7 +23,8 @@ from reid_sdk.model import save_checkpoint
 from reid_sdk.synthetic.layouts import sample_crops
 from tests.helpers import random_crops, tiny_trained_model
 
-openvino = pytest.importorskip("openvino", reason="OpenVINO is an optional extra (pip install 'reid-sdk[openvino]')")
+needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                                    reason="OpenVINO is an optional extra (pip install 'reid-sdk[openvino]')")
 
 SIZE = (96, 48)
 
@@ -34,6 +37,7 @@ def model_files(tmp_path_factory):
             "int8": export_onnx_int8(checkpoint, root / "model-int8.onnx", max_images=64)}
 
 
+@needs_openvino
 @pytest.mark.parametrize("mode", ["throughput", "latency"])
 def test_fp32_matches_torch_fp32_at_every_batch_size(model_files, mode):
     checks = verify_parity(model_files["fp32"], model_files["checkpoint"], sample_crops(9, seed=2, image_size=SIZE),
@@ -42,6 +46,7 @@ def test_fp32_matches_torch_fp32_at_every_batch_size(model_files, mode):
     assert all(check.passes(Tolerance.for_precision("fp32")) for check in checks), [c.describe() for c in checks]
 
 
+@needs_openvino
 def test_throughput_mode_splits_batches_over_streams_in_order(model_files):
     extractor = FeatureExtractor(model_files["fp32"], backend="openvino", batch_size=7,
                                  backend_options={"mode": "throughput", "threads": 2})
@@ -51,6 +56,7 @@ def test_throughput_mode_splits_batches_over_streams_in_order(model_files):
     assert "throughput" in extractor.backend.description
 
 
+@needs_openvino
 def test_int8_parity_on_the_trained_model(model_files):
     checks = verify_parity(model_files["int8"], model_files["checkpoint"], sample_crops(24, seed=5, image_size=SIZE),
                            device="cpu", backend="openvino")
@@ -61,9 +67,12 @@ def test_int8_parity_on_the_trained_model(model_files):
     assert np.sum(onnx_runtime * openvino_int8, axis=1).min() >= 0.99  # the same Q/DQ file, two runtimes
 
 
+@needs_openvino
 def test_inference_precision_is_what_was_asked(model_files):
     fp32 = FeatureExtractor(model_files["fp32"], backend="openvino").backend
     assert str(fp32._compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
+    import openvino
+
     capabilities = list(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     if "BF16" not in capabilities:
         with pytest.raises(ValueError, match="needs a CPU with bf16 support"):
@@ -91,6 +100,7 @@ def test_split_evenly():
     assert split_evenly(0, 2) == []
 
 
+@needs_openvino
 def test_metadata_is_read_from_the_onnx_file(model_files, tmp_path):
     extractor = FeatureExtractor(model_files["int8"], backend="openvino")
     assert extractor.input_size == SIZE and extractor.feature_dim == 512
@@ -106,6 +116,7 @@ def test_metadata_is_read_from_the_onnx_file(model_files, tmp_path):
                                FeatureExtractor(model_files["fp32"], backend="openvino").extract(crops), atol=1e-6)
 
 
+@needs_openvino
 def test_bad_options_and_devices_are_named(model_files, tmp_path):
     with pytest.raises(ValueError, match="unknown OpenVINOOptions option\\(s\\) streams; known: mode, threads"):
         FeatureExtractor(model_files["fp32"], backend="openvino", backend_options={"streams": 2})
@@ -133,3 +144,12 @@ def test_missing_openvino_gives_the_install_hint(model_files):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "openvino is not installed" in result.stderr and "pip install 'reid-sdk[openvino]'" in result.stderr
+
+
+@needs_openvino
+def test_reid_export_verifies_under_openvino(model_files, tmp_path, capsys):
+    out = tmp_path / "model.onnx"
+    assert main([str(model_files["checkpoint"]), "--format", "onnx", "--out", str(out), "--verify",
+                 "--verify-backend", "openvino"]) == 0
+    printed = capsys.readouterr().out
+    assert "verified: 5 checks within tolerance" in printed and "(+0.00 points)" in printed

@@ -66,6 +66,8 @@ def _precision(args: argparse.Namespace) -> str:
                          f"not {args.format} at {precision}")
     if args.calibration_images < 1:
         raise ValueError(f"--calibration-images must be >= 1, got {args.calibration_images}")
+    if args.format == "tensorrt" and args.verify_backend != "auto":
+        raise ValueError(f"--verify-backend {args.verify_backend} is for ONNX files; an engine runs on TensorRT")
     return precision
 
 
@@ -99,7 +101,7 @@ def export(args: argparse.Namespace) -> tuple[Path, str]:
 
 def verify(args: argparse.Namespace, path: Path, precision: str) -> int:
     """Run and print the parity and retrieval checks; the exit code says whether all passed."""
-    backend = "auto" if path.suffix != ".onnx" else args.verify_backend
+    backend = args.verify_backend
     tolerance = Tolerance.for_precision(precision)
     checks = [*verify_parity(path, args.checkpoint, verification_crops(args.verify_images), backend=backend),
               verify_retrieval(path, args.checkpoint, args.verify_data, args.verify_format, backend=backend)]
