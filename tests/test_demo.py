@@ -90,8 +90,8 @@ def test_matches_and_stage_plots_are_pngs(demo):
     for name in ("matches.png", "stages.png"):
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
     settings = demo_settings("quick", "cpu")
-    tile_height, tile_width, gap, row_border = 128 + 18, 64, 4, 6  # reid-index strip tiles, stacked with a border
-    width = (settings.top_k + 1) * tile_width + settings.top_k * gap  # the query, then top_k matches
+    tile_height, tile_width, gap, row_border = 160 + 8 + 34, 80 + 8, 4, 6  # bordered tiles + captions, row gap
+    width = (settings.top_k + 1) * tile_width + 16 + (settings.top_k - 1) * gap  # the query, a gap, top_k matches
     matches = cv2.imread(str(out / "matches.png"))
     assert matches.shape == (settings.num_queries * (tile_height + row_border), width, 3)
 
