@@ -1,10 +1,11 @@
 """torchrun-style data parallelism on the CPU with gloo (2 processes): the same run, V and labels on every
 rank, sharded extraction equal to one process, and the first step's gradients equal to one process's."""
 
+import contextlib
 import hashlib
 import json
 import os
-import socket
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -28,10 +29,21 @@ def market(tmp_path_factory):
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+@contextlib.contextmanager
+def _rendezvous_store() -> Iterator[int]:
+    """A TCP store this process serves on a port the OS picks, as torchrun's agent does, so no rank races
+    another program for a probed "free" port; the ranks join it as clients (TORCHELASTIC_USE_AGENT_STORE)."""
+    store = torch.distributed.TCPStore("127.0.0.1", 0, WORLD + 1, is_master=True, wait_for_workers=False)
+    try:
+        yield store.port
+    finally:
+        del store
+
+
+def _spawn(function, *args: str) -> None:
+    """Run ``function(rank, port, *args)`` on WORLD processes joined through one rendezvous store."""
+    with _rendezvous_store() as port:
+        mp.spawn(function, args=(port, *args), nprocs=WORLD, join=True)
 
 
 def _digest(tensor: torch.Tensor) -> str:
@@ -40,7 +52,8 @@ def _digest(tensor: torch.Tensor) -> str:
 
 def _join(rank: int, port: int) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+                      MASTER_PORT=str(port), TORCHELASTIC_USE_AGENT_STORE="True",
+                      OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
 
 
@@ -101,7 +114,7 @@ def _gradient_rank(rank: int, port: int, data: str, out: str) -> None:
 
 def test_two_ranks_train_in_lockstep_and_rank_0_writes(market, tmp_path):
     out = tmp_path / "run"
-    mp.spawn(_run_rank, args=(_free_port(), str(market), str(out)), nprocs=WORLD, join=True)
+    _spawn(_run_rank, str(market), str(out))
     ranks = [json.loads((out / f"rank-{rank}.json").read_text()) for rank in range(WORLD)]
     assert ranks[0]["rows"] == 2 and ranks[0]["stages"] == ranks[1]["stages"]  # weights, V, labels identical
     assert len(ranks[0]["stages"]) == 2 and (out / "best.pt").is_file() and len(
@@ -111,8 +124,7 @@ def test_two_ranks_train_in_lockstep_and_rank_0_writes(market, tmp_path):
 
 def test_sharded_extraction_equals_one_process(market, tmp_path):
     """A fresh (seeded) model: the gathered shards equal a single process's extraction, in sample order."""
-    port = _free_port()
-    mp.spawn(_extract_rank, args=(port, str(market), str(tmp_path)), nprocs=WORLD, join=True)
+    _spawn(_extract_rank, str(market), str(tmp_path))
     single = Trainer(load_config(None, [f"data.root={market}", *RUN]), tmp_path / "single")
     expected = single._extract(single.splits.train, "single").features.numpy()
     np.testing.assert_allclose(np.load(tmp_path / "extracted-0.npy"), expected, atol=1e-6)
@@ -127,7 +139,7 @@ def _extract_rank(rank: int, port: int, data: str, out: str) -> None:
 
 
 def test_first_step_gradients_equal_one_process_with_the_same_global_batch(market, tmp_path):
-    mp.spawn(_gradient_rank, args=(_free_port(), str(market), str(tmp_path)), nprocs=WORLD, join=True)
+    _spawn(_gradient_rank, str(market), str(tmp_path))
     sgd, trainer = _sgd_for(str(market), 2 * WORLD, None)
     expected = _first_step_gradients(sgd, trainer)
     for rank in range(WORLD):
