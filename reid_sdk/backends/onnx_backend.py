@@ -19,6 +19,7 @@ import onnxruntime as ort
 from reid_sdk.backends.base import l2_normalised
 from reid_sdk.backends.foreign_input import InputOptions, describe_input, with_input_size
 from reid_sdk.backends.model_contract import model_identity
+from reid_sdk.optional import install_hint
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ CUDA = "CUDAExecutionProvider"
 # convolutions in float (a third of them in ResNet-50, INT8 slower than fp32); float graphs lose nothing.
 DISABLED_OPTIMIZERS = ["CommonSubexpressionElimination"]
 TENSORRT = "TensorrtExecutionProvider"
-GPU_INSTALL_HINT = "pip install 'reid-sdk[gpu]'"
+GPU_INSTALL_HINT = install_hint("gpu")
 
 
 @dataclass(frozen=True)

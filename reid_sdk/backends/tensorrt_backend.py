@@ -13,29 +13,19 @@ import numpy as np
 
 from reid_sdk.backends.base import l2_normalised
 from reid_sdk.backends.model_contract import model_identity, read_sidecar
-
-INSTALL_HINT = "pip install 'reid-sdk[tensorrt]' (needs an NVIDIA GPU and driver)"
-
+from reid_sdk.optional import MissingDependency, require
 
 def require_tensorrt() -> ModuleType:
-    """The ``tensorrt`` module, or an ImportError that says how to install it."""
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise ImportError(f"TensorRT is not installed: {INSTALL_HINT}") from exc
-    return tensorrt
+    """The ``tensorrt`` module, or MissingDependency naming the ``tensorrt`` extra."""
+    return require("tensorrt", "tensorrt")
 
 
 def require_cudart() -> ModuleType:
-    """cuda-python's runtime API module (device buffers and streams without torch)."""
+    """cuda-python's runtime API module (device buffers and streams without torch), under its new or old name."""
     try:
-        from cuda.bindings import runtime
-    except ImportError:
-        try:
-            from cuda import cudart as runtime
-        except ImportError as exc:
-            raise ImportError(f"cuda-python is not installed: {INSTALL_HINT}") from exc
-    return runtime
+        return require("cuda.bindings.runtime", "tensorrt")
+    except MissingDependency:
+        return require("cuda.cudart", "tensorrt")
 
 
 def split_batches(count: int, min_batch: int, max_batch: int) -> list[tuple[int, int]]:

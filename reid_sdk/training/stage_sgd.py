@@ -62,6 +62,11 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
+def lr_scale(train: TrainConfig, world_size: int) -> float:
+    """The learning-rate factor of a data-parallel run: the world size under linear scaling, else 1."""
+    return float(world_size) if train.lr_scaling == "linear" else 1.0
+
+
 def parameter_groups(model: ReIDNet, lr: float, backbone_scale: float) -> list[dict[str, Any]]:
     """The ImageNet backbone at lr x backbone_scale; the new parts (non-local blocks, embedding) at lr."""
     backbone = [p for m in (model.stem, model.layer1, model.layer2, model.layer3, model.layer4) for p in m.parameters()]
@@ -128,7 +133,7 @@ class StageSGD:
                 model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             self.train_model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.lr_scale = self.distributed.world_size if train.lr_scaling == "linear" else 1.0
+        self.lr_scale = lr_scale(train, self.distributed.world_size)
         self.sampler = EpochSampler(len(dataset), self.distributed.rank, self.distributed.world_size)
         self.loader = DataLoader(dataset, batch_size=train.batch_size, sampler=self.sampler, num_workers=num_workers,
                                  drop_last=len(dataset) >= train.batch_size, pin_memory=device.type == "cuda",

@@ -32,7 +32,7 @@ from reid_sdk.training.memory import ClusterMemory
 from reid_sdk.training.model_choice import Selection, resolve_selection, silhouette
 from reid_sdk.training.plot import plot_stages
 from reid_sdk.training.run_dir import RunDirectory
-from reid_sdk.training.stage_sgd import StageSGD, TrainingDiverged, resolve_amp
+from reid_sdk.training.stage_sgd import StageSGD, TrainingDiverged, lr_scale, resolve_amp
 from reid_sdk.training.torch_data import ImageDataset, TrackletDataset, TransformConfig, build_transform
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class Trainer:
         evaluation = (f"{len(self.eval_splits.query)} query / {len(self.eval_splits.gallery)} gallery from "
                       f"{self.eval_splits.root}" if self.evaluates else "none")
         world = (f"world size {self.distributed.world_size} (rank 0 writes), global batch "
-                 f"{train.batch_size * self.distributed.world_size}, lr x{self.sgd_lr_scale:g}; "
+                 f"{train.batch_size * self.distributed.world_size}, lr x{lr_scale(train, self.distributed.world_size):g}; "
                  if self.distributed.enabled else "")
         return (f"reid-train: {world}device {device}, {precision}, weights {self.model.weights_source}; "
                 f"data {len(self.splits.train)} training {kind} from {self.splits.root} ({data.format}{skipped}); "
@@ -153,11 +153,6 @@ class Trainer:
         log.info("resuming after stage %d (%d clusters)", stage, int(self.labels.max()) + 1)
 
     # ------------------------------------------------------------------------------------------ the loop
-
-    @property
-    def sgd_lr_scale(self) -> float:
-        """The learning-rate factor of a distributed run (linear scaling with the global batch)."""
-        return self.distributed.world_size if self.config.train.lr_scaling == "linear" else 1.0
 
     def run(self) -> list[dict[str, Any]]:
         """Train stage by stage until C <= m (or the target / max_stages); returns the metrics rows."""
