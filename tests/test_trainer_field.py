@@ -14,7 +14,8 @@ from reid_sdk.cli.train import main
 from reid_sdk.progress import LoggedProgress
 from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
 from reid_sdk.training.config import ConfigError, load_config, resolve_config_path
-from reid_sdk.training.model_choice import silhouette
+from reid_sdk.training.extraction import extract_records
+from reid_sdk.training.model_choice import resolve_selection, silhouette
 from reid_sdk.training.run_dir import RunDirectory
 from reid_sdk.training.trainer import Trainer
 from tests.test_trainer import TINY_RUN
@@ -98,7 +99,41 @@ def test_label_free_choice_never_reads_identities(market, label_free_run, tmp_pa
     assert [r["best"] for r in shuffled] == [r["best"] for r in rows] and sum(r["best"] for r in rows) == 1
     payload = torch.load(out / "best.pt", weights_only=False)["metadata"]
     assert payload["selected_by"] == "label_free_score" and rows[payload["stage"]]["best"]
-    assert "label-free" in payload["why"] and payload["score"] == max(r["label_free_score"] for r in rows)
+    assert "label-free" in payload["why"] and payload["score"] == rows[payload["stage"]]["label_free_score"]
+
+
+def test_label_free_score_is_the_stage_model_under_the_labels_it_learnt(market, label_free_run):
+    """Stage 1's score: its own model's features under stage 0's merge labels (recomputed from checkpoints)."""
+    out, rows = label_free_run
+    run_dir = RunDirectory(out)
+    trainer = Trainer(_config(market, "market1501", *LABEL_FREE), out / "check")
+    trainer.model.load_state_dict(run_dir.load_stage(1)["model_state"])
+    features = extract_records(trainer.model, trainer.splits.train, torch.device("cpu")).features
+    learnt = run_dir.load_stage(0)["labels"]
+    assert rows[1]["label_free_score"] == pytest.approx(_slow_silhouette(features.numpy(), learnt.numpy()), abs=1e-5)
+    assert rows[1]["merge_silhouette"] == pytest.approx(
+        _slow_silhouette(features.numpy(), run_dir.load_stage(1)["labels"].numpy()), abs=1e-5)
+
+
+def _rows(*scores):
+    return [{"stage": stage, "label_free_score": score, "mAP": score} for stage, score in enumerate(scores)]
+
+
+def test_label_free_rule_keeps_the_newest_stage_until_the_fit_collapses():
+    rule = resolve_selection("label_free", has_eval_split=False)
+    assert rule.choose(_rows(0.0, 0.10, 0.20, 0.12, 0.06))["stage"] == 4  # 0.06 >= 0.25 x 0.20
+    assert rule.choose(_rows(0.0, 0.10, 0.20, 0.12, 0.04))["stage"] == 3  # collapsed: step back
+    assert rule.choose(_rows(0.0, -0.2, -0.1))["stage"] == 0  # nothing fits: the best score
+    assert resolve_selection("map", has_eval_split=True).choose(_rows(0.1, 0.3, 0.3, 0.2))["stage"] == 1
+
+
+@pytest.mark.parametrize("select_by", ["map", "label_free"])
+def test_a_new_stage_only_ever_moves_the_choice_to_itself(select_by):
+    """best.pt is written as stages finish: the choice over a prefix is the previous choice or the newest row."""
+    rule = resolve_selection(select_by, has_eval_split=True)
+    rows = _rows(*np.random.default_rng(3).normal(0.1, 0.1, 40).tolist())
+    for end in range(2, len(rows) + 1):
+        assert rule.choose(rows[:end]) in (rule.choose(rows[: end - 1]), rows[end - 1])
 
 
 def test_target_clusters_stops_where_asked(market, tmp_path):

@@ -223,6 +223,7 @@ class Trainer:
         extracted = self._extract_train()
         extract_seconds = time.perf_counter() - timer
 
+        learnt_from = self.labels
         timer = time.perf_counter()
         clustering = self.config.clustering
         if self.distributed.is_main:
@@ -235,14 +236,13 @@ class Trainer:
         merge_seconds = time.perf_counter() - timer
 
         timer = time.perf_counter()
-        # The stage's model learnt from the labels the previous stage's merge made: it is scored by their
-        # silhouette (0 for stage 0's singletons); this merge's silhouette scores the next stage's model.
-        trained_on = self.rows[-1]["merge_silhouette"] if self.rows else 0.0
+        # Label-free: how well the stage's model separates the labels it learnt from (0 for stage 0's
+        # singletons); merge_silhouette, the same features under this merge's labels, is a diagnostic.
+        features = extracted.features.to(self.device)
         row: dict[str, Any] = {"stage": stage, "clusters_before": clusters_before,
                                "clusters_after": int(self.labels.max()) + 1, "loss": loss,
-                               "label_free_score": trained_on,
-                               "merge_silhouette": silhouette(extracted.features.to(self.device), self.labels,
-                                                              seed=seed)}
+                               "label_free_score": silhouette(features, learnt_from, seed=seed),
+                               "merge_silhouette": silhouette(features, self.labels, seed=seed)}
         row.update(self._evaluate())
         row.update(self._cluster_quality())
         row.update(train_seconds=train_seconds, extract_seconds=extract_seconds, merge_seconds=merge_seconds,
@@ -288,12 +288,10 @@ class Trainer:
     # ---------------------------------------------------------------------------------------- saving
 
     def _finish_stage(self, stage: int, stages: int, row: dict[str, Any]) -> None:
-        best_row = next((r for r in reversed(self.rows) if r.get("best")), None)
-        row["best"] = self.selection.better(row, best_row)
-        if row["best"]:
-            for earlier in self.rows:
-                earlier["best"] = False
         self.rows.append(row)
+        chosen = self.selection.choose(self.rows)
+        for each in self.rows:
+            each["best"] = each is chosen
         if self.distributed.is_main:
             self._write_stage(stage, stages, row)
 
