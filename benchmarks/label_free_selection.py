@@ -31,7 +31,7 @@ from reid_sdk.training.trainer import Trainer
 SETTINGS = {
     "demo": (60, "the demo's set: 10 images per identity; the last model learns from 2 clusters per identity"),
     "dense": (120, "5 images per identity; the last model learns from as many clusters as identities"),
-    "past-peak": (200, "3 images per identity; the last three stages learn from fewer clusters than identities"),
+    "past-peak": (200, "3 images per identity; the last two stages learn from fewer clusters than identities"),
 }
 TEST_IDS, GALLERY_IMAGES = 200, 1600
 
