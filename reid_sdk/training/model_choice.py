@@ -6,10 +6,9 @@ silhouette of its model's features under the labels it learnt from: s(i) = (b - 
 sample's mean distance to its own cluster (a) with its mean distance to the nearest other cluster (b),
 singletons 0. Labels that group one person's crops are labels a network can learn, and it pulls them into
 tight, separate clusters; labels that join different people cannot be fitted in a few epochs, and the score
-collapses. Merging across cameras loosens clusters too, but mildly, and those merges are what teach
-re-identification: measured on the synthetic sets (``benchmarks/label_free_selection.py``) the model keeps
-improving while the score stays within a few tens of percent of its best, and the stage a plain arg-max
-picks is worse than the last. So the rule keeps the newest stage whose score is at least
+collapses. Merging across cameras loosens clusters too, and those merges are what teach re-identification:
+on the synthetic sets (``benchmarks/label_free_selection.py``) the stage a plain arg-max picks was up to 0.7
+mAP points below the last one. So the rule keeps the newest stage whose score is at least
 :data:`FIT_FRACTION` of the best so far, and steps back only when the fit collapses. Cost: one
 (rows x N) distance pass over a fixed-size row sample, O(rows x N x d), a fraction of one merge stage.
 """
