@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from pathlib import Path
 
 import numpy as np
 
@@ -129,3 +130,15 @@ def tiny_trained_model(seed: int = 0, steps: int = 12, **overrides):
     model = ReIDNet(tiny_config(**overrides))
     model.load_state_dict(_tiny_trained_weights(seed, steps, tuple(sorted(overrides.items()))))
     return model.eval()
+
+
+def tiny_model_files(root: Path, input_size: tuple[int, int]) -> dict[str, Path]:
+    """:func:`tiny_trained_model` saved as a checkpoint, exported to fp32 ONNX and to INT8 ONNX (calibrated on
+    64 rendered pedestrians) under ``root``: keys ``checkpoint``, ``fp32``, ``int8``."""
+    from reid_sdk.export.int8 import export_onnx_int8
+    from reid_sdk.export.onnx_export import export_onnx
+    from reid_sdk.model import save_checkpoint
+
+    checkpoint = save_checkpoint(tiny_trained_model(input_size=input_size), root / "model.pt")
+    return {"checkpoint": checkpoint, "fp32": export_onnx(checkpoint, root / "model.onnx"),
+            "int8": export_onnx_int8(checkpoint, root / "model-int8.onnx", max_images=64)}

@@ -19,16 +19,15 @@ from reid_sdk.backends.model_contract import ModelMetadata
 from reid_sdk.backends.onnx_backend import DISABLED_OPTIMIZERS
 from reid_sdk.cli.export import main
 from reid_sdk.export.calibration import CalibrationBatches
-from reid_sdk.export.int8 import export_onnx_int8, head_nodes, quantize_int8
+from reid_sdk.export.int8 import head_nodes, quantize_int8
 from reid_sdk.export.onnx_export import export_onnx
 from reid_sdk.export.verify import (RetrievalCheck, Tolerance, synthetic_query_gallery, verify_parity,
                                     verify_retrieval)
 from reid_sdk.extractor import FeatureExtractor
-from reid_sdk.model import save_checkpoint
 from reid_sdk.model.config import PIXEL_MEAN, PIXEL_STD
 from reid_sdk.preprocess import preprocess_batch
 from reid_sdk.synthetic.layouts import sample_crops
-from tests.helpers import random_crops, tiny_trained_model
+from tests.helpers import random_crops, tiny_model_files
 
 SIZE = (96, 48)
 
@@ -40,10 +39,7 @@ def _metadata(path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory):
     """A tiny trained checkpoint, its fp32 ONNX and its INT8 ONNX (calibrated on rendered pedestrians)."""
-    root = tmp_path_factory.mktemp("int8")
-    checkpoint = save_checkpoint(tiny_trained_model(input_size=SIZE), root / "model.pt")
-    return {"checkpoint": checkpoint, "fp32": export_onnx(checkpoint, root / "model.onnx"),
-            "int8": export_onnx_int8(checkpoint, root / "model-int8.onnx", max_images=64)}
+    return tiny_model_files(tmp_path_factory.mktemp("int8"), SIZE)
 
 
 def test_int8_graph_is_symmetric_qdq_per_channel_with_a_float_head(model_files):

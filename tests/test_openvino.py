@@ -15,13 +15,10 @@ import pytest
 from reid_sdk.backends import backend_for
 from reid_sdk.backends.openvino_backend import OpenVINOOptions, inference_precision, split_evenly
 from reid_sdk.cli.export import main
-from reid_sdk.export.int8 import export_onnx_int8
-from reid_sdk.export.onnx_export import export_onnx
 from reid_sdk.export.verify import Tolerance, verify_parity
 from reid_sdk.extractor import FeatureExtractor
-from reid_sdk.model import save_checkpoint
 from reid_sdk.synthetic.layouts import sample_crops
-from tests.helpers import random_crops, tiny_trained_model
+from tests.helpers import random_crops, tiny_model_files
 
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
                                     reason="OpenVINO is an optional extra (pip install 'reid-sdk[openvino]')")
@@ -31,10 +28,7 @@ SIZE = (96, 48)
 
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("openvino")
-    checkpoint = save_checkpoint(tiny_trained_model(input_size=SIZE), root / "model.pt")
-    return {"checkpoint": checkpoint, "fp32": export_onnx(checkpoint, root / "model.onnx"),
-            "int8": export_onnx_int8(checkpoint, root / "model-int8.onnx", max_images=64)}
+    return tiny_model_files(tmp_path_factory.mktemp("openvino"), SIZE)
 
 
 @needs_openvino

@@ -102,11 +102,11 @@ def test_label_free_choice_never_reads_identities(market, label_free_run, tmp_pa
     assert "label-free" in payload["why"] and payload["score"] == rows[payload["stage"]]["label_free_score"]
 
 
-def test_label_free_score_is_the_stage_model_under_the_labels_it_learnt(market, label_free_run):
+def test_label_free_score_is_the_stage_model_under_the_labels_it_learnt(market, label_free_run, tmp_path):
     """Stage 1's score: its own model's features under stage 0's merge labels (recomputed from checkpoints)."""
     out, rows = label_free_run
     run_dir = RunDirectory(out)
-    trainer = Trainer(_config(market, "market1501", *LABEL_FREE), out / "check")
+    trainer = Trainer(_config(market, "market1501", *LABEL_FREE), tmp_path / "check")
     trainer.model.load_state_dict(run_dir.load_stage(1)["model_state"])
     features = extract_records(trainer.model, trainer.splits.train, torch.device("cpu")).features
     learnt = run_dir.load_stage(0)["labels"]
