@@ -15,7 +15,7 @@ from reid_sdk.progress import LoggedProgress
 from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
 from reid_sdk.training.config import ConfigError, load_config, resolve_config_path
 from reid_sdk.training.extraction import extract_records
-from reid_sdk.training.model_choice import resolve_selection, silhouette
+from reid_sdk.training.model_choice import cross_camera_share, resolve_selection, silhouette
 from reid_sdk.training.run_dir import RunDirectory
 from reid_sdk.training.trainer import Trainer
 from tests.test_trainer import TINY_RUN
@@ -54,6 +54,8 @@ def test_broken_files_in_a_crop_folder_are_skipped_and_listed(market, tmp_path):
     assert sorted(listed) == sorted([str(truncated), str(empty)])
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["clusters_before"] == len(images) - 2
+    # a crop folder has no cameras: the label-free score is the fit, and no camera score is made up
+    assert rows[1]["label_free_score"] == rows[1]["fit_silhouette"] and "cross_camera_share" not in rows[1]
 
 
 def test_a_folder_with_nothing_decodable_is_bad_input_not_a_traceback(market, tmp_path, capsys):
@@ -102,35 +104,44 @@ def test_label_free_choice_never_reads_identities(market, label_free_run, tmp_pa
     assert "label-free" in payload["why"] and payload["score"] == rows[payload["stage"]]["label_free_score"]
 
 
-def test_label_free_score_is_the_stage_model_under_the_labels_it_learnt(market, label_free_run, tmp_path):
-    """Stage 1's score: its own model's features under stage 0's merge labels (recomputed from checkpoints)."""
+def test_label_free_scores_are_the_stage_model_on_its_training_set(market, label_free_run, tmp_path):
+    """Stage 1's scores, recomputed from its checkpoint: the fit (its features under stage 0's merge labels),
+    the merge silhouette, and the cross-camera share, which is the label-free score when cameras are known."""
     out, rows = label_free_run
     run_dir = RunDirectory(out)
     trainer = Trainer(_config(market, "market1501", *LABEL_FREE), tmp_path / "check")
     trainer.model.load_state_dict(run_dir.load_stage(1)["model_state"])
-    features = extract_records(trainer.model, trainer.splits.train, torch.device("cpu")).features
+    features = extract_records(trainer.model, trainer.splits.train, torch.device("cpu")).features.numpy()
+    cameras = np.array([record.camera for record in trainer.splits.train])
     learnt = run_dir.load_stage(0)["labels"]
-    assert rows[1]["label_free_score"] == pytest.approx(_slow_silhouette(features.numpy(), learnt.numpy()), abs=1e-5)
+    assert rows[1]["fit_silhouette"] == pytest.approx(_slow_silhouette(features, learnt.numpy()), abs=1e-5)
     assert rows[1]["merge_silhouette"] == pytest.approx(
-        _slow_silhouette(features.numpy(), run_dir.load_stage(1)["labels"].numpy()), abs=1e-5)
+        _slow_silhouette(features, run_dir.load_stage(1)["labels"].numpy()), abs=1e-5)
+    one_neighbour = 1.0 / (len(features) * 10)  # re-extracted features may swap a tied 10th neighbour
+    assert rows[1]["cross_camera_share"] == pytest.approx(_slow_cross_camera_share(features, cameras),
+                                                          abs=one_neighbour)
+    assert rows[1]["label_free_score"] == rows[1]["cross_camera_share"]
 
 
 def _rows(*scores):
     return [{"stage": stage, "label_free_score": score, "mAP": score} for stage, score in enumerate(scores)]
 
 
-def test_label_free_rule_keeps_the_newest_stage_until_the_fit_collapses():
-    rule = resolve_selection("label_free", has_eval_split=False)
-    assert rule.choose(_rows(0.0, 0.10, 0.20, 0.12, 0.06))["stage"] == 4  # 0.06 >= 0.25 x 0.20
-    assert rule.choose(_rows(0.0, 0.10, 0.20, 0.12, 0.04))["stage"] == 3  # collapsed: step back
-    assert rule.choose(_rows(0.0, -0.2, -0.1))["stage"] == 0  # nothing fits: the best score
+def test_label_free_rules_keep_the_newest_stage_until_the_score_collapses():
+    fit = resolve_selection("label_free", has_eval_split=False)
+    assert fit.choose(_rows(0.0, 0.10, 0.20, 0.12, 0.06))["stage"] == 4  # 0.06 >= 0.25 x 0.20
+    assert fit.choose(_rows(0.0, 0.10, 0.20, 0.12, 0.04))["stage"] == 3  # collapsed: step back
+    assert fit.choose(_rows(0.0, -0.2, -0.1))["stage"] == 0  # nothing fits: the best score
+    cameras = resolve_selection("label_free", has_eval_split=False, cameras_known=True)
+    assert cameras.choose(_rows(0.40, 0.48, 0.44, 0.37))["stage"] == 3  # 0.37 >= 0.75 x 0.48
+    assert cameras.choose(_rows(0.40, 0.48, 0.44, 0.35))["stage"] == 2  # neighbours stay in one camera
     assert resolve_selection("map", has_eval_split=True).choose(_rows(0.1, 0.3, 0.3, 0.2))["stage"] == 1
 
 
-@pytest.mark.parametrize("select_by", ["map", "label_free"])
-def test_a_new_stage_only_ever_moves_the_choice_to_itself(select_by):
+@pytest.mark.parametrize("select_by, cameras_known", [("map", False), ("label_free", False), ("label_free", True)])
+def test_a_new_stage_only_ever_moves_the_choice_to_itself(select_by, cameras_known):
     """best.pt is written as stages finish: the choice over a prefix is the previous choice or the newest row."""
-    rule = resolve_selection(select_by, has_eval_split=True)
+    rule = resolve_selection(select_by, has_eval_split=select_by == "map", cameras_known=cameras_known)
     rows = _rows(*np.random.default_rng(3).normal(0.1, 0.1, 40).tolist())
     for end in range(2, len(rows) + 1):
         assert rule.choose(rows[:end]) in (rule.choose(rows[: end - 1]), rows[end - 1])
@@ -212,6 +223,28 @@ def test_silhouette_equals_a_direct_implementation(seed):
     fast = silhouette(torch.from_numpy(features).float(), torch.from_numpy(labels))
     assert fast == pytest.approx(_slow_silhouette(features, labels), abs=1e-5)
     assert silhouette(torch.from_numpy(features).float(), torch.arange(60)) == 0.0
+
+
+def _slow_cross_camera_share(features, cameras, neighbours=10):
+    shares = []
+    for i in range(len(features)):
+        others = [j for j in range(len(features)) if j != i]
+        nearest = sorted(others, key=lambda j: -float(features[i] @ features[j]))[:neighbours]
+        shares.append(np.mean([cameras[j] != cameras[i] for j in nearest]))
+    return float(np.mean(shares))
+
+
+@pytest.mark.parametrize("neighbours", [1, 10, 59])
+def test_cross_camera_share_equals_a_direct_implementation(neighbours):
+    rng = np.random.default_rng(neighbours)
+    cameras = rng.integers(1, 5, 60)
+    features = rng.standard_normal((60, 16)) + 1.5 * rng.standard_normal((4, 16))[cameras - 1]
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    fast = cross_camera_share(torch.from_numpy(features).float(), torch.from_numpy(cameras), neighbours)
+    assert fast == pytest.approx(_slow_cross_camera_share(features, cameras, neighbours), abs=1e-9)
+    assert cross_camera_share(torch.from_numpy(features).float(), torch.ones(60, dtype=torch.long)) == 0.0
+    with pytest.raises(ValueError, match="N cameras"):
+        cross_camera_share(torch.from_numpy(features).float(), torch.ones(59, dtype=torch.long))
 
 
 def test_progress_logs_lines_when_there_is_no_terminal(caplog):

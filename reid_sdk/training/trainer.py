@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from reid_sdk.datasets import DatasetSplits, load_dataset
-from reid_sdk.datasets.records import UNKNOWN_PID
+from reid_sdk.datasets.records import UNKNOWN_CAMERA, UNKNOWN_PID
 from reid_sdk.evaluation import clustering_quality, evaluate_query_gallery
 from reid_sdk.model import ReIDNet, load_checkpoint, save_checkpoint
 from reid_sdk.model.checkpoint import config_differences
@@ -29,7 +29,7 @@ from reid_sdk.training.config import ConfigError, RunConfig
 from reid_sdk.training.distributed import Distributed
 from reid_sdk.training.extraction import Extracted, extract_records
 from reid_sdk.training.memory import ClusterMemory
-from reid_sdk.training.model_choice import Selection, resolve_selection, silhouette
+from reid_sdk.training.model_choice import Selection, label_free_scores, resolve_selection
 from reid_sdk.training.plot import plot_stages
 from reid_sdk.training.run_dir import RunDirectory
 from reid_sdk.training.stage_sgd import StageSGD, TrainingDiverged, lr_scale, resolve_amp
@@ -67,7 +67,9 @@ class Trainer:
         self.channels_last = config.train.channels_last and self.device.type == "cuda"
         self.splits = self._load_data()
         self.eval_splits = self._load_eval_data()
-        self.selection: Selection = resolve_selection(config.train.select_by, self.evaluates)
+        cameras = {record.camera for record in self.splits.train}
+        self.cameras_known = UNKNOWN_CAMERA not in cameras and len(cameras) > 1  # picks the label-free score
+        self.selection: Selection = resolve_selection(config.train.select_by, self.evaluates, self.cameras_known)
         self.model = self._build_model().to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -236,13 +238,10 @@ class Trainer:
         merge_seconds = time.perf_counter() - timer
 
         timer = time.perf_counter()
-        # Label-free: how well the stage's model separates the labels it learnt from (0 for stage 0's
-        # singletons); merge_silhouette, the same features under this merge's labels, is a diagnostic.
-        features = extracted.features.to(self.device)
         row: dict[str, Any] = {"stage": stage, "clusters_before": clusters_before,
                                "clusters_after": int(self.labels.max()) + 1, "loss": loss,
-                               "label_free_score": silhouette(features, learnt_from, seed=seed),
-                               "merge_silhouette": silhouette(features, self.labels, seed=seed)}
+                               **label_free_scores(extracted.features.to(self.device), learnt_from, self.labels,
+                                                   self._train_cameras(), seed=seed)}
         row.update(self._evaluate())
         row.update(self._cluster_quality())
         row.update(train_seconds=train_seconds, extract_seconds=extract_seconds, merge_seconds=merge_seconds,
@@ -250,6 +249,10 @@ class Trainer:
                    train_samples_per_s=self.sgd.samples_per_second(stage, len(self.splits.train), train_seconds))
         self._finish_stage(stage, stages, row)
         return extracted
+
+    def _train_cameras(self) -> torch.Tensor | None:
+        """The training samples' cameras for the cross-camera share, None when the run does not use it."""
+        return torch.tensor([record.camera for record in self.splits.train]) if self.cameras_known else None
 
     def _train_dataset(self) -> ImageDataset | TrackletDataset:
         """The training samples with the training augmentation: images, or T frames per tracklet."""
