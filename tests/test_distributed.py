@@ -68,14 +68,14 @@ def _run_rank(rank: int, port: int, data: str, out: str) -> None:
         finish(stage, count, row)
         stages.append({"weights": [_digest(p) for p in trainer.model.state_dict().values()],
                        "memory": _digest(trainer.memory.table), "labels": trainer.labels.tolist()})
+        features = trainer._extract(trainer.splits.train, "check").features.numpy()  # sharded and gathered
+        np.save(os.path.join(out, f"features-{rank}.npy"), features)
 
     trainer._finish_stage = record
     trainer.run()
-    features = trainer._extract(trainer.splits.train, "check").features.numpy()
-    np.save(os.path.join(out, f"features-{rank}.npy"), features)
+    assert not torch.distributed.is_initialized()  # the trainer closed the group it created
     with open(os.path.join(out, f"rank-{rank}.json"), "w") as handle:
         json.dump({"stages": stages, "rows": len(trainer.rows)}, handle)
-    torch.distributed.destroy_process_group()
 
 
 def _sgd_for(data: str, rank_batch: int, world) -> tuple[StageSGD, Trainer]:

@@ -24,6 +24,7 @@ class Distributed:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False
 
     @classmethod
     def from_environment(cls, use_cuda: bool) -> Distributed:
@@ -31,9 +32,21 @@ class Distributed:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size <= 1:
             return cls()
-        if not dist.is_initialized():
+        owns_group = not dist.is_initialized()
+        if owns_group:
             dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=30))
-        return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns_group)
+
+    def close(self) -> None:
+        """Destroy the group this object created (a caller's own group is left alone), after a barrier.
+
+        Call it once nothing (DDP included) holds the group: its worker threads then finish while Python
+        is alive. Left to interpreter exit, a gloo worker can release a finished collective's tensors during
+        finalisation and abort the process (SIGABRT) after a run that succeeded.
+        """
+        if self.owns_group and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
 
     @property
     def enabled(self) -> bool:
