@@ -174,9 +174,10 @@ class Trainer:
                             self.device, self.amp_dtype, self.video, self.distributed)
         for stage in range(self.start_stage, len(stage_merges)):
             extracted = self._run_stage(stage, len(stage_merges), stage_merges[stage], extracted)
-        self.sgd = None  # DDP holds the process group: release it before the group is closed
-        gc.collect()
-        self.distributed.close()
+        if self.distributed.enabled:
+            self.sgd = None  # DDP holds the process group: release it before the group is closed
+            gc.collect()
+            self.distributed.close()
         return self.rows
 
     def _extract(self, records: list, desc: str) -> Extracted:
