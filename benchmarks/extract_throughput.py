@@ -31,10 +31,10 @@ from benchmarks.common import write_results
 from reid_sdk.export.int8 import export_onnx_int8
 from reid_sdk.export.onnx_export import export_onnx
 from reid_sdk.export.verify import synthetic_query_gallery
-from reid_sdk.extractor import FeatureExtractor
+from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
 from reid_sdk.model.device import check_cpu_bf16
-from reid_sdk.model_evaluation import evaluate_model
+from reid_sdk.evaluation.on_dataset import evaluate_model
 from reid_sdk.synthetic.layouts import sample_crops
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")

@@ -41,7 +41,7 @@ SINGLE_QUERIES = 50
 def bench(backend: str, kind: str, x: np.ndarray, queries: np.ndarray, truth: np.ndarray, scratch: Path) -> dict:
     """One backend / index type: insert, save, search, recall. ``truth`` holds row numbers of ``x``."""
     location = None if backend == "faiss" else f"milvus-lite:{scratch / 'milvus.db'}?collection={kind}_{x.shape[1]}"
-    gallery = Gallery(x.shape[1], index=kind, path=location, overwrite=True)
+    gallery = Gallery(x.shape[1], index_type=kind, path=location, overwrite=True)
     start = time.perf_counter()
     ids = np.concatenate([gallery.add(x[row : row + BATCH]) for row in range(0, len(x), BATCH)])
     insert_s = time.perf_counter() - start

@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 
 from reid_sdk.gallery import Gallery, GalleryConfig
-from reid_sdk.gallery.store import gpu_count
+from reid_sdk.gallery.faiss_sqlite.store import gpu_count
 from reid_sdk.synthetic.vectors import clustered_features
 
 SWEEPS = {"flat": ("nprobe", [1]), "ivf": ("nprobe", [16, 32, 64, 128]), "hnsw": ("ef_search", [16, 32, 64, 128]),
@@ -60,7 +60,7 @@ def time_queries(gallery: Gallery, queries: np.ndarray) -> dict[str, float]:
 
 
 def bench_kind(kind: str, x: np.ndarray, queries: np.ndarray, truth: np.ndarray, nlist: int | None) -> list[dict]:
-    gallery = Gallery(x.shape[1], index=kind, config=GalleryConfig(nlist=nlist))
+    gallery = Gallery(x.shape[1], index_type=kind, config=GalleryConfig(nlist=nlist))
     start = time.perf_counter()
     if gallery.config.trainable:
         gallery.train(x[np.random.default_rng(0).permutation(len(x))[:TRAIN_SAMPLE]])
@@ -86,7 +86,7 @@ def bench_kind(kind: str, x: np.ndarray, queries: np.ndarray, truth: np.ndarray,
 
 def bench_gpu_exact(x: np.ndarray, queries: np.ndarray) -> dict:
     """Exact search with faiss-gpu (an unfiltered flat Gallery search runs there)."""
-    gallery = Gallery(x.shape[1], index="flat", config=GalleryConfig(device="gpu"))
+    gallery = Gallery(x.shape[1], index_type="flat", config=GalleryConfig(device="gpu"))
     gallery.add(x)
     gallery.search_ids(queries[:1], k=10)  # copies the index to the GPU
     timing = time_queries(gallery, queries)

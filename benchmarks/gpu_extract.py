@@ -31,12 +31,12 @@ import numpy as np
 import torch
 
 from benchmarks.common import RESULTS_DIR, timed, write_results
-from reid_sdk.backends.model_contract import ModelMetadata
+from reid_sdk.inference.model_contract import ModelMetadata
 from reid_sdk.cli.export import main as export_main
 from reid_sdk.export.onnx_export import export_network
-from reid_sdk.extractor import FeatureExtractor
+from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
-from reid_sdk.preprocess import preprocess_batch
+from reid_sdk.inference.preprocess import preprocess_batch
 
 ENGINES = ("eager", "compiled", "cuda-graphs", "onnxruntime", "tensorrt")
 TARGETS = {"eager_crops_per_s": 19_000, "best_crops_per_s": 35_000, "batch1_latency_ms": 1.5}

@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks.common import write_results
 from reid_sdk.demo.settings import demo_settings
 from reid_sdk.synthetic.layouts import generate
-from reid_sdk.training.model_choice import resolve_selection
+from reid_sdk.training.model_choice import model_choice_rule
 from reid_sdk.training.trainer import Trainer
 
 #: Training identities among the demo's 600 training images, and what that does to Algorithm 1's schedule
@@ -49,17 +49,17 @@ def run_seed(setting: str, seed: int, workdir: Path) -> dict:
         clustering=dataclasses.replace(run.clustering, max_stages=None),
         train=dataclasses.replace(run.train, seed=seed, select_by="map", keep_checkpoints=1))
     start = time.perf_counter()
-    rows = Trainer(config, workdir / f"run-{setting}-{seed}").run()
-    oracle = max(rows, key=lambda row: row["mAP"])
-    label_free = resolve_selection("label_free", has_eval_split=False, cameras_known=True).choose(rows)
+    results = Trainer(config, workdir / f"run-{setting}-{seed}").run()
+    oracle = max(results, key=lambda result: result.mAP)
+    label_free = model_choice_rule("label_free", has_eval_split=False, cameras_known=True).choose(results)
     return {
         "seed": seed, "seconds": round(time.perf_counter() - start, 1),
-        "stages": [{key: row[key] for key in ("stage", "clusters_after", "mAP", "rank1", "label_free_score",
-                                               "cross_camera_share", "fit_silhouette", "merge_silhouette",
-                                               "pairwise_f")} for row in rows],
-        "oracle_stage": oracle["stage"], "oracle_mAP": oracle["mAP"],
-        "label_free_stage": label_free["stage"], "label_free_mAP": label_free["mAP"],
-        "last_stage": rows[-1]["stage"], "last_mAP": rows[-1]["mAP"],
+        "stages": [{key: getattr(result, key) for key in ("stage", "clusters_after", "mAP", "rank1", "label_free_score",
+                                                           "cross_camera_share", "fit_silhouette", "merge_silhouette",
+                                                           "pairwise_f")} for result in results],
+        "oracle_stage": oracle.stage, "oracle_mAP": oracle.mAP,
+        "label_free_stage": label_free.stage, "label_free_mAP": label_free.mAP,
+        "last_stage": results[-1].stage, "last_mAP": results[-1].mAP,
     }
 
 

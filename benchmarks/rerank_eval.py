@@ -12,10 +12,10 @@ from pathlib import Path
 
 from benchmarks.common import write_results
 from reid_sdk.datasets import load_dataset
-from reid_sdk.evaluation import labelled_features, rank_metrics
-from reid_sdk.extractor import FeatureExtractor
-from reid_sdk.model_evaluation import extract_features, retrieval_distances
-from reid_sdk.reranking import RerankConfig
+from reid_sdk.evaluation.metrics import rank_metrics
+from reid_sdk.inference.extractor import FeatureExtractor
+from reid_sdk.evaluation.on_dataset import labelled_split, retrieval_distances
+from reid_sdk.search.reranking import RerankConfig
 
 VARIANTS = {
     "cosine": (None, 0),
@@ -35,8 +35,8 @@ def main() -> None:
         raise SystemExit(f"{model} not found: run reid-demo --out {args.demo} first")
     splits = load_dataset(data, "market1501")
     extractor = FeatureExtractor(model, device="cpu")
-    query = labelled_features(lambda records: extract_features(extractor, records), splits.query, "query")
-    gallery = labelled_features(lambda records: extract_features(extractor, records), splits.gallery, "gallery")
+    query = labelled_split(extractor, splits.query, "query")
+    gallery = labelled_split(extractor, splits.gallery, "gallery")
     results = {}
     for name, (rerank, expansion) in VARIANTS.items():
         start = time.perf_counter()

@@ -24,7 +24,7 @@ import numpy as np
 
 from reid_sdk.datasets import load_market1501
 from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
-from reid_sdk.evaluation import rank_metrics
+from reid_sdk.evaluation.metrics import rank_metrics
 
 RESULTS = Path(__file__).parent / "results" / "synthetic_difficulty.json"
 BINS = (8, 4, 4)

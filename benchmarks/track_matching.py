@@ -24,9 +24,9 @@ import numpy as np
 
 from benchmarks.common import write_results
 from reid_sdk.demo.settings import DEMO_DIFFICULTY
-from reid_sdk.extractor import FeatureExtractor
-from reid_sdk.index import ReIDIndex
-from reid_sdk.reranking import RerankConfig
+from reid_sdk.inference.extractor import FeatureExtractor
+from reid_sdk.search.index import ReIDIndex
+from reid_sdk.search.reranking import RerankConfig
 from reid_sdk.synthetic.video import VideoSetConfig, render_videos
 from reid_sdk.tracks import FrameQuality, read_track_identities
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from benchmarks.common import write_results
 from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
 from reid_sdk.training.config import RunConfig, load_config
+from reid_sdk.training.stage_result import StageResult
 from reid_sdk.training.stage_sgd import stage_plan
 from reid_sdk.training.trainer import Trainer
 
@@ -93,9 +94,9 @@ def main(argv: list[str] | None = None) -> None:
     interrupted = run_until_stopped(trainer)
     total = time.perf_counter() - start
 
-    stages = [{key: row[key] for key in ("stage", "clusters_before", "clusters_after", "train_seconds",
-                                         "extract_seconds", "merge_seconds", "eval_seconds", "train_samples_per_s",
-                                         "mAP", "rank1") if key in row} for row in trainer.rows]
+    keys = ("stage", "clusters_before", "clusters_after", "train_seconds", "extract_seconds", "merge_seconds",
+            "eval_seconds", "train_samples_per_s", "mAP", "rank1")
+    stages = [{key: row[key] for key in keys if key in row} for row in map(StageResult.as_dict, trainer.results)]
     for row in stages:
         print(f"stage {row['stage']}: {row['train_samples_per_s']:.1f} train images/s; train {row['train_seconds']:.1f} s,"
               f" extract {row['extract_seconds']:.1f} s, cluster {row['merge_seconds']:.2f} s, "

@@ -12,7 +12,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY reid_sdk ./reid_sdk
 RUN pip install --no-cache-dir ".[gpu,tensorrt]" \
-    && python -c "from reid_sdk.optional import installed_twins; import importlib.util as u; \
+    && python -c "from reid_sdk._utils.optional import installed_twins; import importlib.util as u; \
 assert not installed_twins(), installed_twins(); assert u.find_spec('torch') is None, 'torch in the runtime image'; \
 import reid_sdk.gallery, onnxruntime, tensorrt; print('runtime image:', onnxruntime.__version__, tensorrt.__version__)"
 WORKDIR /app

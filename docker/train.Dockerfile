@@ -16,7 +16,7 @@ COPY reid_sdk ./reid_sdk
 # torch first, pinned, so that installing reid-sdk[train] keeps this CUDA 12 build instead of PyPI's.
 RUN pip install --no-cache-dir torch==2.9.1 torchvision==0.24.1 --index-url https://download.pytorch.org/whl/cu128 \
     && pip install --no-cache-dir ".[gpu,tensorrt,train]" \
-    && python -c "from reid_sdk.optional import installed_twins; import torch; \
+    && python -c "from reid_sdk._utils.optional import installed_twins; import torch; \
 assert not installed_twins(), installed_twins(); assert torch.version.cuda.startswith('12.'), torch.version.cuda; \
 import reid_sdk.model, reid_sdk.gallery, onnxruntime, tensorrt; from reid_sdk.training.config import load_config; \
 load_config('paper-market'); print('train image: torch', torch.__version__)"

@@ -12,11 +12,24 @@ from typing import Any
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "FeatureExtractor": "reid_sdk.extractor",
-    "TrackletAggregator": "reid_sdk.tracklets",
-    "ReIDIndex": "reid_sdk.index",
+    # runtime (torch-free)
+    "FeatureExtractor": "reid_sdk.inference",
+    "InputOptions": "reid_sdk.inference",
+    "TrackletAggregator": "reid_sdk.tracks",
+    "FrameQuality": "reid_sdk.tracks",
     "Gallery": "reid_sdk.gallery",
-    "Match": "reid_sdk.index",
+    "GalleryConfig": "reid_sdk.gallery",
+    "Match": "reid_sdk.gallery",
+    "ReIDIndex": "reid_sdk.search",
+    "RerankConfig": "reid_sdk.search",
+    "TrackMatches": "reid_sdk.search",
+    "RankResult": "reid_sdk.evaluation",
+    "evaluate_model": "reid_sdk.evaluation.on_dataset",
+    # training and export (need the train extra: torch)
+    "Trainer": "reid_sdk.training",
+    "RunConfig": "reid_sdk.training",
+    "load_config": "reid_sdk.training",
+    "export_model": "reid_sdk.export",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -86,7 +86,7 @@ def _tiny_trained_weights(seed: int, steps: int, overrides: tuple) -> dict:
     import torch.nn.functional as F
 
     from reid_sdk.model import ReIDNet
-    from reid_sdk.preprocess import preprocess_batch
+    from reid_sdk.inference.preprocess import preprocess_batch
     from reid_sdk.synthetic.layouts import Shot, SyntheticConfig, SyntheticWorld
 
     torch.manual_seed(seed)

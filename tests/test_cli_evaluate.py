@@ -12,8 +12,8 @@ from reid_sdk.datasets import load_mars
 from reid_sdk.datasets.files import read_image
 from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
 from reid_sdk.cli.evaluate import main
-from reid_sdk.model_evaluation import extract_features
-from reid_sdk.extractor import FeatureExtractor
+from reid_sdk.evaluation.on_dataset import extract_features
+from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
 
 CONFIG = SyntheticConfig(seed=2, image_size=(64, 32), sizes=PRESETS["tiny"])

@@ -85,7 +85,9 @@ def test_build_skips_unreadable_and_junk_and_recurses(checkpoint, tmp_path, caps
     assert [m[0].metadata["path"].endswith("unlabelled.jpg") for m in entries if m[0].identity is None] == [True]
     messages = [record.getMessage() for record in caplog.records]
     assert any("skipped 2 unreadable" in message for message in messages)
-    assert any(message == "9/9 crops" for message in messages)  # progress as log lines away from a terminal
+    # progress as log lines away from a terminal: the first batch, then the end
+    assert [m.split(" (")[0] for m in messages if m.startswith("adding to the gallery:")] == [
+        "adding to the gallery: 3/9 crops", "adding to the gallery: 9/9 crops"]
 
 
 def test_build_output_is_reported(checkpoint, tmp_path, capsys):

@@ -14,7 +14,7 @@ import torch
 
 from reid_sdk.cli.export import main as export_main
 from reid_sdk.cli.train import main as train_main
-from reid_sdk.extractor import FeatureExtractor
+from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.export.onnx_export import export_onnx
 from reid_sdk.model import load_checkpoint, save_checkpoint
 from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate, sample_crops
@@ -147,7 +147,7 @@ def test_faiss_gpu_gallery_searched_from_8_threads_while_one_adds():
     from reid_sdk.gallery import Gallery, GalleryConfig
 
     x, _ = clustered_features(30_000, 128, seed=9)
-    gallery = Gallery(128, index="flat", config=GalleryConfig(device="gpu"))
+    gallery = Gallery(128, index_type="flat", config=GalleryConfig(device="gpu"))
     gallery.add(x[:20_000])
 
     def searcher(seed: int) -> None:

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from reid_sdk.cli.demo import MARKER, main, prepare_output
+from reid_sdk.cli.demo import main
+from reid_sdk.demo.run import MARKER, prepare_output
 from reid_sdk.demo.settings import demo_settings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -70,7 +71,7 @@ def test_best_checkpoints_are_the_trainers_best_stage(demo):
 
 
 def test_onnx_model_is_verified_and_serves_the_gallery(demo):
-    from reid_sdk.extractor import FeatureExtractor
+    from reid_sdk.inference.extractor import FeatureExtractor
     from reid_sdk.gallery import Gallery
 
     _, printed, out = demo

@@ -75,7 +75,7 @@ def _run_rank(rank: int, port: int, data: str, out: str) -> None:
     trainer.run()
     assert not torch.distributed.is_initialized()  # the trainer closed the group it created
     with open(os.path.join(out, f"rank-{rank}.json"), "w") as handle:
-        json.dump({"stages": stages, "rows": len(trainer.rows)}, handle)
+        json.dump({"stages": stages, "rows": len(trainer.results)}, handle)
 
 
 def _sgd_for(data: str, rank_batch: int, world) -> tuple[StageSGD, Trainer]:

@@ -11,7 +11,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from reid_sdk.optional import installed_twins
+from reid_sdk._utils.optional import installed_twins
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from reid_sdk.evaluation import clustering_quality, rank_metrics
+from reid_sdk.evaluation.metrics import clustering_quality, rank_metrics
 
 
 def slow_market_reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
@@ -51,7 +51,7 @@ def test_rank_metrics_match_slow_reference_on_random_data(seed):
 
 
 def test_blocks_give_the_same_answer(monkeypatch):
-    import reid_sdk.evaluation as evaluation
+    import reid_sdk.evaluation.metrics as evaluation
 
     rng = np.random.default_rng(5)
     distmat = rng.random((50, 40))

@@ -1,4 +1,5 @@
-"""reid-export: ONNX export checked by onnx.checker, parity in ONNX Runtime, metadata, CLI and its errors."""
+"""reid-export: ONNX export checked by onnx.checker, parity in ONNX Runtime, metadata, export_model, CLI and its
+errors."""
 
 import logging
 
@@ -7,14 +8,15 @@ import numpy as np
 import onnx
 import pytest
 
-from reid_sdk.backends import backend_for
-from reid_sdk.backends.onnx_backend import (OnnxRuntimeOptions, check_active_providers, cuda_provider_options,
+from reid_sdk.inference.backends import backend_for
+from reid_sdk.inference.backends.onnx_backend import (OnnxRuntimeOptions, check_active_providers, cuda_provider_options,
                                             parse_device, tensorrt_provider_options)
 from reid_sdk.cli.export import main
-from reid_sdk.backends.model_contract import ModelMetadata
+from reid_sdk.export.api import ExportResult, export_model
+from reid_sdk.inference.model_contract import ModelMetadata
 from reid_sdk.export.onnx_export import export_onnx
 from reid_sdk.export.verify import Tolerance, verify_parity
-from reid_sdk.extractor import FeatureExtractor
+from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.model import read_checkpoint, save_checkpoint
 from tests.helpers import random_crops, tiny_model
 
@@ -81,6 +83,32 @@ def test_feature_extractor_gives_the_same_features_from_pt_and_onnx(exported):
     np.testing.assert_allclose(onnx_extractor.extract(crops), torch_features, atol=1e-4)
 
 
+def test_export_model_round_trip_gives_the_torch_features(exported, tmp_path):
+    import reid_sdk
+
+    assert reid_sdk.export_model is export_model  # the lazy public name
+    result = export_model(exported["checkpoint"], "onnx", tmp_path / "api" / "model.onnx")
+    assert result == ExportResult(tmp_path / "api" / "model.onnx", "onnx", "fp32")
+    crops = random_crops(6, seed=7)
+    np.testing.assert_allclose(FeatureExtractor(result.path, device="cpu").extract(crops),
+                               FeatureExtractor(exported["checkpoint"], device="cpu").extract(crops), atol=1e-4)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"format": "tflite"}, "format must be one of onnx, onnx-fp16, onnx-int8, tensorrt, got 'tflite'"),
+    ({"format": "onnx", "calibration": "crops/"}, r"calibration is for INT8 \(format onnx-int8, or tensorrt at "
+                                                  r"precision int8\), not onnx at fp32"),
+    ({"format": "onnx-fp16", "precision": "int8"}, "precision int8 is for format tensorrt; format onnx-fp16 runs at fp16"),
+    ({"format": "onnx-int8", "calibration_images": 0}, "calibration_images must be >= 1, got 0"),
+    ({"format": "tensorrt", "precision": "int4"}, "engine precision must be one of fp32, fp16, int8, got 'int4'"),
+    ({"format": "tensorrt", "batch_profile": (8, 4, 2)}, "batch profile needs 1 <= min <= opt <= max, got 8:4:2"),
+])
+def test_export_model_refuses_options_that_do_not_apply(exported, tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        export_model(exported["checkpoint"], out=tmp_path / "model.onnx", **options)
+    assert not list(tmp_path.iterdir()), "checked before any work"
+
+
 def test_onnx_without_metadata_needs_its_channel_order(exported, tmp_path):
     proto = onnx.load(exported["fp32"])
     del proto.metadata_props[:]
@@ -142,6 +170,9 @@ def test_cli_bad_inputs_exit_2_with_the_reason(exported, tmp_path, capsys):
     assert main([str(exported["checkpoint"]), "--format", "tensorrt", "--batch", "8:4:2",
                  "--out", str(tmp_path / "m.engine")]) == 2
     assert "1 <= min <= opt <= max" in capsys.readouterr().err
+    assert main([str(exported["checkpoint"]), "--format", "onnx", "--precision", "fp16",
+                 "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "precision fp16 is for format tensorrt; format onnx runs at fp32" in capsys.readouterr().err
 
 
 def test_onnx_device_choice_is_checked(exported):

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import reid_sdk.model.device as device_module
-from reid_sdk.extractor import FeatureExtractor, NonFiniteFeaturesError
+from reid_sdk.inference.extractor import FeatureExtractor, NonFiniteFeaturesError
 from reid_sdk.model.device import cpu_has_amx
 from reid_sdk.model import save_checkpoint
-from reid_sdk.preprocess import preprocess_batch
+from reid_sdk.inference.preprocess import preprocess_batch
 from tests.helpers import random_crops, tiny_model
 
 
@@ -62,7 +62,7 @@ def test_checkpoint_path_gives_the_same_features(model, tmp_path):
 _BF16_SCRIPT = """
 import numpy as np
 import reid_sdk.model.device as device_module
-from reid_sdk.extractor import FeatureExtractor, NonFiniteFeaturesError
+from reid_sdk.inference.extractor import FeatureExtractor, NonFiniteFeaturesError
 from reid_sdk.model.device import cpu_has_amx
 from tests.helpers import random_crops, tiny_model
 model = tiny_model(seed=3)

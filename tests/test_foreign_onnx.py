@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 
-from reid_sdk.extractor import FeatureExtractor
+from reid_sdk.inference.extractor import FeatureExtractor
 from tests.helpers import random_crops
 
 SIZE = (48, 24)
@@ -114,7 +114,7 @@ class RawPixels(torch.nn.Module):
 @pytest.fixture(scope="module")
 def reid_sdk_onnx(tmp_path_factory):
     """A uint8-input graph carrying reid-sdk metadata (what reid-export writes, without the slow exporter)."""
-    from reid_sdk.backends.model_contract import ModelMetadata
+    from reid_sdk.inference.model_contract import ModelMetadata
 
     path = tmp_path_factory.mktemp("ours") / "model.onnx"
     with warnings.catch_warnings():

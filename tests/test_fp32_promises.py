@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import reid_sdk.model.device as device_module
-from reid_sdk.backends.torch_backend import TorchBackend
+from reid_sdk.inference.backends.torch_backend import TorchBackend
 from reid_sdk.model.config import PIXEL_MEAN, PIXEL_STD
 from tests.helpers import tiny_model
 

@@ -40,7 +40,8 @@ def small():
 
 def build(kind: str, small, **config) -> Gallery:
     x, _, labels, cameras, times = small
-    gallery = Gallery(32, index=kind, config=GalleryConfig(min_points_per_centroid=8, nlist=16, pq_nbits=6, **config))
+    gallery_config = GalleryConfig(min_points_per_centroid=8, nlist=16, pq_nbits=6, **config)
+    gallery = Gallery(32, index_type=kind, config=gallery_config)
     gallery.add(x, identities=labels, cameras=cameras.tolist(), timestamps=times,
                 metadata=[{"row": i} for i in range(len(x))])
     return gallery
@@ -70,7 +71,7 @@ def large():
 @pytest.mark.parametrize("kind", APPROXIMATE)
 def test_approximate_recall_at_10(kind, large):
     gallery_x, queries, truth = large
-    gallery = Gallery(256, index=kind)
+    gallery = Gallery(256, index_type=kind)
     gallery.add(gallery_x)
     _, ids = gallery.search_ids(queries, k=10)
     assert recall_at(ids, truth) >= 0.95
@@ -130,10 +131,10 @@ def test_hnsw_rebuilds_after_many_removals(small):
 def test_trainable_indexes_say_how_much_data_they_need():
     x, _ = clustered_features(500, 32)
     with pytest.raises(ValueError, match="needs at least 3900 vectors"):
-        Gallery(32, index="ivf", config=GalleryConfig(nlist=100)).add(x)
+        Gallery(32, index_type="ivf", config=GalleryConfig(nlist=100)).add(x)
     with pytest.raises(ValueError, match="needs at least 9984 vectors"):
-        Gallery(32, index="ivfpq").add(x)
-    gallery = Gallery(32, index="ivf")
+        Gallery(32, index_type="ivfpq").add(x)
+    gallery = Gallery(32, index_type="ivf")
     gallery.train(x)  # explicit training on a sample, then small adds work
     assert gallery.is_trained and len(gallery.add(x[:3])) == 3
 
@@ -158,19 +159,19 @@ def test_bad_input_is_rejected_clearly():
         gallery.search(np.ones(3))
     with pytest.raises(ValueError, match="metric"):
         Gallery(4, metric="l1")
-    with pytest.raises(ValueError, match="index must be one of"):
-        Gallery(4, index="lsh")
+    with pytest.raises(ValueError, match="index type must be one of"):
+        Gallery(4, index_type="lsh")
     with pytest.raises(ValueError, match="dim must be"):
         Gallery(0)
     with pytest.raises(ValueError, match="pq_m=5 must divide"):
-        Gallery(32, index="ivfpq", config=GalleryConfig(pq_m=5)).add(clustered_features(10_000, 32)[0])
+        Gallery(32, index_type="ivfpq", config=GalleryConfig(pq_m=5)).add(clustered_features(10_000, 32)[0])
     assert len(gallery) == 0 and gallery.search(np.ones(4)) == []
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
 def test_concurrent_searches_while_one_thread_adds(kind):
     x, _ = clustered_features(3000, 32, seed=3)
-    gallery = Gallery(32, index=kind)
+    gallery = Gallery(32, index_type=kind)
     gallery.add(x[:1000], cameras="c0")
     errors: list[BaseException] = []
     stop = threading.Event()
@@ -220,7 +221,7 @@ def test_locations_name_the_backend(tmp_path):
 
 
 def test_gpu_searches_respect_faiss_gpu_limits():
-    from reid_sdk.gallery.store import GPU_MAX_K, GPU_MAX_NPROBE, gpu_nprobe
+    from reid_sdk.gallery.faiss_sqlite.store import GPU_MAX_K, GPU_MAX_NPROBE, gpu_nprobe
 
     assert gpu_nprobe(10, 64) == 64
     assert gpu_nprobe(10, 4 * GPU_MAX_NPROBE) == GPU_MAX_NPROBE  # a widened probe is clamped on the GPU
@@ -250,4 +251,4 @@ def test_k_beyond_the_gallery_returns_every_entry_once(kind, small):
     assert all(sorted(row) == list(range(600)) for row in ids.tolist())
     assert (np.diff(scores, axis=1) <= 1e-6).all()
     assert len(gallery.search(queries[0], k=2**63 - 1, cameras="c2")) == (cameras == "c2").sum()
-    assert Gallery(32, index=kind).search(queries[0], k=2**31) == []
+    assert Gallery(32, index_type=kind).search(queries[0], k=2**31) == []

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from reid_sdk.gallery import Gallery, GalleryConfig, ModelMismatchError
-from reid_sdk.index import ReIDIndex
+from reid_sdk.search import index as index_module
+from reid_sdk.search.index import ReIDIndex
+from reid_sdk.search.reranking import RerankConfig, reranked_distances
 from reid_sdk.synthetic.vectors import clustered_features
 from tests.test_gallery import brute_force, normalised
 
@@ -176,7 +178,7 @@ def test_save_and_reopen(new_location, labelled):
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_approximate_indexes_find_the_true_neighbours(new_location, kind):
     x, _ = clustered_features(3050, 32, seed=5)
-    gallery = Gallery(32, index=kind, path=new_location(), config=GalleryConfig(nlist=16, nprobe=8))
+    gallery = Gallery(32, index_type=kind, path=new_location(), config=GalleryConfig(nlist=16, nprobe=8))
     ids = gallery.add(x[:3000], cameras=np.arange(3000) % 3)
     _, found = gallery.search_ids(x[3000:], k=10)
     truth = ids[brute_force(x[:3000], x[3000:], 10)[1]]
@@ -214,11 +216,46 @@ def test_reid_index_on_every_backend(new_location):
         ReIDIndex.load(ProjectionExtractor("model-b"), location)
 
 
+class FeaturesOnly:
+    """ReIDIndex needs an extractor; the re-ranking test searches with features directly."""
+
+    feature_dim = 16
+
+    def extract(self, crops) -> np.ndarray:
+        raise AssertionError("not used")
+
+
+def test_reranking_reorders_the_exact_candidates_and_reads_labels_of_the_kept_only(new_location, labelled,
+                                                                                   monkeypatch):
+    gallery = Gallery(16, path=new_location())
+    ids = fill(gallery, labelled)
+    queries, x = labelled["queries"], labelled["x"]
+    scores, found, vectors = gallery.search_with_vectors(queries, k=30, exclude_camera=2)
+    np.testing.assert_array_equal(vectors, gallery.vectors(found.ravel()).reshape(vectors.shape))
+    labelled_rows = []
+    rows = gallery._backend.rows
+    monkeypatch.setattr(gallery._backend, "rows", lambda wanted: labelled_rows.append(len(wanted)) or rows(wanted))
+    monkeypatch.setattr(index_module, "_RERANK_BATCH_BYTES", 5 * 30 * 16 * 4)  # batches of 5 queries
+    config = RerankConfig(k1=5, k2=3, candidates=30)
+    got = ReIDIndex(FeaturesOnly(), gallery).search_features(queries, k=4, rerank=config, exclude_camera=2)
+    assert len(labelled_rows) == 3 and sum(labelled_rows) <= 4 * len(queries)
+    not_camera_2 = np.array([not (c == 2 and type(c) is int) for c in labelled["cameras"]])
+    expected_scores, candidates = brute_force(x, queries, 30, not_camera_2)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)  # as the gallery stores them
+    for query, rows_of_query, scores_of_query, matches in zip(queries, candidates, expected_scores, got):
+        order = np.argsort(reranked_distances(query[None], unit[rows_of_query], config)[0], kind="stable")[:4]
+        kept = rows_of_query[order]
+        assert [(m.entry_id, m.identity, m.metadata) for m in matches] == [
+            (ids[r], labelled["identities"][r], labelled["metadata"][r]) for r in kept]
+        np.testing.assert_allclose([m.score for m in matches], scores_of_query[order], atol=1e-5)
+    gallery.close()
+
+
 # -- what only the Milvus backend has -------------------------------------------------------------------------------
 def test_milvus_refusals_are_clear(milvus_file, tmp_path):
     location = f"milvus-lite:{milvus_file}?collection=refusals"
     with pytest.raises(ValueError, match="Milvus Lite has no IVF_PQ"):
-        Gallery(16, index="ivfpq", path=location)
+        Gallery(16, index_type="ivfpq", path=location)
     gallery = Gallery(4, path=location)
     with pytest.raises(ValueError, match="limited to 1024 characters"):
         gallery.add(np.eye(4)[:1], identities="x" * 1025)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from reid_sdk.gallery import CorruptGalleryError, Gallery, GalleryChangedError, GalleryConfig
-from reid_sdk.gallery import directory_locks
-from reid_sdk.gallery.integrity import document_checksum
+from reid_sdk.gallery.faiss_sqlite import directory_locks
+from reid_sdk.gallery.faiss_sqlite.integrity import document_checksum
 from reid_sdk.synthetic.vectors import clustered_features
 
 
@@ -26,7 +26,7 @@ def gallery_files(root: Path) -> list[str]:
 @pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw", "ivfpq"])
 def test_round_trip_gives_identical_results(kind, tmp_path):
     x, labels = clustered_features(2100, 32, seed=2)
-    gallery = Gallery(32, index=kind, config=GalleryConfig(pq_nbits=5), path=tmp_path / "g", model_id="m-1")
+    gallery = Gallery(32, index_type=kind, config=GalleryConfig(pq_nbits=5), path=tmp_path / "g", model_id="m-1")
     gallery.add(x[:2000], identities=[f"p{label}" for label in labels[:2000]], cameras=np.arange(2000) % 4,
                 timestamps=np.arange(2000.0), track_ids=np.arange(2000) // 10,
                 metadata=[{"frame": i} for i in range(2000)])
@@ -44,7 +44,7 @@ def test_round_trip_gives_identical_results(kind, tmp_path):
 
 def test_save_generations_and_search_param_override(tmp_path):
     x, _ = clustered_features(1000, 16)
-    gallery = Gallery(16, index="ivf")
+    gallery = Gallery(16, index_type="ivf")
     with pytest.raises(ValueError, match="no path"):
         gallery.save()
     gallery.add(x[:500])
@@ -79,10 +79,23 @@ def test_interrupted_save_leaves_previous_state(tmp_path, monkeypatch):
     assert gallery_files(tmp_path) == ["g000002.metadata.sqlite", "g000002.vectors.faiss", "manifest.json"]
 
 
+def test_leftovers_of_a_killed_save_are_removed_by_the_next(tmp_path):
+    leftovers = [".g000001.vectors.faiss.0123abcd.tmp", ".manifest.json.89abcdef.tmp"]
+    for name in leftovers:  # what a save killed before its cleanup leaves behind
+        (tmp_path / name).write_bytes(b"half a file")
+    gallery = Gallery(4)
+    gallery.add(np.eye(4))
+    gallery.save(tmp_path)  # leftovers are no foreign files
+    assert gallery_files(tmp_path) == ["g000001.metadata.sqlite", "g000001.vectors.faiss", "manifest.json"]
+    (tmp_path / "notes.g000001.vectors.faiss.tmp").write_text("someone else's")
+    gallery.save()
+    assert "notes.g000001.vectors.faiss.tmp" in gallery_files(tmp_path)
+
+
 @pytest.fixture()
 def saved(tmp_path) -> Path:
     x, _ = clustered_features(400, 16, seed=4)
-    gallery = Gallery(16, index="ivfpq", config=GalleryConfig(nlist=4, pq_nbits=4, min_points_per_centroid=4))
+    gallery = Gallery(16, index_type="ivfpq", config=GalleryConfig(nlist=4, pq_nbits=4, min_points_per_centroid=4))
     gallery.add(x, cameras=np.arange(400) % 3, metadata=[{"i": i} for i in range(400)])
     return gallery.save(tmp_path / "g")
 

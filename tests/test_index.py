@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from reid_sdk.gallery import Gallery
-from reid_sdk.index import Match, ReIDIndex
-from reid_sdk.preprocess import as_crop_list, preprocess_batch
+from reid_sdk.search.index import Match, ReIDIndex
+from reid_sdk.inference.preprocess import as_crop_list, preprocess_batch
 from tests.helpers import random_crops
 
 
@@ -89,10 +89,10 @@ def test_bad_crops_raise_the_extractors_value_error(index):
 
 
 def test_with_the_real_tiny_extractor(tmp_path):
-    from reid_sdk.extractor import FeatureExtractor
+    from reid_sdk.inference.extractor import FeatureExtractor
     from tests.helpers import tiny_model
 
-    reid = ReIDIndex.create(FeatureExtractor(tiny_model(), device="cpu"), index="hnsw")
+    reid = ReIDIndex.create(FeatureExtractor(tiny_model(), device="cpu"), index_type="hnsw")
     crops = random_crops(12, seed=4)
     ids = reid.add(crops, identity=list(range(12)), camera="c1")
     assert [row[0].entry_id for row in reid.search(crops, k=2)] == ids.tolist()
@@ -106,7 +106,7 @@ def test_index_and_gallery_work_without_torch(tmp_path):
         sys.modules[name] = None
     import numpy as np
     from reid_sdk.gallery import Gallery
-    from reid_sdk.index import ReIDIndex
+    from reid_sdk.search.index import ReIDIndex
     import reid_sdk.cli.index
 
     class Extractor:
@@ -114,7 +114,7 @@ def test_index_and_gallery_work_without_torch(tmp_path):
         def extract(self, crops):
             return np.array([c.reshape(-1, 3).mean(0).tolist() + [1.0] for c in crops], dtype=np.float32)
 
-    reid = ReIDIndex.create(Extractor(), index='hnsw')
+    reid = ReIDIndex.create(Extractor(), index_type='hnsw')
     crop = np.full((8, 4, 3), 200, np.uint8)
     reid.add([crop, np.full((8, 4, 3), 10, np.uint8)], identity=['a', 'b'])
     reid.save({str(tmp_path / 'g')!r})
@@ -130,9 +130,9 @@ def test_index_and_gallery_work_without_torch(tmp_path):
 def test_a_gallery_refuses_another_models_features(tmp_path):
     import onnx
 
-    from reid_sdk.backends.model_contract import file_fingerprint
+    from reid_sdk.inference.model_contract import file_fingerprint
     from reid_sdk.export.onnx_export import export_onnx
-    from reid_sdk.extractor import FeatureExtractor
+    from reid_sdk.inference.extractor import FeatureExtractor
     from reid_sdk.gallery import ModelMismatchError
     from reid_sdk.model import save_checkpoint
     from tests.helpers import tiny_model

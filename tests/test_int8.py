@@ -15,17 +15,17 @@ import onnxruntime
 import pytest
 from onnx import numpy_helper
 
-from reid_sdk.backends.model_contract import ModelMetadata
-from reid_sdk.backends.onnx_backend import DISABLED_OPTIMIZERS
+from reid_sdk.inference.model_contract import ModelMetadata
+from reid_sdk.inference.backends.onnx_backend import DISABLED_OPTIMIZERS
 from reid_sdk.cli.export import main
 from reid_sdk.export.calibration import CalibrationBatches
 from reid_sdk.export.int8 import head_nodes, quantize_int8
 from reid_sdk.export.onnx_export import export_onnx
 from reid_sdk.export.verify import (RetrievalCheck, Tolerance, synthetic_query_gallery, verify_parity,
                                     verify_retrieval)
-from reid_sdk.extractor import FeatureExtractor
+from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.model.config import PIXEL_MEAN, PIXEL_STD
-from reid_sdk.preprocess import preprocess_batch
+from reid_sdk.inference.preprocess import preprocess_batch
 from reid_sdk.synthetic.layouts import sample_crops
 from tests.helpers import random_crops, tiny_model_files
 
@@ -195,10 +195,10 @@ def test_cli_int8_export_with_calibration_folder_and_verify(model_files, tmp_pat
 def test_cli_refuses_options_that_do_not_apply(model_files, tmp_path, capsys):
     assert main([str(model_files["checkpoint"]), "--format", "onnx", "--calibration", str(tmp_path),
                  "--out", str(tmp_path / "m.onnx")]) == 2
-    assert "--calibration is for INT8" in capsys.readouterr().err
+    assert "calibration is for INT8" in capsys.readouterr().err
     assert main([str(model_files["checkpoint"]), "--format", "onnx-int8", "--calibration-images", "0",
                  "--out", str(tmp_path / "m.onnx")]) == 2
-    assert "--calibration-images must be >= 1, got 0" in capsys.readouterr().err
+    assert "calibration_images must be >= 1, got 0" in capsys.readouterr().err
     assert main([str(model_files["checkpoint"]), "--format", "tensorrt", "--verify-backend", "openvino",
                  "--out", str(tmp_path / "m.engine")]) == 2
     assert "--verify-backend openvino is for ONNX files" in capsys.readouterr().err

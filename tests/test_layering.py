@@ -1,19 +1,31 @@
-"""The deployment runtime imports and works without torch (DESIGN.md's layering rule)."""
+"""The layering rules of DESIGN.md, keyed by folder: the runtime works without torch, the gallery without FAISS,
+and imports only go down."""
 
+import ast
 import subprocess
+from pathlib import Path
 
 import numpy as np
 
 from tests.helpers import run_python_without
 
-RUNTIME_MODULES = [
-    "reid_sdk", "reid_sdk.preprocess", "reid_sdk.extractor", "reid_sdk.tracklets", "reid_sdk.backends",
-    "reid_sdk.backends.onnx_backend", "reid_sdk.backends.tensorrt_backend", "reid_sdk.backends.model_contract",
-    "reid_sdk.backends.openvino_backend",
-    "reid_sdk.evaluation", "reid_sdk.datasets", "reid_sdk.gallery", "reid_sdk.index",
-    "reid_sdk.reranking", "reid_sdk.tracks", "reid_sdk.backends.foreign_input", "reid_sdk.synthetic.video",
-    "reid_sdk.visualize", "reid_sdk.rank_lists",
-]
+# Folders whose modules import without torch (DESIGN.md's layering rule); the torch backend is the exception.
+RUNTIME_FOLDERS = ("_utils", "inference", "tracks", "gallery", "search", "evaluation", "visualize", "datasets",
+                   "synthetic")
+NEEDS_TORCH = {"reid_sdk.inference.backends.torch_backend"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _modules_in(folders: tuple[str, ...]) -> list[str]:
+    names = []
+    for folder in folders:
+        for path in sorted((ROOT / "reid_sdk" / folder).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return [name for name in names if name not in NEEDS_TORCH]
+
+
+RUNTIME_MODULES = ["reid_sdk", *_modules_in(RUNTIME_FOLDERS)]
 
 
 def _run_without_torch(code: str) -> subprocess.CompletedProcess:
@@ -63,7 +75,7 @@ def test_torch_checkpoint_without_torch_says_what_to_install():
 
 def test_onnx_features_without_torch(tmp_path):
     from reid_sdk.export.onnx_export import export_onnx
-    from reid_sdk.extractor import FeatureExtractor
+    from reid_sdk.inference.extractor import FeatureExtractor
     from reid_sdk.model import save_checkpoint
     from tests.helpers import tiny_model
 
@@ -83,30 +95,25 @@ def test_onnx_features_without_torch(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
 
 
-# Layers, lowest first: a module may import its own layer or lower ones, never a higher one.
+# Layers by folder, lowest first: a module may import its own layer or lower ones, never a higher one.
 LAYERS = [
-    ("reid_sdk", "reid_sdk.atomic_file"),
-    ("reid_sdk.preprocess", "reid_sdk.datasets", "reid_sdk.evaluation", "reid_sdk.synthetic", "reid_sdk.tracklets",
-     "reid_sdk.reranking", "reid_sdk.tracks",
-     "reid_sdk.gallery", "reid_sdk.backends.model_contract", "reid_sdk.backends.base", "reid_sdk.model"),
-    ("reid_sdk.backends",),
-    ("reid_sdk.extractor",),
-    ("reid_sdk.index", "reid_sdk.model_evaluation", "reid_sdk.visualize"),
-    ("reid_sdk.index_build", "reid_sdk.rank_lists", "reid_sdk.training", "reid_sdk.export"),
-    ("reid_sdk.demo",),
-    ("reid_sdk.cli",),
+    ("", "_utils"),
+    ("datasets", "tracks", "gallery", "model"),
+    ("inference", "synthetic"),
+    ("search",),
+    ("evaluation",),
+    ("visualize", "training"),
+    ("export",),
+    ("demo",),
+    ("cli",),
 ]
 
 
 def _module_imports() -> dict[str, set[str]]:
     """Every reid_sdk module and the reid_sdk modules it imports (module level or inside functions)."""
-    import ast
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
     graph: dict[str, set[str]] = {}
-    for path in sorted((root / "reid_sdk").rglob("*.py")):
-        parts = list(path.relative_to(root).with_suffix("").parts)
+    for path in sorted((ROOT / "reid_sdk").rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
         is_package = parts[-1] == "__init__"
         name = ".".join(parts[:-1] if is_package else parts)
         package = name if is_package else name.rpartition(".")[0]
@@ -126,13 +133,11 @@ def _module_imports() -> dict[str, set[str]]:
 
 
 def _layer(module: str) -> int:
-    best, rank = -1, None
-    for index, prefixes in enumerate(LAYERS):
-        for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
-                best, rank = len(prefix), index
-    assert rank is not None, f"{module} is in no layer of tests/test_layering.py"
-    return rank
+    """The layer of ``module``'s top folder under reid_sdk ("" for the package's own ``__init__``)."""
+    folder = module.split(".")[1] if "." in module else ""
+    ranks = [index for index, folders in enumerate(LAYERS) if folder in folders]
+    assert ranks, f"reid_sdk/{folder} is in no layer of tests/test_layering.py"
+    return ranks[0]
 
 
 def test_imports_only_go_down():
@@ -160,3 +165,33 @@ def test_no_import_cycles():
         if module not in state:
             visit(module, [module])
     assert not cycles, "\n".join(cycles)
+
+
+def test_gallery_on_milvus_lite_works_without_faiss(tmp_path):
+    """A Milvus-only install (the ``milvus`` extra without ``cpu``): Gallery imports, stores and searches."""
+    import pytest
+
+    pytest.importorskip("milvus_lite")
+    result = run_python_without(("faiss",), f"""
+        import sys
+        import numpy as np
+        from reid_sdk import Gallery, ReIDIndex
+        gallery = Gallery(4, path="milvus-lite:{tmp_path / 'g.db'}")
+        gallery.add(np.eye(4, dtype=np.float32), identities=[1, 2, 3, 4], cameras=[1, 1, 2, 2])
+        gallery.save()
+        reopened = Gallery.open("milvus-lite:{tmp_path / 'g.db'}")
+        best = reopened.search(np.array([0.1, 0.0, 1.0, 0.0], dtype=np.float32), k=1)[0]
+        assert sys.modules["faiss"] is None
+        print(best.identity, len(reopened))
+        """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["3", "4"]
+
+
+def test_faiss_gallery_without_faiss_says_what_to_install():
+    result = run_python_without(("faiss",), """
+        from reid_sdk import Gallery
+        Gallery(4)
+        """)
+    assert result.returncode != 0
+    assert "pip install 'reid-sdk[cpu]' or 'reid-sdk[gpu]'" in result.stderr

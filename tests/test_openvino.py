@@ -12,11 +12,11 @@ import numpy as np
 import onnx
 import pytest
 
-from reid_sdk.backends import backend_for
-from reid_sdk.backends.openvino_backend import OpenVINOOptions, inference_precision, split_evenly
+from reid_sdk.inference.backends import backend_for
+from reid_sdk.inference.backends.openvino_backend import OpenVINOOptions, inference_precision, split_evenly
 from reid_sdk.cli.export import main
 from reid_sdk.export.verify import Tolerance, verify_parity
-from reid_sdk.extractor import FeatureExtractor
+from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.synthetic.layouts import sample_crops
 from tests.helpers import random_crops, tiny_model_files
 
@@ -132,7 +132,7 @@ def test_bad_options_and_devices_are_named(model_files, tmp_path):
 
 def test_missing_openvino_gives_the_install_hint(model_files):
     code = ("import sys\nsys.modules['openvino'] = None\n"
-            "import reid_sdk.backends.openvino_backend\n"  # the runtime imports without OpenVINO
+            "import reid_sdk.inference.backends.openvino_backend\n"  # the runtime imports without OpenVINO
             "from reid_sdk import FeatureExtractor\n"
             f"FeatureExtractor({str(model_files['fp32'])!r}, backend='openvino')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

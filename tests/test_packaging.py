@@ -7,7 +7,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from reid_sdk.optional import MissingDependency, installed_twins, require
+from reid_sdk._utils.optional import MissingDependency, installed_twins, require
 from tests.helpers import run_python_without
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
@@ -77,9 +77,9 @@ def test_runtime_imports_without_engines_and_says_what_to_install_on_use():
     result = run_python_without(
         ("onnxruntime", "faiss"),
         """
-        import reid_sdk.extractor, reid_sdk.preprocess, reid_sdk.tracklets, reid_sdk.evaluation
+        import reid_sdk.inference.extractor, reid_sdk.inference.preprocess, reid_sdk.tracks.aggregator, reid_sdk.evaluation.protocol
         from reid_sdk import FeatureExtractor
-        for use in (lambda: FeatureExtractor("model.onnx"), lambda: __import__("reid_sdk").Gallery):
+        for use in (lambda: FeatureExtractor("model.onnx"), lambda: __import__("reid_sdk").Gallery(4)):
             try:
                 use()
             except ImportError as error:

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-import reid_sdk.preprocess as preprocess_module
-from reid_sdk.preprocess import BatchPreprocessor, preprocess_batch
+import reid_sdk.inference.preprocess as preprocess_module
+from reid_sdk.inference.preprocess import BatchPreprocessor, preprocess_batch
 from tests.helpers import random_crops
 
 SIZE = (16, 8)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reid_sdk.evaluation import average_query_expansion, rank_metrics, re_rank
-from reid_sdk.reranking import RerankConfig, reranked_distances
+from reid_sdk.evaluation.metrics import rank_metrics
+from reid_sdk.search.reranking import average_query_expansion, re_rank
+from reid_sdk.search.reranking import RerankConfig, reranked_distances
 from reid_sdk.synthetic.vectors import clustered_features
 
 
@@ -153,7 +154,7 @@ class NoModel:
 
 def test_gallery_search_reranks_a_bounded_candidate_set():
     from reid_sdk.gallery import Gallery
-    from reid_sdk.index import ReIDIndex
+    from reid_sdk.search.index import ReIDIndex
 
     features, labels = clustered_features(150, 32, seed=1, images_per_identity=6)
     index = ReIDIndex(NoModel(), Gallery(32))

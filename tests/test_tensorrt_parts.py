@@ -5,12 +5,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from reid_sdk.backends.model_contract import ModelMetadata, read_sidecar, sidecar_path, write_sidecar
-from reid_sdk.backends.tensorrt_backend import cuda_device_index, split_batches
+from reid_sdk.inference.model_contract import ModelMetadata, read_sidecar, sidecar_path, write_sidecar
+from reid_sdk.inference.backends.tensorrt_backend import cuda_device_index, split_batches
 from reid_sdk.cli.export import main
 from reid_sdk.export.tensorrt_build import (build_engine, configure_builder, network_flags, parse_batch_profile,
                                             profile_shapes)
-from reid_sdk.extractor import FeatureExtractor
+from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.model import save_checkpoint
 from tests.helpers import tiny_model
 

@@ -5,8 +5,8 @@ import threading
 import numpy as np
 import pytest
 
-from reid_sdk.extractor import FeatureExtractor
-from reid_sdk.tracklets import TrackletAggregator
+from reid_sdk.inference.extractor import FeatureExtractor
+from reid_sdk.tracks.aggregator import TrackletAggregator
 from tests.helpers import random_crops, tiny_model
 
 

@@ -39,8 +39,8 @@ def _config(data_root, layout="market1501", *extra):
 @pytest.fixture(scope="module")
 def full_run(datasets, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "market"
-    rows = Trainer(_config(datasets / "market1501"), out).run()
-    return out, rows
+    rows = [result.as_dict() for result in Trainer(_config(datasets / "market1501"), out).run()]
+    return out, rows  # as metrics.jsonl holds them
 
 
 def _stage_labels(out):
@@ -88,8 +88,8 @@ def test_resume_after_a_stop_reaches_the_same_labels(full_run, tmp_path):
     resumed_rows = resumed.run()
     for expected, actual in zip(_stage_labels(out), _stage_labels(stopped)):
         np.testing.assert_array_equal(actual, expected)
-    assert [r["loss"] for r in resumed_rows] == pytest.approx([r["loss"] for r in rows], rel=1e-5)
-    assert [r["mAP"] for r in resumed_rows] == pytest.approx([r["mAP"] for r in rows], abs=1e-6)
+    assert [r.loss for r in resumed_rows] == pytest.approx([r["loss"] for r in rows], rel=1e-5)
+    assert [r.mAP for r in resumed_rows] == pytest.approx([r["mAP"] for r in rows], abs=1e-6)
 
 
 def test_an_existing_run_is_not_overwritten(full_run, datasets, capsys):
@@ -131,14 +131,14 @@ def test_nan_loss_stops_the_stage_and_keeps_the_last_good_checkpoint(datasets, t
 
 
 def test_video_tracklets_train_and_evaluate(datasets, tmp_path):
-    rows = Trainer(_config(datasets / "mars", "mars", "clustering.max_stages=2"), tmp_path / "run").run()
-    assert len(rows) == 2 and all("mAP" in row for row in rows)
-    assert rows[0]["clusters_after"] < rows[0]["clusters_before"]
+    results = Trainer(_config(datasets / "mars", "mars", "clustering.max_stages=2"), tmp_path / "run").run()
+    assert len(results) == 2 and all(result.mAP is not None for result in results)
+    assert results[0].clusters_after < results[0].clusters_before
 
 
 def test_unlabelled_crops_train_without_evaluation(datasets, tmp_path):
-    rows = Trainer(_config(datasets / "crops", "image-folder", "clustering.max_stages=1"), tmp_path / "run").run()
-    assert len(rows) == 1 and "mAP" not in rows[0] and "pairwise_f" not in rows[0]
+    results = Trainer(_config(datasets / "crops", "image-folder", "clustering.max_stages=1"), tmp_path / "run").run()
+    assert len(results) == 1 and results[0].mAP is None and results[0].pairwise_f is None
     model, payload = load_checkpoint(tmp_path / "run" / "best.pt")
     assert payload["metadata"]["stage"] == 0
 

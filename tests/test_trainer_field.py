@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from reid_sdk._utils.progress import LoggedProgress
 from reid_sdk.cli.train import main
-from reid_sdk.progress import LoggedProgress
 from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
 from reid_sdk.training.config import ConfigError, load_config, resolve_config_path
 from reid_sdk.training.extraction import extract_records
-from reid_sdk.training.model_choice import cross_camera_share, resolve_selection, silhouette
+from reid_sdk.training.model_choice import cross_camera_share, model_choice_rule, silhouette
 from reid_sdk.training.run_dir import RunDirectory
+from reid_sdk.training.stage_result import StageResult
 from reid_sdk.training.trainer import Trainer
 from tests.test_trainer import TINY_RUN
 
@@ -34,8 +35,8 @@ def _config(root, fmt="market1501", *extra):
     return load_config(None, [f"data.root={root}", f"data.format={fmt}", *TINY_RUN, *extra])
 
 
-def _without_timings(rows):
-    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+def _without_timings(results):
+    return [{k: v for k, v in result.as_dict().items() if k not in TIMING_KEYS} for result in results]
 
 
 def test_broken_files_in_a_crop_folder_are_skipped_and_listed(market, tmp_path):
@@ -97,11 +98,11 @@ def test_label_free_choice_never_reads_identities(market, label_free_run, tmp_pa
     for split in ("train", "query", "gallery"):
         setattr(trainer.splits, split, [dataclasses.replace(r, pid=mapping[r.pid]) for r in trainer.splits.split(split)])
     shuffled = trainer.run()
-    assert [r["label_free_score"] for r in shuffled] == [r["label_free_score"] for r in rows]
-    assert [r["best"] for r in shuffled] == [r["best"] for r in rows] and sum(r["best"] for r in rows) == 1
+    assert [r.label_free_score for r in shuffled] == [r.label_free_score for r in rows]
+    assert [r.best for r in shuffled] == [r.best for r in rows] and sum(r.best for r in rows) == 1
     payload = torch.load(out / "best.pt", weights_only=False)["metadata"]
-    assert payload["selected_by"] == "label_free_score" and rows[payload["stage"]]["best"]
-    assert "label-free" in payload["why"] and payload["score"] == rows[payload["stage"]]["label_free_score"]
+    assert payload["selected_by"] == "label_free_score" and rows[payload["stage"]].best
+    assert "label-free" in payload["why"] and payload["score"] == rows[payload["stage"]].label_free_score
 
 
 def test_label_free_scores_are_the_stage_model_on_its_training_set(market, label_free_run, tmp_path):
@@ -114,49 +115,50 @@ def test_label_free_scores_are_the_stage_model_on_its_training_set(market, label
     features = extract_records(trainer.model, trainer.splits.train, torch.device("cpu")).features.numpy()
     cameras = np.array([record.camera for record in trainer.splits.train])
     learnt = run_dir.load_stage(0)["labels"]
-    assert rows[1]["fit_silhouette"] == pytest.approx(_slow_silhouette(features, learnt.numpy()), abs=1e-5)
-    assert rows[1]["merge_silhouette"] == pytest.approx(
+    assert rows[1].fit_silhouette == pytest.approx(_slow_silhouette(features, learnt.numpy()), abs=1e-5)
+    assert rows[1].merge_silhouette == pytest.approx(
         _slow_silhouette(features, run_dir.load_stage(1)["labels"].numpy()), abs=1e-5)
     one_neighbour = 1.0 / (len(features) * 10)  # re-extracted features may swap a tied 10th neighbour
-    assert rows[1]["cross_camera_share"] == pytest.approx(_slow_cross_camera_share(features, cameras),
+    assert rows[1].cross_camera_share == pytest.approx(_slow_cross_camera_share(features, cameras),
                                                           abs=one_neighbour)
-    assert rows[1]["label_free_score"] == rows[1]["cross_camera_share"]
+    assert rows[1].label_free_score == rows[1].cross_camera_share
 
 
 def _rows(*scores):
-    return [{"stage": stage, "label_free_score": score, "mAP": score} for stage, score in enumerate(scores)]
+    return [StageResult(stage=stage, clusters_before=10, clusters_after=9, loss=1.0, label_free_score=score,
+                        fit_silhouette=score, merge_silhouette=score, mAP=score) for stage, score in enumerate(scores)]
 
 
 def test_label_free_rules_keep_the_newest_stage_until_the_score_collapses():
-    fit = resolve_selection("label_free", has_eval_split=False)
-    assert fit.choose(_rows(0.0, 0.10, 0.20, 0.12, 0.06))["stage"] == 4  # 0.06 >= 0.25 x 0.20
-    assert fit.choose(_rows(0.0, 0.10, 0.20, 0.12, 0.04))["stage"] == 3  # collapsed: step back
-    assert fit.choose(_rows(0.0, -0.2, -0.1))["stage"] == 0  # nothing fits: the best score
-    cameras = resolve_selection("label_free", has_eval_split=False, cameras_known=True)
-    assert cameras.choose(_rows(0.40, 0.48, 0.44, 0.37))["stage"] == 3  # 0.37 >= 0.75 x 0.48
-    assert cameras.choose(_rows(0.40, 0.48, 0.44, 0.35))["stage"] == 2  # neighbours stay in one camera
-    assert resolve_selection("map", has_eval_split=True).choose(_rows(0.1, 0.3, 0.3, 0.2))["stage"] == 1
+    fit = model_choice_rule("label_free", has_eval_split=False)
+    assert fit.choose(_rows(0.0, 0.10, 0.20, 0.12, 0.06)).stage == 4  # 0.06 >= 0.25 x 0.20
+    assert fit.choose(_rows(0.0, 0.10, 0.20, 0.12, 0.04)).stage == 3  # collapsed: step back
+    assert fit.choose(_rows(0.0, -0.2, -0.1)).stage == 0  # nothing fits: the best score
+    cameras = model_choice_rule("label_free", has_eval_split=False, cameras_known=True)
+    assert cameras.choose(_rows(0.40, 0.48, 0.44, 0.37)).stage == 3  # 0.37 >= 0.75 x 0.48
+    assert cameras.choose(_rows(0.40, 0.48, 0.44, 0.35)).stage == 2  # neighbours stay in one camera
+    assert model_choice_rule("map", has_eval_split=True).choose(_rows(0.1, 0.3, 0.3, 0.2)).stage == 1
 
 
 @pytest.mark.parametrize("select_by, cameras_known", [("map", False), ("label_free", False), ("label_free", True)])
 def test_a_new_stage_only_ever_moves_the_choice_to_itself(select_by, cameras_known):
     """best.pt is written as stages finish: the choice over a prefix is the previous choice or the newest row."""
-    rule = resolve_selection(select_by, has_eval_split=select_by == "map", cameras_known=cameras_known)
+    rule = model_choice_rule(select_by, has_eval_split=select_by == "map", cameras_known=cameras_known)
     rows = _rows(*np.random.default_rng(3).normal(0.1, 0.1, 40).tolist())
     for end in range(2, len(rows) + 1):
         assert rule.choose(rows[:end]) in (rule.choose(rows[: end - 1]), rows[end - 1])
 
 
 def test_target_clusters_stops_where_asked(market, tmp_path):
-    rows = Trainer(_config(market, "market1501", "clustering.target_clusters=15"), tmp_path / "run").run()
-    assert [(r["clusters_before"], r["clusters_after"]) for r in rows] == [(24, 18), (18, 15)]
+    results = Trainer(_config(market, "market1501", "clustering.target_clusters=15"), tmp_path / "run").run()
+    assert [(r.clusters_before, r.clusters_after) for r in results] == [(24, 18), (18, 15)]
 
 
 def test_separate_labelled_eval_set_for_an_unlabelled_folder(market, tmp_path):
     config = _config(market / "bounding_box_train", "image-folder", f"data.eval_root={market}",
                      "data.eval_format=market1501", "clustering.max_stages=1")
-    rows = Trainer(config, tmp_path / "run").run()
-    assert "mAP" in rows[0] and "pairwise_f" not in rows[0]  # evaluated, and no training pid was known
+    results = Trainer(config, tmp_path / "run").run()
+    assert results[0].mAP is not None and results[0].pairwise_f is None  # evaluated, and no training pid was known
     with pytest.raises(ConfigError, match="select_by=map needs a labelled query / gallery split"):
         Trainer(_config(market / "bounding_box_train", "image-folder", "train.select_by=map"), tmp_path / "x")
 
@@ -248,9 +250,38 @@ def test_cross_camera_share_equals_a_direct_implementation(neighbours):
 
 
 def test_progress_logs_lines_when_there_is_no_terminal(caplog):
-    with caplog.at_level(logging.INFO, logger="reid_sdk.progress"):
+    with caplog.at_level(logging.INFO, logger="reid_sdk._utils.progress"):
         bar = LoggedProgress(range(5), "stage 0/3 epoch 1/2", unit="batch", interval=0.0)
         for _ in bar:
             bar.set_postfix(loss="1.234")
     lines = [r.message for r in caplog.records]
     assert len(lines) == 6 and lines[-1].startswith("stage 0/3 epoch 1/2: 5/5 batch") and "loss=1.234" in lines[-1]
+
+
+def test_stage_result_round_trips_through_its_metrics_row():
+    result = _rows(0.3)[0]
+    result.cross_camera_share, result.best = 0.25, True
+    row = result.as_dict()
+    assert "rank1" not in row and row["cross_camera_share"] == 0.25  # unmeasured scores are left out
+    assert StageResult.from_dict(json.loads(json.dumps(row))) == result
+    with pytest.raises(ValueError, match="unknown key.*colour"):
+        StageResult.from_dict({**row, "colour": "red"})
+    with pytest.raises(ValueError, match="stage 0 has no 'rank1' score"):
+        result.score("rank1")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("clustering.merge_percent=0.99", "merge_percent=0.99 merges 24 of 24 samples per stage, which leaves no stage"),
+    ("clustering.target_clusters=30", "target_clusters=30 is not below the 24 training samples"),
+])
+def test_a_schedule_that_runs_no_stage_is_refused_at_start_up(market, tmp_path, capsys, override, message):
+    with pytest.raises(ConfigError, match=message):
+        Trainer(_config(market, "market1501", override), tmp_path / "run")
+    settings = [arg for value in (*TINY_RUN, override) for arg in ("--set", value)]
+    assert main(["--data", str(market), "--out", str(tmp_path / "cli"), *settings]) == 2
+    assert message.split(" which")[0] in capsys.readouterr().err and not (tmp_path / "cli" / "best.pt").exists()
+
+
+def test_a_device_torch_names_but_cannot_train_on_is_refused(market, tmp_path):
+    with pytest.raises(ValueError, match="device 'meta': reid-sdk runs on cpu or cuda, not meta"):
+        Trainer(_config(market, "market1501", "train.device=meta"), tmp_path / "run")

@@ -62,6 +62,12 @@ def test_shipped_configs_load(name):
         ("train.amp=int8", "train.amp must be one of auto, bf16, fp16, off"),
         ("train.batch_size", "--set expects section.key=value"),
         ("train.batch_size.x=3", "config train.batch_size: expected int, got \\{'x': 3\\}"),
+        ("train.backbone_lr_scale=-1", "train.backbone_lr_scale must be >= 0 \\(0 freezes the backbone\\), got -1"),
+        ("train.lr_decay=0", "train.lr_decay must be in \\(0, 1\\], got 0"),
+        ("train.lr_step_epoch=0", "train.lr_step_epoch must be >= 1"),
+        ("train.momentum=1.5", "train.momentum must be in \\[0, 1\\), got 1.5"),
+        ("train.weight_decay=-0.1", "train.weight_decay must be >= 0"),
+        ("train.seed=-3", "train.seed must be >= 0"),
     ],
 )
 def test_bad_configuration_is_one_clear_line(override, message):

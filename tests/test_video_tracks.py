@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from reid_sdk.index import ReIDIndex
+from reid_sdk.search.index import ReIDIndex
 from reid_sdk.synthetic.video import VideoSetConfig, load_video_set, render_videos
 from reid_sdk.tracks import (
     FrameQuality,
@@ -211,7 +211,7 @@ def test_probe_video_errors(tmp_path):
 
 
 def test_ingest_and_match_tracks_across_cameras(videos):
-    from reid_sdk.extractor import FeatureExtractor
+    from reid_sdk.inference.extractor import FeatureExtractor
     from tests.helpers import tiny_model
 
     index = ReIDIndex.create(FeatureExtractor(tiny_model(), device="cpu"))

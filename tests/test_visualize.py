@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 
 from reid_sdk.gallery import Match
-from reid_sdk.visualize import TILE_SIZE, render_strip, with_title
+from reid_sdk.visualize.matches import render_strip
+from reid_sdk.visualize.tiles import TILE_SIZE, with_title
 
 GREEN, RED, GREY, BLUE = (40, 160, 40), (40, 40, 210), (150, 150, 150), (200, 120, 30)
 TILE_WIDTH = TILE_SIZE[1] + 8  # crop plus a 4-pixel border each side

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 
 from reid_sdk import __version__
@@ -17,20 +18,45 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults in ``--help`` and keeps the description's line breaks."""
+_RST_LITERAL = re.compile(r"(?::[a-z]+:)?`{1,2}([^`]+)`{1,2}")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks, and shows an option's default where it has a meaningful one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        takes_default = action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)
+        if takes_default and _meaningful_default(action) and "%(default)" not in help_text:
+            return f"{help_text} (default: %(default)s)"
+        return help_text
+
+
+def _meaningful_default(action: argparse.Action) -> bool:
+    """False for flags (store_true and kin: their default is their absence), None (the help text says what
+    happens then), argparse's SUPPRESS and empty lists (of an ``append`` option)."""
+    default = action.default
+    return not (action.nargs == 0 or default is None or default is argparse.SUPPRESS
+                or (isinstance(default, (list, tuple)) and not default))
+
+
+def plain_text(text: str | None) -> str | None:
+    """``text`` (a module docstring) with its RST literals and roles, such as ``:mod:`x```, as plain text."""
+    return None if text is None else _RST_LITERAL.sub(r"\1", text)
 
 
 def make_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
-    """An argument parser with ``--version`` whose ``--help`` shows every default."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
+    """An argument parser with ``--version`` whose ``--help`` shows ``description`` as plain text and the
+    defaults that mean something."""
+    parser = argparse.ArgumentParser(prog=prog, description=plain_text(description), formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s (reid-sdk) {__version__}")
     return parser
 
 
 def add_subparser(commands: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
     """A sub-command parser with the same help formatting as :func:`make_parser`."""
-    return commands.add_parser(name, help=help_text, description=help_text, formatter_class=_HelpFormatter)
+    return commands.add_parser(name, help=help_text, description=plain_text(help_text),
+                               formatter_class=_HelpFormatter)
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -8,137 +8,24 @@ to ONNX and verify parity; 5 build a gallery with the ONNX model and search it; 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import shutil
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from reid_sdk.cli.common import EXIT_FAILED, configure_logging, fail, make_parser
+from reid_sdk.cli.common import EXIT_FAILED, EXIT_OK, configure_logging, fail, make_parser
 
-if TYPE_CHECKING:
-    from reid_sdk.demo.pipeline import Evaluation
-    from reid_sdk.demo.settings import DemoSettings
-
-log = logging.getLogger("reid_sdk.demo")  # not __name__: "__main__" under python -m
-
-MARKER = ".reid-demo"
-#: What a demo writes into its folder: a rerun replaces exactly these.
-OUTPUTS = ("data", "runs", "initial.pt", "model.onnx", "gallery", "matches.png", "stages.png",
-           "results.json")
+PROG = "reid-demo"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``reid-demo`` argument parser."""
-    parser = make_parser("reid-demo", __doc__.splitlines()[0])
+    parser = make_parser(PROG, __doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("demo"), help="output folder")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="cuda runs the paper's full network on a larger set")
     parser.add_argument("--quick", action="store_true", help="tiny data and two stages: every step in seconds")
     return parser
-
-
-def prepare_output(out: Path) -> None:
-    """Create ``out``; a folder from an earlier demo is cleared of the demo's files, any other non-empty one refused."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / MARKER).is_file():
-            raise ValueError(f"--out {out} is not empty and holds no earlier demo; choose another folder")
-        for name in OUTPUTS:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by reid-demo; a rerun replaces this folder's demo files\n")
-
-
-def run_demo(settings: DemoSettings, out: Path, device: str) -> int:
-    """The six steps; prints the tables and returns the exit code (1 when ONNX parity fails)."""
-    from reid_sdk.demo import pipeline, report
-
-    start = time.perf_counter()
-    model = settings.run.model
-    network = f"ResNet-{model.depth}{' + non-local' if model.non_local else ''}"
-    settings_line = f"{settings.mode} mode on {device}: {network} at {model.input_size[0]} x {model.input_size[1]}"
-    print(f"reid-demo: {settings_line}\ndifficulty: {settings.describe_difficulty()}")
-    if settings.mode == "quick":
-        print("--quick: tiny data and two short stages; its numbers only check that every step runs, "
-              "they say nothing about the method (run without --quick for that)")
-
-    log.info("[1/6] rendering the synthetic dataset into %s", out / "data")
-    print(pipeline.render_dataset(out / "data", settings.synthetic))
-    evaluations = _train_and_compare(settings, out, device)
-    best = evaluations[1].run.best
-    parity_ok = _export_and_verify(settings, best, out / "model.onnx", device)
-    _search(settings, out, device)
-
-    log.info("[6/6] done")
-    seconds = time.perf_counter() - start
-    document = report.results_document(settings_line, evaluations, seconds, parity_ok)
-    (out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
-    print()
-    print(report.summary(out, settings_line, seconds, evaluations[1], evaluations[0]))
-    return 0 if parity_ok else EXIT_FAILED
-
-
-def _train_and_compare(settings: DemoSettings, out: Path, device: str) -> list[Evaluation]:
-    """Steps 2-3: both linkages from the same initial weights, then the comparison table and stages.png."""
-    from reid_sdk.demo import pipeline, report
-    from reid_sdk.training.plot import plot_stages
-
-    data = out / "data"
-    initial = pipeline.save_initial_weights(settings.run.model, settings.seed, out / "initial.pt")
-    runs = {}
-    for linkage in ("imd_cpd", "buc"):
-        log.info("[2/6] training with the %s linkage (reid-train, up to %s stages)", linkage,
-                 settings.run.clustering.max_stages)
-        runs[linkage] = pipeline.train(settings.run, data, linkage, initial, out / "runs" / linkage)
-
-    log.info("[3/6] evaluating on the query / gallery split")
-    evaluations = [
-        pipeline.evaluate("untrained (initial weights)", initial, data, device),
-        pipeline.evaluate("imd_cpd (IMD + 0.3 CPD, the paper)", runs["imd_cpd"].best, data, device, runs["imd_cpd"]),
-        pipeline.evaluate("buc (BUC's linkage)", runs["buc"].best, data, device, runs["buc"]),
-    ]
-    print("\nretrieval on the synthetic query / gallery split (Market-1501 protocol):")
-    print(report.comparison_table(evaluations))
-    untrained = evaluations[0]
-    plot_stages(runs["imd_cpd"].rows, out / "stages.png", title="synthetic demo: imd_cpd",
-                baseline={"mAP": untrained.mAP, "rank1": untrained.rank1})  # the kept stage: the row marked best
-    return evaluations
-
-
-def _export_and_verify(settings: DemoSettings, checkpoint: Path, onnx_path: Path, device: str) -> bool:
-    """Step 4: ONNX export of the best model and the parity checks; True when all pass."""
-    from reid_sdk.synthetic.layouts import sample_crops
-    from reid_sdk.demo import pipeline, report
-
-    log.info("[4/6] exporting the best imd_cpd model to ONNX and checking parity with torch")
-    crops = sample_crops(settings.parity_crops, seed=settings.seed + 1, image_size=settings.synthetic.image_size)
-    checks, tolerance = pipeline.export_and_verify(checkpoint, onnx_path, crops, device)
-    print(f"\nONNX parity of {onnx_path} against the torch fp32 checkpoint:")
-    print(report.parity_lines(checks, tolerance))
-    return all(check.passes(tolerance) for check in checks)
-
-
-def _search(settings: DemoSettings, out: Path, device: str) -> None:
-    """Step 5: a gallery of the gallery split built with the ONNX model, searched with a few query crops."""
-    from reid_sdk.demo import pipeline, report
-
-    log.info("[5/6] building a gallery with the ONNX model and searching it")
-    model, gallery = out / "model.onnx", out / "gallery"
-    entries = pipeline.build_gallery(model, out / "data", gallery, device)
-    print(f"gallery of {entries} entries written to {gallery}")
-    results = pipeline.search_queries(model, gallery, out / "data", settings.num_queries, settings.top_k, device)
-    pipeline.write_matches(results, out / "matches.png")
-    print(f"\ntop {settings.top_k} gallery matches in other cameras (identity/camera score, * = same person):")
-    print(report.search_lines(results))
 
 
 def _configure_logging() -> None:
@@ -153,18 +40,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging()
     try:
+        from reid_sdk.demo.run import prepare_output, run_demo
         from reid_sdk.demo.settings import demo_settings
         from reid_sdk.model.device import resolve_device
     except ImportError as error:  # the torch-free runtime install
-        return fail("reid-demo", f"the demo trains a network and needs the training extras "
-                                 f"(pip install 'reid-sdk[train]'): {error}")
+        return fail(PROG, f"the demo trains a network and needs the training extras "
+                          f"(pip install 'reid-sdk[train]'): {error}")
     try:
         device = resolve_device(args.device).type
         settings = demo_settings("quick" if args.quick else device, device)
         prepare_output(args.out)
     except ValueError as error:
-        return fail("reid-demo", error)
-    return run_demo(settings, args.out, device)
+        return fail(PROG, error)
+    return EXIT_OK if run_demo(settings, args.out, device) else EXIT_FAILED
 
 
 if __name__ == "__main__":

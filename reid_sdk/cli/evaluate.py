@@ -1,6 +1,6 @@
 """``reid-eval``: rank-1/5/10, mAP and mINP of a model on a labelled dataset (Market protocol).
 
-Features come from :class:`reid_sdk.extractor.FeatureExtractor`, so any backend it accepts works; a tracklet's
+Features come from :class:`reid_sdk.inference.extractor.FeatureExtractor`, so any backend it accepts works; a tracklet's
 feature is the mean of its frame features (at most ``--max-frames`` evenly spaced frames), L2-normalised.
 Images that cannot be decoded are left out of the evaluation and counted. ``--rerank`` scores k-reciprocal
 re-ranked distances (Zhong et al. 2017), ``--query-expansion K`` average query expansion over K neighbours, and
@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reid_sdk.cli.common import EXIT_OK, configure_logging, fail, make_parser
-from reid_sdk.model_evaluation import retrieve
-from reid_sdk.rank_lists import write_rank_lists
-from reid_sdk.reranking import RerankConfig
+from reid_sdk.evaluation.on_dataset import retrieve
+from reid_sdk.visualize.rank_lists import write_rank_lists
+from reid_sdk.search.reranking import RerankConfig
 
 PROG = "reid-eval"
 LABELLED_FORMATS = ("market1501", "dukemtmc", "mars", "dukevideo")
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     if args.max_frames < 1:
         return fail(PROG, "--max-frames must be >= 1")
-    from reid_sdk.extractor import FeatureExtractor
+    from reid_sdk.inference.extractor import FeatureExtractor
 
     start = time.perf_counter()
     try:

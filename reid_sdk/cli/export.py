@@ -15,10 +15,11 @@ import numpy as np
 from reid_sdk.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, configure_logging, fail, make_parser
 from reid_sdk.datasets.files import image_files, read_image
 from reid_sdk.export.calibration import DEFAULT_MAX_IMAGES
+from reid_sdk.export.formats import DEFAULT_ENGINE_PRECISION, DEFAULT_OPSET, FORMATS
+from reid_sdk.export.tensorrt_build import DEFAULT_BATCH_PROFILE, ENGINE_PRECISIONS, parse_batch_profile
 from reid_sdk.export.verify import Tolerance, verify_parity, verify_retrieval
 
 PROG = "reid-export"
-FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "tensorrt")
 EXIT_VERIFY_FAILED = EXIT_FAILED
 
 
@@ -28,13 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", type=Path, help="a checkpoint written by reid-train / save_checkpoint")
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="artefact to write")
     parser.add_argument("--out", type=Path, required=True, help="output file (.onnx or .engine)")
-    parser.add_argument("--batch", default="1:32:256", help="TensorRT batch profile MIN:OPT:MAX")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="TensorRT precision")
+    parser.add_argument("--batch", default=":".join(map(str, DEFAULT_BATCH_PROFILE)),
+                        help="TensorRT batch profile MIN:OPT:MAX")
+    parser.add_argument("--precision", choices=ENGINE_PRECISIONS,
+                        help=f"TensorRT engine precision (default: {DEFAULT_ENGINE_PRECISION}); "
+                             "each ONNX format names its own")
     parser.add_argument("--calibration", type=Path,
                         help="folder of real crops for INT8 calibration (default: rendered synthetic pedestrians)")
     parser.add_argument("--calibration-images", type=int, default=DEFAULT_MAX_IMAGES,
                         help="at most this many calibration crops")
-    parser.add_argument("--opset", type=int, default=18, help="ONNX opset version")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version")
     parser.add_argument("--verify", action="store_true", help="compare with torch fp32; exit 1 beyond tolerance")
     parser.add_argument("--verify-images", type=Path,
                         help="folder of real crops for --verify (default: rendered synthetic pedestrians)")
@@ -56,47 +60,6 @@ def verification_crops(folder: Path | None, count: int = 32) -> list[np.ndarray]
     if not crops:
         raise ValueError(f"no readable images in {folder}")
     return crops
-
-
-def _precision(args: argparse.Namespace) -> str:
-    """The precision the artefact runs at; ValueError for options that do not apply to it."""
-    precision = {"onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8"}.get(args.format, args.precision)
-    if args.calibration is not None and precision != "int8":
-        raise ValueError(f"--calibration is for INT8 (--format onnx-int8, or tensorrt --precision int8), "
-                         f"not {args.format} at {precision}")
-    if args.calibration_images < 1:
-        raise ValueError(f"--calibration-images must be >= 1, got {args.calibration_images}")
-    if args.format == "tensorrt" and args.verify_backend != "auto":
-        raise ValueError(f"--verify-backend {args.verify_backend} is for ONNX files; an engine runs on TensorRT")
-    return precision
-
-
-def _export_onnx(args: argparse.Namespace, path: Path, precision: str) -> Path:
-    from reid_sdk.export.onnx_export import export_onnx
-
-    if precision != "int8":
-        return export_onnx(args.checkpoint, path, precision, args.opset)
-    from reid_sdk.export.int8 import export_onnx_int8
-
-    return export_onnx_int8(args.checkpoint, path, args.calibration, args.calibration_images, opset=args.opset)
-
-
-def export(args: argparse.Namespace) -> tuple[Path, str]:
-    """Write the requested artefact; returns its path and the precision it runs at."""
-    precision = _precision(args)
-    if args.format != "tensorrt":
-        return _export_onnx(args, args.out, precision), precision
-
-    from reid_sdk.backends.model_contract import ModelMetadata
-    from reid_sdk.backends.tensorrt_backend import require_tensorrt
-    from reid_sdk.export.tensorrt_build import build_engine, parse_batch_profile
-    from reid_sdk.model import read_checkpoint
-
-    profile = parse_batch_profile(args.batch)
-    require_tensorrt()
-    onnx_path = _export_onnx(args, args.out.with_suffix(".onnx"), precision)
-    metadata = ModelMetadata.from_checkpoint(read_checkpoint(args.checkpoint), precision)
-    return build_engine(onnx_path, args.out, metadata, profile), precision
 
 
 def verify(args: argparse.Namespace, path: Path, precision: str) -> int:
@@ -122,9 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     try:
-        path, precision = export(args)
-        print(f"wrote {path} ({args.format}, {precision})")
-        return verify(args, path, precision) if args.verify else EXIT_OK
+        if args.format == "tensorrt" and args.verify_backend != "auto":
+            raise ValueError(f"--verify-backend {args.verify_backend} is for ONNX files; an engine runs on TensorRT")
+        from reid_sdk.export import export_model  # needs torch: a missing one is a one-line error here
+
+        result = export_model(args.checkpoint, args.format, args.out, precision=args.precision,
+                              calibration=args.calibration, calibration_images=args.calibration_images,
+                              opset=args.opset, batch_profile=parse_batch_profile(args.batch))
+        print(f"wrote {result.path} ({result.format}, {result.precision})")
+        return verify(args, result.path, result.precision) if args.verify else EXIT_OK
     except (ValueError, FileNotFoundError, ImportError) as exc:
         return fail(PROG, exc, EXIT_BAD_INPUT)
 

@@ -15,50 +15,31 @@ Identity and camera come from Market-1501 / DukeMTMC-reID file names, a dataset 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from tqdm import tqdm
-
+from reid_sdk._utils.progress import PROGRESS_MODES
 from reid_sdk.cli.common import EXIT_OK, add_subparser, configure_logging, fail, make_parser
 from reid_sdk.cli.tracks import add_track_commands
-from reid_sdk.datasets.files import warn_skipped
 from reid_sdk.datasets.market import parse_image_name
-from reid_sdk.gallery import GalleryConfig
+from reid_sdk.gallery import GalleryConfig, Match
 from reid_sdk.gallery.config import INDEX_TYPES
-from reid_sdk.index import ReIDIndex
-from reid_sdk.index_build import (FOLDER, FORMATS, add_records, csv_records, dataset_records, folder_records,
-                                  label_forms, query_images, read_crops)
-from reid_sdk.visualize import render_strip, write_image
+from reid_sdk.search.index import ReIDIndex
+from reid_sdk.search.sources import (FOLDER, FORMATS, add_records, csv_records, dataset_records, folder_records,
+                                     query_images, search_images)
+from reid_sdk.visualize.matches import render_strip
+from reid_sdk.visualize.tiles import write_image
 
 PROG = "reid-index"
 STRIP_SUFFIXES = (".png", ".jpg", ".jpeg")
-logger = logging.getLogger(__name__)
 
 
 def _extractor(args: argparse.Namespace):
-    from reid_sdk.extractor import FeatureExtractor  # the backend picks torch or ONNX Runtime from the model file
+    from reid_sdk.inference.extractor import FeatureExtractor  # the backend: torch or ONNX Runtime, from the file
 
     return FeatureExtractor(args.model, device=args.device, batch_size=args.batch_size)
-
-
-def _progress(mode: str, total: int, what: str) -> tuple[Callable[[int], None], Callable[[], None]]:
-    """(advance, finish) for a progress bar on a terminal, or log lines at every tenth elsewhere."""
-    if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
-        bar = tqdm(total=total, unit=what, file=sys.stderr)
-        return bar.update, bar.close
-    done, next_tenth = 0, 1
-
-    def advance(count: int) -> None:
-        nonlocal done, next_tenth
-        done += count
-        if mode != "none" and done * 10 >= next_tenth * total:
-            logger.info("%d/%d %s", done, total, what)
-            next_tenth = done * 10 // total + 1
-
-    return advance, lambda: None
 
 
 def build(args: argparse.Namespace) -> int:
@@ -69,18 +50,25 @@ def build(args: argparse.Namespace) -> int:
     else:
         records = dataset_records(args.images, args.format, args.split)
     config = GalleryConfig(nlist=args.nlist) if args.nlist else None
-    index = ReIDIndex.create(_extractor(args), index=args.index, path=args.out, config=config,
+    index = ReIDIndex.create(_extractor(args), index_type=args.index, path=args.out, config=config,
                              overwrite=args.overwrite)
-    advance, finish = _progress(args.progress, len(records), "crops")
-    try:
-        report = add_records(index, records, args.batch_size, advance)
-    finally:
-        finish()
+    report = add_records(index, records, args.batch_size, args.progress)
     location = index.save()
     skipped = f"; {len(report.skipped)} unreadable images skipped" if report.skipped else ""
     print(f"gallery of {len(index)} entries ({args.index}, {index.gallery.dim}-d, model {index.gallery.model_id}) "
           f"written to {location}{skipped}")
     return EXIT_OK
+
+
+def label_forms(text: str) -> list[Any]:
+    """A label typed on a command line as the gallery may store it: the text, and the int when it is one.
+
+    File names give int cameras (``c2`` -> 2), CSVs text ones ("2"): ``--exclude-camera 2`` means either.
+    """
+    try:
+        return [text, int(text)]
+    except ValueError:
+        return [text]
 
 
 def _strip_paths(strip: Path | None, queries: list[Path]) -> list[Path | None]:
@@ -96,7 +84,7 @@ def _strip_paths(strip: Path | None, queries: list[Path]) -> list[Path | None]:
     return [strip / f"{number:04d}_{query.stem}_matches.png" for number, query in enumerate(queries, start=1)]
 
 
-def _print_matches(number: int, total: int, query: Path, matches: list) -> None:
+def _print_matches(number: int, total: int, query: Path, matches: list[Match]) -> None:
     print(f"query {number}/{total}: {query}")
     print(f"{'rank':>4}  {'score':>6}  {'identity':>10}  {'camera':>6}  {'entry':>7}  path")
     for rank, match in enumerate(matches, start=1):
@@ -109,21 +97,13 @@ def search(args: argparse.Namespace) -> int:
     strips = _strip_paths(args.strip, queries)
     index = ReIDIndex.load(_extractor(args), args.gallery)
     exclude = label_forms(args.exclude_camera) if args.exclude_camera is not None else None
-    skipped: list[Path] = []
     searched = 0
-    for start in range(0, len(queries), args.batch_size):
-        crops = read_crops(queries[start : start + args.batch_size], skipped)
-        if not crops:
-            continue
-        results = index.search([crop for _, crop in crops], k=args.k, exclude_camera=exclude)
-        for (position, crop), matches in zip(crops, results):
-            number = start + position
-            searched += 1
-            _print_matches(number + 1, len(queries), queries[number], matches)
-            if strips[number] is not None:
-                identity, camera = parse_image_name(queries[number].name) or (None, None)  # a Market-style name
-                write_image(render_strip(crop, matches, identity, camera), strips[number])
-    warn_skipped(skipped, "queries")
+    for result in search_images(index, queries, k=args.k, batch_size=args.batch_size, exclude_camera=exclude):
+        searched += 1
+        _print_matches(result.position + 1, len(queries), result.path, result.matches)
+        if strips[result.position] is not None:
+            identity, camera = parse_image_name(result.path.name) or (None, None)  # a Market-style name
+            write_image(render_strip(result.crop, result.matches, identity, camera), strips[result.position])
     if not searched:
         return fail(PROG, f"none of the {len(queries)} query images could be read")
     if args.strip is not None:
@@ -155,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     build_parser.add_argument("--overwrite", action="store_true", help="replace a gallery already at --out")
     build_parser.add_argument("--index", choices=INDEX_TYPES, default="flat", help="index type")
     build_parser.add_argument("--nlist", type=int, help="IVF cells (default: from the gallery size)")
-    build_parser.add_argument("--progress", choices=("auto", "bar", "log", "none"), default="auto",
+    build_parser.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
                               help="auto: a bar on a terminal, log lines otherwise")
     search_parser.add_argument("queries", nargs="+", type=Path,
                                help="query images, folders of them, or CSVs (path first)")

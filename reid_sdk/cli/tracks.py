@@ -17,21 +17,22 @@ from pathlib import Path
 
 from reid_sdk.cli.common import EXIT_OK, add_subparser
 from reid_sdk.gallery.config import INDEX_TYPES
-from reid_sdk.index import ReIDIndex, TrackMatches
+from reid_sdk.search.index import ReIDIndex, TrackMatches
 from reid_sdk.tracks import FrameQuality, read_track_identities
-from reid_sdk.visualize import render_track_matches, write_image
+from reid_sdk.visualize.matches import render_track_matches
+from reid_sdk.visualize.tiles import write_image
 
 MATCH_COLUMNS = ("camera", "track_id", "identity", "first_time", "last_time", "rank", "match_camera",
                  "match_track_id", "match_identity", "score", "match_entry_id", "match_first_time")
 
 
 def _index(args: argparse.Namespace, create: bool) -> ReIDIndex:
-    from reid_sdk.extractor import FeatureExtractor  # torch or ONNX Runtime, from the model file
+    from reid_sdk.inference.extractor import FeatureExtractor  # torch or ONNX Runtime, from the model file
 
     extractor = FeatureExtractor(args.model, device=args.device, batch_size=args.batch_size)
     folder = Path(args.gallery)
     if create and not (folder.is_dir() and any(folder.iterdir())):
-        return ReIDIndex.create(extractor, index=args.index)
+        return ReIDIndex.create(extractor, index_type=args.index)
     return ReIDIndex.load(extractor, folder)
 
 
@@ -102,7 +103,7 @@ def add_track_commands(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--min-height", type=int, default=FrameQuality.min_height, help="smallest usable box (px)")
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
         sub.add_argument("--batch-size", type=int, default=64, help="crops per forward pass")
-        sub.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+        sub.add_argument("--no-progress", action="store_true", help="no progress (a bar on a terminal, log lines elsewhere)")
     ingest_parser.add_argument("--index", choices=INDEX_TYPES, default="flat", help="FAISS index of a new gallery")
     match_parser.add_argument("--out", type=Path, required=True, help="CSV of the matches to write")
     match_parser.add_argument("-k", type=int, default=5, help="matches per track")

@@ -65,16 +65,16 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         trainer = Trainer(resolve_config(args), args.out, resume=args.resume)
-        rows = trainer.run()
+        results = trainer.run()
     except TrainingDiverged as exc:
         print(f"{PROG}: stopped: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
     except (ValueError, OSError) as exc:  # bad config or data (ConfigError is a ValueError), missing files
         return fail(PROG, exc)
-    best = next((row for row in rows if row.get("best")), None)
-    summary = (f"best.pt is stage {best['stage']}, chosen by {trainer.selection.metric} = "
-               f"{best[trainer.selection.metric]:.4f}" if best else "no stage ran")
-    print(f"done: {len(rows)} stages in {args.out} ({summary}); best model: {trainer.run_dir.best}")
+    best = next((result for result in results if result.best), None)
+    metric = trainer.model_choice.metric
+    summary = f"best.pt is stage {best.stage}, chosen by {metric} = {best.score(metric):.4f}" if best else "no stage ran"
+    print(f"done: {len(results)} stages in {args.out} ({summary}); best model: {trainer.run_dir.best}")
     return EXIT_OK
 
 

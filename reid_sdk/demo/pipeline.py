@@ -6,7 +6,6 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -15,17 +14,19 @@ from reid_sdk.datasets import ImageRecord, load_dataset
 from reid_sdk.datasets.files import read_image
 from reid_sdk.datasets.statistics import statistics_table
 from reid_sdk.synthetic.layouts import SyntheticConfig, generate
-from reid_sdk.export.onnx_export import export_onnx
+from reid_sdk.export.api import export_model
 from reid_sdk.export.verify import ParityCheck, Tolerance, verify_parity
-from reid_sdk.extractor import FeatureExtractor
+from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.gallery import Match
-from reid_sdk.index import ReIDIndex
-from reid_sdk.index_build import add_records, dataset_records
-from reid_sdk.model_evaluation import evaluate_model
+from reid_sdk.search.index import ReIDIndex
+from reid_sdk.search.sources import add_records, dataset_records
+from reid_sdk.evaluation.on_dataset import evaluate_model
 from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
 from reid_sdk.training.config import RunConfig
+from reid_sdk.training.stage_result import StageResult
 from reid_sdk.training.trainer import Trainer
-from reid_sdk.visualize import render_strip, stack_rows, write_image
+from reid_sdk.visualize.matches import render_strip
+from reid_sdk.visualize.tiles import stack_rows, write_image
 
 DATASET_FORMAT = "market1501"
 
@@ -38,11 +39,11 @@ def onnx_device(device: str) -> str:
 
 @dataclass(frozen=True)
 class TrainedRun:
-    """A finished reid-train run: its directory, best checkpoint, per-stage metrics rows and wall time."""
+    """A finished reid-train run: its directory, best checkpoint, per-stage results and wall time."""
 
     linkage: str
     run_dir: Path
-    rows: list[dict[str, Any]]
+    results: list[StageResult]
     seconds: float
 
     @property
@@ -50,9 +51,9 @@ class TrainedRun:
         return self.run_dir / "best.pt"
 
     @property
-    def best_row(self) -> dict[str, Any]:
+    def best_stage(self) -> StageResult:
         """The stage whose model is best.pt, as the trainer marked it."""
-        return next(row for row in self.rows if row["best"])
+        return next(result for result in self.results if result.best)
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,8 @@ def train(run: RunConfig, data_root: Path, linkage: str, initial: Path, out: Pat
         train=dataclasses.replace(run.train, init_checkpoint=str(initial)),
     )
     start = time.perf_counter()
-    rows = Trainer(config, out).run()
-    return TrainedRun(linkage, out, rows, time.perf_counter() - start)
+    results = Trainer(config, out).run()
+    return TrainedRun(linkage, out, results, time.perf_counter() - start)
 
 
 def evaluate(label: str, checkpoint: Path, data_root: Path, device: str, run: TrainedRun | None = None) -> Evaluation:
@@ -108,8 +109,9 @@ def evaluate(label: str, checkpoint: Path, data_root: Path, device: str, run: Tr
 def export_and_verify(checkpoint: Path, onnx_path: Path, crops: list[np.ndarray],
                       device: str) -> tuple[list[ParityCheck], Tolerance]:
     """reid-export: fp32 ONNX of ``checkpoint``, compared with torch fp32 on ``crops`` and random batches."""
-    export_onnx(checkpoint, onnx_path, "fp32")
-    return verify_parity(onnx_path, checkpoint, crops, device=onnx_device(device)), Tolerance.for_precision("fp32")
+    exported = export_model(checkpoint, "onnx", onnx_path)
+    return (verify_parity(exported.path, checkpoint, crops, device=onnx_device(device)),
+            Tolerance.for_precision(exported.precision))
 
 
 def build_gallery(model: Path, data_root: Path, out: Path | str, device: str) -> int:

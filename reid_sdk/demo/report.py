@@ -19,8 +19,8 @@ def comparison_table(evaluations: Sequence[Evaluation]) -> str:
         if item.run is None:
             line += f"{'-':>10} {'-':>8} {'-':>8}"
         else:
-            row = item.run.best_row
-            line += f"{row['stage']:>10d} {row['clusters_after']:>8d} {item.run.seconds:>8.0f}"
+            best = item.run.best_stage
+            line += f"{best.stage:>10d} {best.clusters_after:>8d} {item.run.seconds:>8.0f}"
         lines.append(line)
     return "\n".join(lines)
 
@@ -50,7 +50,7 @@ def results_document(settings_line: str, evaluations: Sequence[Evaluation], seco
                      parity_ok: bool) -> dict[str, Any]:
     """The comparison table as a JSON-friendly dict (results.json)."""
     rows = [{"model": item.label, "rank1": item.rank1, "rank5": item.rank5, "mAP": item.mAP,
-             **({"best_stage": item.run.best_row["stage"], "train_seconds": round(item.run.seconds, 1)}
+             **({"best_stage": item.run.best_stage.stage, "train_seconds": round(item.run.seconds, 1)}
                 if item.run else {})}
             for item in evaluations]
     return {"settings": settings_line, "models": rows, "onnx_parity": parity_ok, "seconds": round(seconds, 1)}

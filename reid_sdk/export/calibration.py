@@ -1,4 +1,4 @@
-"""Calibration crops for INT8 quantization, preprocessed exactly like inference (reid_sdk.preprocess).
+"""Calibration crops for INT8 quantization, preprocessed exactly like inference (reid_sdk.inference.preprocess).
 
 Real crops from a folder are best (the camera's own lighting and framing); without one, rendered synthetic
 pedestrians stand in. Every crop is used once; the last batch holds only the remainder, never read past.
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from reid_sdk.datasets.files import image_files, read_image, warn_skipped
-from reid_sdk.preprocess import preprocess_batch
+from reid_sdk.inference.preprocess import preprocess_batch
 
 
 DEFAULT_MAX_IMAGES = 256

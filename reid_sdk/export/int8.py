@@ -23,10 +23,11 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from reid_sdk.atomic_file import atomic_write
-from reid_sdk.backends.model_contract import ModelMetadata
+from reid_sdk._utils.atomic_file import atomic_write
+from reid_sdk.inference.model_contract import ModelMetadata
 from reid_sdk.export.calibration import DEFAULT_MAX_IMAGES, CalibrationBatches
-from reid_sdk.export.onnx_export import DEFAULT_OPSET, ensure_writable, export_onnx, set_metadata
+from reid_sdk.export.formats import DEFAULT_OPSET
+from reid_sdk.export.onnx_export import ensure_writable, export_onnx, set_metadata
 from reid_sdk.model import read_checkpoint
 
 log = logging.getLogger(__name__)

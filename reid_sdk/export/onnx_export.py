@@ -11,13 +11,13 @@ from pathlib import Path
 import onnx
 import torch
 
-from reid_sdk.atomic_file import atomic_write
-from reid_sdk.backends.model_contract import ModelMetadata
+from reid_sdk._utils.atomic_file import atomic_write
+from reid_sdk.export.formats import DEFAULT_OPSET
+from reid_sdk.inference.model_contract import ModelMetadata
 from reid_sdk.model import ReIDNet, load_checkpoint
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "features"
-DEFAULT_OPSET = 18
 PRECISIONS = ("fp32", "fp16")
 
 

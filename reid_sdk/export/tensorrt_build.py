@@ -12,13 +12,14 @@ import logging
 from pathlib import Path
 from types import ModuleType
 
-from reid_sdk.atomic_file import atomic_write
-from reid_sdk.backends.model_contract import ModelMetadata, write_sidecar
-from reid_sdk.backends.tensorrt_backend import require_tensorrt
+from reid_sdk._utils.atomic_file import atomic_write
+from reid_sdk.inference.model_contract import ModelMetadata, write_sidecar
+from reid_sdk.inference.backends.tensorrt_backend import require_tensorrt
 
 log = logging.getLogger(__name__)
 
 ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_BATCH_PROFILE = (1, 32, 256)
 
 
 def parse_batch_profile(text: str) -> tuple[int, int, int]:
@@ -27,6 +28,12 @@ def parse_batch_profile(text: str) -> tuple[int, int, int]:
         low, opt, high = (int(part) for part in text.split(":"))
     except ValueError as exc:
         raise ValueError(f"batch profile must be MIN:OPT:MAX integers, got {text!r}") from exc
+    return check_batch_profile((low, opt, high))
+
+
+def check_batch_profile(profile: tuple[int, int, int]) -> tuple[int, int, int]:
+    """``profile`` (min, opt, max) when 1 <= min <= opt <= max, else a ValueError."""
+    low, opt, high = profile
     if not 1 <= low <= opt <= high:
         raise ValueError(f"batch profile needs 1 <= min <= opt <= max, got {low}:{opt}:{high}")
     return low, opt, high

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from reid_sdk.evaluation import evaluate_query_gallery
-from reid_sdk.extractor import FeatureExtractor
-from reid_sdk.model_evaluation import evaluate_model
+from reid_sdk.evaluation import LabelledFeatures, query_gallery_metrics
+from reid_sdk.inference.extractor import FeatureExtractor
+from reid_sdk.evaluation.on_dataset import evaluate_model
 
 
 @dataclass(frozen=True)
@@ -114,10 +114,10 @@ def synthetic_query_gallery(identities: int = 50, shots: int = 4, image_size: tu
 
 
 def _labelled_map(extractor: FeatureExtractor, query: list[LabelledCrop], gallery: list[LabelledCrop]) -> float:
-    def features_of(records: Sequence[LabelledCrop]) -> tuple[np.ndarray, np.ndarray]:
-        return extractor.extract([record.crop for record in records]), np.ones(len(records), dtype=bool)
+    def labelled(records: list[LabelledCrop], split: str) -> LabelledFeatures:
+        return LabelledFeatures.of(records, extractor.extract([record.crop for record in records]), split=split)
 
-    return evaluate_query_gallery(features_of, query, gallery)[0].mAP
+    return query_gallery_metrics(labelled(query, "query"), labelled(gallery, "gallery")).mAP
 
 
 def verify_parity(exported: str | Path, checkpoint: str | Path, crops: Sequence[np.ndarray],

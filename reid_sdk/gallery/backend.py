@@ -1,8 +1,8 @@
 """The storage interface behind :class:`~reid_sdk.gallery.Gallery`, and the choice of backend from a location.
 
 Two implementations pass the same contract tests (tests/test_gallery_contract.py):
-:class:`~reid_sdk.gallery.faiss_sqlite.FaissSqliteBackend` (embedded, the default) and
-:class:`~reid_sdk.gallery.milvus_backend.MilvusBackend` (Milvus Lite, standalone or cluster).
+:class:`~reid_sdk.gallery.faiss_sqlite.backend.FaissSqliteBackend` (embedded, the default) and
+:class:`~reid_sdk.gallery.milvus.MilvusBackend` (Milvus Lite, standalone or cluster).
 The Gallery validates and normalises input; a backend stores, filters and searches, thread-safely.
 """
 
@@ -16,9 +16,7 @@ import numpy as np
 from reid_sdk.gallery.config import GalleryConfig
 from reid_sdk.gallery.entries import EntryRow
 from reid_sdk.gallery.filters import EntryFilter
-from reid_sdk.gallery.faiss_sqlite import FaissSqliteBackend
 from reid_sdk.gallery.location import parse_location
-from reid_sdk.gallery.milvus_backend import MilvusBackend
 
 
 class GalleryBackend(Protocol):
@@ -78,18 +76,26 @@ class GalleryBackend(Protocol):
     def close(self) -> None: ...
 
 
-def create_backend(dim: int, config: GalleryConfig, location: str | Path | None, model_id: str | None,
-                   overwrite: bool) -> GalleryBackend:
+def create_gallery_backend(dim: int, config: GalleryConfig, location: str | Path | None, model_id: str | None,
+                           overwrite: bool) -> GalleryBackend:
     """A new, empty backend: in memory (FAISS + SQLite) when ``location`` is None or a path, else Milvus."""
     parsed = None if location is None else parse_location(location)
     if parsed is None or parsed.backend == "faiss":
+        from reid_sdk.gallery.faiss_sqlite import FaissSqliteBackend
+
         return FaissSqliteBackend.create(dim, config, model_id, None if parsed is None else parsed.path, overwrite)
+    from reid_sdk.gallery.milvus import MilvusBackend
+
     return MilvusBackend.create(parsed, dim, config, model_id, overwrite)
 
 
-def open_backend(location: str | Path, **search_params: Any) -> GalleryBackend:
+def open_gallery_backend(location: str | Path, **search_params: Any) -> GalleryBackend:
     """The saved gallery at ``location``, with ``search_params`` overriding its query settings."""
     parsed = parse_location(location)
     if parsed.backend == "faiss":
+        from reid_sdk.gallery.faiss_sqlite import FaissSqliteBackend
+
         return FaissSqliteBackend.open(parsed.path, **search_params)
+    from reid_sdk.gallery.milvus import MilvusBackend
+
     return MilvusBackend.open(parsed, **search_params)

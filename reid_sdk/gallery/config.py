@@ -19,7 +19,7 @@ DEVICES = ("auto", "cpu", "gpu")
 class GalleryConfig:
     """Index parameters. ``None`` means "derived from the data at training time"."""
 
-    index: str = "flat"
+    index: str = "flat"                 # the index type (Gallery's index_type), saved under this name
     nlist: int | None = None            # IVF cells; None: 2 * sqrt(N), capped so each cell gets min_points_per_centroid
     nprobe: int = 64                    # IVF cells visited per query
     hnsw_m: int = 32                    # HNSW graph degree
@@ -35,7 +35,7 @@ class GalleryConfig:
 
     def __post_init__(self) -> None:
         if self.index not in INDEX_TYPES:
-            raise ValueError(f"index must be one of {INDEX_TYPES}, got {self.index!r}")
+            raise ValueError(f"the index type must be one of {INDEX_TYPES}, got {self.index!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.gpu_device < 0:

@@ -8,20 +8,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from reid_sdk.gallery import entries
-from reid_sdk.gallery.backend import GalleryBackend, create_backend, open_backend
+from reid_sdk.gallery.backend import GalleryBackend, create_gallery_backend, open_gallery_backend
 from reid_sdk.gallery.config import METRICS, GalleryConfig
+from reid_sdk.gallery.errors import ModelMismatchError
 from reid_sdk.gallery.filters import EntryFilter
 from reid_sdk.gallery.match import Match
 
 logger = logging.getLogger(__name__)
-
-
-class ModelMismatchError(ValueError):
-    """A gallery is used with features of another model than the one that built it."""
 
 
 def _positive_k(k: Any) -> int:
@@ -42,32 +38,33 @@ class Gallery:
 
     ``path`` picks the backend: None (in memory, saved later with ``save(path)``), a directory
     (FAISS + SQLite, the embedded default), ``milvus-lite:FILE.db`` or ``http://host:19530``
-    (Milvus). ``index``: "flat" (exact), "ivf", "hnsw" or "ivfpq" (approximate). Features are
+    (Milvus). ``index_type``: "flat" (exact), "ivf", "hnsw" or "ivfpq" (approximate). Features are
     normalised on add and on query, so scores are cosine similarities. Thread-safe.
 
-    Example::
-
-        gallery = Gallery(256, index="hnsw")
+    Example:
+        ```python
+        gallery = Gallery(256, index_type="hnsw")
         ids = gallery.add(features, identities=people, cameras=3, timestamps=times)
         gallery.save("gallery/")                       # atomic; other processes may share it
         matches = Gallery.open("gallery/").search(query, k=10, exclude_camera=3)
+        ```
     """
 
-    def __init__(self, dim: int, index: str = "flat", metric: str = "cosine", path: str | Path | None = None,
+    def __init__(self, dim: int, index_type: str = "flat", metric: str = "cosine", path: str | Path | None = None,
                  config: GalleryConfig | None = None, model_id: str | None = None, overwrite: bool = False) -> None:
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS} (features are L2-normalised), got {metric!r}")
-        config = replace(config or GalleryConfig(), index=index)
-        self._backend: GalleryBackend = create_backend(int(dim), config, path, model_id, overwrite)
+        config = replace(config or GalleryConfig(), index=index_type)
+        self._backend: GalleryBackend = create_gallery_backend(int(dim), config, path, model_id, overwrite)
 
     @classmethod
     def open(cls, path: str | Path, **search_params: Any) -> Gallery:
         """Open a saved gallery (directory or Milvus URI); ``search_params`` (nprobe, ef_search, ...) override
         its saved query settings. A damaged gallery raises one ValueError naming the file."""
         gallery = cls.__new__(cls)
-        gallery._backend = open_backend(path, **search_params)
+        gallery._backend = open_gallery_backend(path, **search_params)
         return gallery
 
     # -- properties ---------------------------------------------------------------------------------------------
@@ -101,7 +98,7 @@ class Gallery:
         return len(self._backend)
 
     def __repr__(self) -> str:
-        return f"Gallery(dim={self.dim}, index={self.index_type!r}, entries={len(self)}, path={self.path})"
+        return f"Gallery(dim={self.dim}, index_type={self.index_type!r}, entries={len(self)}, path={self.path})"
 
     def __enter__(self) -> Gallery:
         return self
@@ -145,9 +142,7 @@ class Gallery:
             raise ValueError("features contain NaN or infinite values")
         if len(array) and not np.linalg.norm(array, axis=1).all():
             raise ValueError("features contain an all-zero vector, which has no direction to compare")
-        array = np.ascontiguousarray(array)
-        faiss.normalize_L2(array)
-        return array
+        return np.ascontiguousarray(array / np.linalg.norm(array, axis=1, keepdims=True), dtype=np.float32)
 
     def train(self, features: Any) -> None:
         """Train an "ivf" / "ivfpq" index on a representative sample (done automatically by the first add)."""
@@ -206,14 +201,32 @@ class Gallery:
         back whenever at least k entries pass the filters; never more than exist.
         """
         single = np.ndim(queries) == 1
+        matches = self.matches(*self.search_ids(queries, k, cameras, exclude_camera, since, until))
+        return matches[0] if single else matches
+
+    def search_with_vectors(self, queries: Any, k: int = 10, cameras: Any = None, exclude_camera: Any = None,
+                            since: float | None = None,
+                            until: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`search_ids` plus the found entries' stored vectors, (Q, width, dim), zero where an id is -1.
+
+        Reads no metadata: a re-ranker orders the candidates first, then :meth:`matches` labels the few it keeps.
+        """
         scores, ids = self.search_ids(queries, k, cameras, exclude_camera, since, until)
+        found = ids >= 0
+        unique, positions = np.unique(ids[found], return_inverse=True)
+        vectors = np.zeros((*ids.shape, self.dim), dtype=np.float32)
+        vectors[found] = self._backend.vectors(unique)[positions]
+        return scores, ids, vectors
+
+    def matches(self, scores: np.ndarray, ids: np.ndarray) -> list[list[Match]]:
+        """One list of :class:`Match` per row of (Q, k) ``scores`` and ``ids`` as :meth:`search_ids` returns them,
+        with the entries' stored labels; -1 cells and entries removed since are left out."""
         rows = self._backend.rows(np.unique(ids[ids >= 0]))
-        matches = [
+        return [
             [Match(row.identity, row.camera, float(score), int(entry_id), row.timestamp, row.track_id, row.metadata)
              for score, entry_id in zip(score_row, id_row) if entry_id >= 0 and (row := rows.get(int(entry_id)))]
             for score_row, id_row in zip(scores, ids)
         ]
-        return matches[0] if single else matches
 
     def ids(self) -> np.ndarray:
         """Ids of all entries, sorted."""

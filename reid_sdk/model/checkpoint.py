@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from reid_sdk import __version__
-from reid_sdk.atomic_file import atomic_write
+from reid_sdk._utils.atomic_file import atomic_write
 from reid_sdk.model.config import ModelConfig
 from reid_sdk.model.network import ReIDNet
 from reid_sdk.model.pretrained import describe_state_mismatch

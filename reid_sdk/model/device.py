@@ -28,6 +28,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
         resolved = torch.device(device)
     except RuntimeError as error:
         raise ValueError(f"unknown device {device!r}: expected auto, cpu, cuda or cuda:N") from error
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: reid-sdk runs on cpu or cuda, not {resolved.type}")
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but CUDA is not available to torch")

@@ -3,7 +3,7 @@
 Only the frames the quality rule chose are decoded (the others are grabbed and skipped); crops wait in memory
 only until their track's last chosen frame has passed, so memory is bounded by ``max_frames`` crops per live
 track, whatever the video's length. Each track's feature is the sharpness-weighted mean of its frames' features,
-built with :class:`~reid_sdk.tracklets.TrackletAggregator`.
+built with :class:`~reid_sdk.tracks.aggregator.TrackletAggregator`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from reid_sdk.tracklets import TrackletAggregator
+from reid_sdk._utils.progress import progress as show_progress
+from reid_sdk.tracks.aggregator import TrackletAggregator
 from reid_sdk.tracks.boxes import clip_boxes, extract_boxes
 from reid_sdk.tracks.mot import MotTracks
 from reid_sdk.tracks.quality import FrameQuality, TrackPlan, plan_tracks, sharpness_weights
@@ -139,8 +139,9 @@ def track_features(extractor: Any, video: str | Path | VideoInfo, tracks: MotTra
                    progress: bool = False) -> Iterator[TrackFeature]:
     """Features of the tracks in ``tracks`` seen in ``video``, yielded as each track's last chosen frame passes.
 
-    ``extractor`` is a FeatureExtractor (anything with ``extract`` and ``input_size``); ``progress`` shows a
-    tqdm bar on stderr. Tracks entirely outside the frame and boxes past the end of the video are logged.
+    ``extractor`` is a FeatureExtractor (anything with ``extract`` and ``input_size``); ``progress`` shows the
+    frames read (a bar on a terminal, log lines elsewhere). Tracks entirely outside the frame and boxes past the
+    end of the video are logged.
     """
     info = video if isinstance(video, VideoInfo) else probe_video(video)
     plans, outside = plan_tracks(tracks, info.frame_size, quality)
@@ -159,7 +160,8 @@ def track_features(extractor: Any, video: str | Path | VideoInfo, tracks: MotTra
     capture = cv2.VideoCapture(str(info.path))
     frame = 0
     try:
-        with tqdm(total=last_wanted, unit="frame", desc=info.path.name, disable=not progress) as bar:
+        with show_progress(desc=info.path.name, total=last_wanted, unit="frame",
+                           mode="auto" if progress else "none") as bar:
             while frame < last_wanted:
                 frame += 1
                 needed = wanted.get(frame)

@@ -123,6 +123,13 @@ class TrainConfig:
         _require(self.first_stage_epochs >= 1 and self.later_stage_epochs >= 1 and self.later_stage_epochs_video >= 1,
                  "train epochs per stage must be >= 1")
         _require(self.first_stage_lr > 0 and self.later_stage_lr > 0, "train learning rates must be > 0")
+        _require(self.backbone_lr_scale >= 0, f"train.backbone_lr_scale must be >= 0 (0 freezes the backbone), "
+                                               f"got {self.backbone_lr_scale}")
+        _require(self.lr_step_epoch >= 1, f"train.lr_step_epoch must be >= 1, got {self.lr_step_epoch}")
+        _require(0.0 < self.lr_decay <= 1.0, f"train.lr_decay must be in (0, 1], got {self.lr_decay}")
+        _require(0.0 <= self.momentum < 1.0, f"train.momentum must be in [0, 1), got {self.momentum}")
+        _require(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        _require(self.seed >= 0, f"train.seed must be >= 0, got {self.seed}")
         _require(self.temperature > 0, f"train.temperature must be > 0, got {self.temperature}")
         _require(0.0 <= self.memory_momentum < 1.0, f"train.memory_momentum must be in [0, 1), "
                                                     f"got {self.memory_momentum}")

@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader, Dataset
 from reid_sdk.datasets.files import read_image
 from reid_sdk.datasets.records import ImageRecord, TrackletRecord, record_paths
 from reid_sdk.model import ReIDNet
-from reid_sdk.preprocess import preprocess_batch
-from reid_sdk.progress import progress
+from reid_sdk.inference.preprocess import preprocess_batch
+from reid_sdk._utils.progress import progress
 
 
 class RecordCrops(Dataset):

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from reid_sdk.training.config import ConfigError
+from reid_sdk.training.stage_result import StageResult
 
 #: Cameras unknown: the newest stage whose fit is at least this fraction of the best so far is kept.
 FIT_FRACTION = 0.25
@@ -124,7 +124,7 @@ def _sample_rows(count: int, max_rows: int, seed: int, device: torch.device) -> 
 
 
 @dataclass(frozen=True)
-class Selection:
+class ModelChoiceRule:
     """How ``best.pt`` is chosen: the metrics row key, a sentence saying why, and for the label-free rule the
     fraction of the best score the newest stage must keep (``None``: the highest score, the first on ties)."""
 
@@ -132,31 +132,31 @@ class Selection:
     reason: str
     keep_fraction: float | None = None
 
-    def choose(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        """The chosen row of ``rows`` (stage order). Adding a row only ever moves the choice to that row."""
-        if not rows:
+    def choose(self, results: Sequence[StageResult]) -> StageResult:
+        """The chosen stage of ``results`` (stage order). A new stage only ever moves the choice to itself."""
+        if not results:
             raise ValueError("no stage to choose from")
-        best = max(rows, key=lambda row: row[self.metric])  # max() keeps the first of equal rows
+        best = max(results, key=lambda result: result.score(self.metric))  # max() keeps the first of equals
         if self.keep_fraction is None:
             return best
-        peak = best[self.metric]
+        peak = best.score(self.metric)
         floor = peak - (1.0 - self.keep_fraction) * abs(peak)
-        return next(row for row in reversed(rows) if row[self.metric] >= floor)
+        return next(result for result in reversed(results) if result.score(self.metric) >= floor)
 
 
-def resolve_selection(select_by: str, has_eval_split: bool, cameras_known: bool = False) -> Selection:
+def model_choice_rule(select_by: str, has_eval_split: bool, cameras_known: bool = False) -> ModelChoiceRule:
     """The rule for ``train.select_by`` (auto, map, label_free); ConfigError when map has no split to use.
     The label-free rule scores the cross-camera share when ``cameras_known``, the fit otherwise."""
     if select_by == "map" and not has_eval_split:
         raise ConfigError("train.select_by=map needs a labelled query / gallery split: give data with one, "
                          "--eval-data ROOT, or use select_by=label_free")
     if select_by == "map" or (select_by == "auto" and has_eval_split):
-        return Selection("mAP", "highest mAP on the query / gallery split")
+        return ModelChoiceRule("mAP", "highest mAP on the query / gallery split")
     if cameras_known:
-        return Selection("label_free_score", f"the newest stage whose nearest neighbours still cross cameras "
+        return ModelChoiceRule("label_free_score", f"the newest stage whose nearest neighbours still cross cameras "
                                              f"(share of {NEIGHBOURS} nearest from other cameras at least "
                                              f"{CAMERA_FRACTION:g} of the best; label-free: no identity is read)",
                          keep_fraction=CAMERA_FRACTION)
-    return Selection("label_free_score", f"the newest stage whose model still fits the pseudo-labels it learnt "
+    return ModelChoiceRule("label_free_score", f"the newest stage whose model still fits the pseudo-labels it learnt "
                                          f"(silhouette at least {FIT_FRACTION:g} of the best; label-free: no "
                                          f"identity is read)", keep_fraction=FIT_FRACTION)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from reid_sdk.atomic_file import atomic_write
+from reid_sdk._utils.atomic_file import atomic_write
 from reid_sdk.training.config import RunConfig, save_config
 
 STAGE_FORMAT = "reid-sdk-stage"

@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from reid_sdk.model import ReIDNet
-from reid_sdk.progress import progress
+from reid_sdk._utils.progress import progress
 from reid_sdk.training.config import TrainConfig
 from reid_sdk.training.distributed import Distributed
 from reid_sdk.training.extraction import autocast_context

@@ -21,7 +21,7 @@ import torch
 
 from reid_sdk.datasets import DatasetSplits, load_dataset
 from reid_sdk.datasets.records import UNKNOWN_CAMERA, UNKNOWN_PID
-from reid_sdk.evaluation import clustering_quality, evaluate_query_gallery
+from reid_sdk.evaluation import LabelledFeatures, clustering_quality, query_gallery_metrics
 from reid_sdk.model import ReIDNet, load_checkpoint, save_checkpoint
 from reid_sdk.model.checkpoint import config_differences
 from reid_sdk.model.device import resolve_device
@@ -30,9 +30,10 @@ from reid_sdk.training.config import ConfigError, RunConfig
 from reid_sdk.training.distributed import Distributed
 from reid_sdk.training.extraction import Extracted, extract_records
 from reid_sdk.training.memory import ClusterMemory
-from reid_sdk.training.model_choice import Selection, label_free_scores, resolve_selection
+from reid_sdk.training.model_choice import ModelChoiceRule, label_free_scores, model_choice_rule
 from reid_sdk.training.plot import plot_stages
 from reid_sdk.training.run_dir import RunDirectory
+from reid_sdk.training.stage_result import StageResult
 from reid_sdk.training.stage_sgd import StageSGD, TrainingDiverged, lr_scale, resolve_amp
 from reid_sdk.training.torch_data import ImageDataset, TrackletDataset, TransformConfig, build_transform
 
@@ -42,10 +43,11 @@ log = logging.getLogger(__name__)
 class Trainer:
     """Runs Algorithm 1 for a RunConfig into a run directory; inputs are validated in ``__init__``.
 
-    Example::
-
+    Example:
+        ```python
         trainer = Trainer(load_config("paper-market", ["data.root=/data/Market-1501"]), "runs/market")
-        rows = trainer.run()          # one metrics row per stage; RUN/best.pt is the chosen stage's model
+        results = trainer.run()       # one StageResult per stage; RUN/best.pt is the chosen stage's model
+        ```
     """
 
     def __init__(self, config: RunConfig, out: str | Path, resume: bool = False) -> None:
@@ -70,14 +72,16 @@ class Trainer:
         self.eval_splits = self._load_eval_data()
         cameras = {record.camera for record in self.splits.train}
         self.cameras_known = UNKNOWN_CAMERA not in cameras and len(cameras) > 1  # picks the label-free score
-        self.selection: Selection = resolve_selection(config.train.select_by, self.evaluates, self.cameras_known)
+        self.model_choice: ModelChoiceRule = model_choice_rule(config.train.select_by, self.evaluates,
+                                                               self.cameras_known)
         self.model = self._build_model().to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.resume_state = self._read_resume_state(done) if resume and done else None
-        self.rows: list[dict[str, Any]] = []
+        self.results: list[StageResult] = []
         self.start_stage = int(self.resume_state["stage"]) + 1 if self.resume_state else 0
         self.labels = torch.arange(len(self.splits.train))
+        self.schedule = self._merge_schedule()  # refuses a schedule that runs no stage before any work
         log.info(self._startup_line())
 
     @property
@@ -128,7 +132,7 @@ class Trainer:
                  if self.distributed.enabled else "")
         return (f"reid-train: {world}device {device}, {precision}, weights {self.model.weights_source}; "
                 f"data {len(self.splits.train)} training {kind} from {self.splits.root} ({data.format}{skipped}); "
-                f"evaluation {evaluation}; best.pt by {self.selection.reason}; seed {train.seed}")
+                f"evaluation {evaluation}; best.pt by {self.model_choice.reason}; seed {train.seed}")
 
     def _read_resume_state(self, done: list[int]) -> dict[str, Any]:
         """The newest readable stage checkpoint (an unreadable newest one falls back to the one before)."""
@@ -152,24 +156,22 @@ class Trainer:
                               f"has {len(self.splits.train)} readable training samples")
         self.model.load_state_dict(state["model_state"])
         self.labels = state["labels"].long()
-        self.rows = list(state["metrics"])
+        self.results = [StageResult.from_dict(row) for row in state["metrics"]]
         log.info("resuming after stage %d (%d clusters)", stage, int(self.labels.max()) + 1)
 
     # ------------------------------------------------------------------------------------------ the loop
 
-    def run(self) -> list[dict[str, Any]]:
-        """Train stage by stage until C <= m (or the target / max_stages); returns the metrics rows."""
+    def run(self) -> list[StageResult]:
+        """Train stage by stage until C <= m (or the target / max_stages); returns every stage's result."""
         if self.distributed.is_main:
             self.run_dir.prepare(self.config)
         extracted = self._drop_unreadable(self._extract_train())
-        clustering = self.config.clustering
-        self.schedule = MergeSchedule(len(self.splits.train), clustering.merge_percent, clustering.target_clusters,
-                                      rule="buc" if clustering.linkage == "buc" else "paper")
+        self.schedule = self._merge_schedule()  # unreadable samples may have left fewer
         self.labels = torch.arange(len(self.splits.train))
         if self.resume_state is not None:
             self._restore(self.resume_state)
             extracted = self._extract_train()  # the restored model's embeddings start the next table
-        stage_merges = self.schedule.stage_merges()[: clustering.max_stages]
+        stage_merges = self.schedule.stage_merges()[: self.config.clustering.max_stages]
         self.sgd = StageSGD(self.model, self.config.train, self._train_dataset(), self.config.data.num_workers,
                             self.device, self.amp_dtype, self.video, self.distributed)
         for stage in range(self.start_stage, len(stage_merges)):
@@ -178,7 +180,16 @@ class Trainer:
             self.sgd = None  # DDP holds the process group: release it before the group is closed
             gc.collect()
             self.distributed.close()
-        return self.rows
+        return self.results
+
+    def _merge_schedule(self) -> MergeSchedule:
+        """Algorithm 1's schedule for the training samples; ConfigError when it would run no stage."""
+        clustering = self.config.clustering
+        schedule = MergeSchedule(len(self.splits.train), clustering.merge_percent, clustering.target_clusters,
+                                 rule="buc" if clustering.linkage == "buc" else "paper")
+        if not schedule.stage_merges():
+            raise ConfigError(_no_stage_reason(schedule))
+        return schedule
 
     def _extract(self, records: list, desc: str) -> Extracted:
         """Features of ``records``; under torchrun each rank extracts its shard and all ranks get them all."""
@@ -243,16 +254,15 @@ class Trainer:
         merge_seconds = time.perf_counter() - timer
 
         timer = time.perf_counter()
-        row: dict[str, Any] = {"stage": stage, "clusters_before": clusters_before,
-                               "clusters_after": int(self.labels.max()) + 1, "loss": loss,
-                               **label_free_scores(extracted.features.to(self.device), learnt_from, self.labels,
-                                                   self._train_cameras(), seed=seed)}
-        row.update(self._evaluate())
-        row.update(self._cluster_quality())
-        row.update(train_seconds=train_seconds, extract_seconds=extract_seconds, merge_seconds=merge_seconds,
-                   eval_seconds=time.perf_counter() - timer,
-                   train_samples_per_s=self.sgd.samples_per_second(stage, len(self.splits.train), train_seconds))
-        self._finish_stage(stage, stages, row)
+        scores = {**label_free_scores(extracted.features.to(self.device), learnt_from, self.labels,
+                                      self._train_cameras(), seed=seed),
+                  **self._evaluate(), **self._cluster_quality()}
+        result = StageResult(stage=stage, clusters_before=clusters_before, clusters_after=int(self.labels.max()) + 1,
+                             loss=loss, **scores, train_seconds=train_seconds, extract_seconds=extract_seconds,
+                             merge_seconds=merge_seconds, eval_seconds=time.perf_counter() - timer,
+                             train_samples_per_s=self.sgd.samples_per_second(stage, len(self.splits.train),
+                                                                             train_seconds))
+        self._finish_stage(stage, stages, result)
         return extracted
 
     def _train_cameras(self) -> torch.Tensor | None:
@@ -275,12 +285,13 @@ class Trainer:
         """Rank-k / mAP / mINP on query vs gallery (Market protocol), when there is a labelled split."""
         if not self.evaluates:
             return {}
-        def features_of(records: list) -> tuple[np.ndarray, np.ndarray]:
-            extracted = self._extract(records, f"evaluating: {len(records)} records")
+        splits = {}
+        for split in ("query", "gallery"):
+            records = self.eval_splits.split(split)
+            extracted = self._extract(records, f"evaluating: {len(records)} {split} records")
             found = extracted.found.numpy()
-            return extracted.features[found].numpy(), found
-
-        result, _ = evaluate_query_gallery(features_of, self.eval_splits.query, self.eval_splits.gallery)
+            splits[split] = LabelledFeatures.of(records, extracted.features[found].numpy(), found, split)
+        result = query_gallery_metrics(splits["query"], splits["gallery"])
         return {key: value for key, value in result.as_dict().items() if key in ("rank1", "rank5", "rank10", "mAP",
                                                                                  "mINP")}
 
@@ -295,41 +306,52 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------- saving
 
-    def _finish_stage(self, stage: int, stages: int, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        chosen = self.selection.choose(self.rows)
-        for each in self.rows:
-            each["best"] = each is chosen
+    def _finish_stage(self, stage: int, stages: int, result: StageResult) -> None:
+        self.results.append(result)
+        chosen = self.model_choice.choose(self.results)
+        for each in self.results:
+            each.best = each is chosen
         if self.distributed.is_main:
-            self._write_stage(stage, stages, row)
+            self._write_stage(stage, stages, result)
 
-    def _write_stage(self, stage: int, stages: int, row: dict[str, Any]) -> None:
+    def _write_stage(self, stage: int, stages: int, result: StageResult) -> None:
         """best.pt when the stage is the best so far, its checkpoint, metrics.jsonl, the plot (rank 0 only)."""
-        if row["best"]:
+        if result.best:
             save_checkpoint(self.model, self.run_dir.best, metadata={
-                "stage": stage, "selected_by": self.selection.metric, "why": self.selection.reason,
-                "score": row[self.selection.metric], "config": self.config.to_dict(),
-                **{k: row[k] for k in ("mAP", "rank1", "label_free_score") if k in row}})
+                "stage": stage, "selected_by": self.model_choice.metric, "why": self.model_choice.reason,
+                "score": result.score(self.model_choice.metric), "config": self.config.to_dict(),
+                **{k: v for k, v in result.as_dict().items() if k in ("mAP", "rank1", "label_free_score")}})
+        rows = [each.as_dict() for each in self.results]
         self.run_dir.save_stage(stage, {  # exactly what _restore reads; the config is config.yaml beside it
             "model_config": self.config.model.to_dict(),
             "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "labels": self.labels.cpu(), "metrics": self.rows,
+            "labels": self.labels.cpu(), "metrics": rows,
         })
         self.run_dir.prune_stages(self.config.train.keep_checkpoints)
-        self.run_dir.write_metrics(self.rows)
-        plot_stages(self.rows, self.run_dir.plot, title=f"{self.splits.name}: {self.config.clustering.linkage}",
-                    criterion=self.selection.metric)
-        log.info(_stage_line(row, stages, self.selection))
+        self.run_dir.write_metrics(rows)
+        plot_stages(rows, self.run_dir.plot, title=f"{self.splits.name}: {self.config.clustering.linkage}",
+                    criterion=self.model_choice.metric)
+        log.info(_stage_line(result, stages, self.model_choice))
 
 
-def _stage_line(row: dict[str, Any], stages: int, selection: Selection) -> str:
-    parts = [f"stage {row['stage']}/{stages - 1}: clusters {row['clusters_before']} -> {row['clusters_after']}",
-             f"loss {row['loss']:.3f}", f"train {row['train_seconds']:.1f} s",
-             f"merge {row['merge_seconds']:.2f} s", f"label-free {row['label_free_score']:.3f}"]
-    if "mAP" in row:
-        parts.append(f"mAP {row['mAP']:.1%} rank-1 {row['rank1']:.1%}")
-    if "pairwise_f" in row:
-        parts.append(f"pairwise F {row['pairwise_f']:.3f}")
-    if row.get("best"):
-        parts.append(f"(best so far by {selection.metric})")
+def _no_stage_reason(schedule: MergeSchedule) -> str:
+    """Why ``schedule`` runs no stage, for a refusal at start-up."""
+    if schedule.target_clusters is not None and schedule.target_clusters >= schedule.num_samples:
+        return (f"clustering.target_clusters={schedule.target_clusters} is not below the {schedule.num_samples} "
+                f"training samples: no merge would run")
+    return (f"clustering.merge_percent={schedule.merge_percent:g} merges {schedule.merges_per_stage} of "
+            f"{schedule.num_samples} samples per stage, which leaves no stage to run (Algorithm 1 stops when "
+            f"C <= m): use a smaller merge_percent")
+
+
+def _stage_line(result: StageResult, stages: int, model_choice: ModelChoiceRule) -> str:
+    parts = [f"stage {result.stage}/{stages - 1}: clusters {result.clusters_before} -> {result.clusters_after}",
+             f"loss {result.loss:.3f}", f"train {result.train_seconds:.1f} s",
+             f"merge {result.merge_seconds:.2f} s", f"label-free {result.label_free_score:.3f}"]
+    if result.mAP is not None:
+        parts.append(f"mAP {result.mAP:.1%} rank-1 {result.rank1:.1%}")
+    if result.pairwise_f is not None:
+        parts.append(f"pairwise F {result.pairwise_f:.3f}")
+    if result.best:
+        parts.append(f"(best so far by {model_choice.metric})")
     return ", ".join(parts)

@@ -17,7 +17,7 @@ from .linkage import ClusterSide, Linkage, PairStatistics
 
 Reduction = Callable[..., torch.Tensor]
 
-# Elements of one batched within-cluster Gram in `cluster_compactness`; fixed so CPD never depends on block_size.
+# Elements of one batched within-cluster Gram in `layout_compactness`; fixed so CPD never depends on block_size.
 _COMPACTNESS_BATCH_ELEMENTS = 1 << 22
 
 
@@ -76,7 +76,7 @@ def pair_statistics(gram: torch.Tensor, rows: list[Run], cols: list[Run], linkag
     return PairStatistics(min_distance, max_distance, sum_distance)
 
 
-def cluster_compactness(features: torch.Tensor, layout: ClusterLayout) -> torch.Tensor:
+def layout_compactness(features: torch.Tensor, layout: ClusterLayout) -> torch.Tensor:
     """CPD(A) = (1/|A|) * sum over ordered pairs i != j in A of d(x_i, x_j), per cluster in working order.
 
     ``features`` are unit rows in working order. Only within-cluster Gram entries are computed: one batched

@@ -119,7 +119,7 @@ class _DistanceJob:
 
     def _compactness(self) -> torch.Tensor:
         with kernel.matmul_precision("ieee", self.device):
-            return kernel.cluster_compactness(self.features, self.layout)
+            return kernel.layout_compactness(self.features, self.layout)
 
 
 def _initial_capacity(target: int) -> int:

@@ -1,0 +1,335 @@
+"""The Milvus backend (pymilvus): one collection per gallery, on Milvus Lite, a standalone server or a cluster.
+
+Fields: ``id`` (INT64, Milvus's auto id: unique, stable, never reused), ``vector`` (FLOAT_VECTOR,
+inner product on normalised vectors), identity / camera / track id as one INT64 and one VARCHAR field
+each (a label keeps its type, as in SQLite: camera 2 is not camera "2"), ``timestamp`` (DOUBLE) and
+``metadata`` (JSON). The gallery's dim, index config and model identity are a collection property.
+Filters become Milvus boolean expressions; every write is durable once Milvus acknowledges it, and
+``save`` flushes. Index types: flat = FLAT, ivf = IVF_FLAT, hnsw = HNSW, ivfpq = IVF_PQ (a server only;
+Milvus Lite has no IVF_PQ).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reid_sdk._utils.optional import require
+from reid_sdk.gallery.config import GalleryConfig
+from reid_sdk.gallery.entries import EntryRow
+from reid_sdk.gallery.filters import EntryFilter
+from reid_sdk.gallery.location import GalleryLocation, parse_location
+from reid_sdk.gallery.widening import search_widening
+
+logger = logging.getLogger(__name__)
+
+PROPERTY = "reid_sdk.gallery"
+PROPERTY_FORMAT = 1
+LABELS = ("identity", "camera", "track_id")
+MAX_LABEL_CHARS = 1024
+MAX_TOP_K = 16384           # Milvus's limit on k (and on a query's result window)
+DEFAULT_NLIST = 1024        # IVF cells when the config leaves nlist to the data (Milvus builds per segment)
+_REQUEST_BYTES = 32 << 20   # stay well below gRPC's 64 MiB message limit
+_INDEX_TYPES = {"flat": "FLAT", "ivf": "IVF_FLAT", "hnsw": "HNSW", "ivfpq": "IVF_PQ"}
+
+
+# -- filter expressions --------------------------------------------------------------------------------------------
+def _label_in(name: str, values: Sequence[Any]) -> str:
+    """Milvus expression: the label is one of ``values`` (ints match the INT64 field, strings the VARCHAR)."""
+    ints = [str(int(v)) for v in values if isinstance(v, int)]
+    texts = [json.dumps(v, ensure_ascii=False) for v in values if isinstance(v, str)]
+    return (f"({name}_int in [{', '.join(ints)}] or {name}_str in [{', '.join(texts)}])")
+
+
+def expression(entry_filter: EntryFilter) -> str:
+    """The Milvus boolean expression selecting the entries of ``entry_filter`` ("" selects all)."""
+    clauses = []
+    if entry_filter.cameras is not None:
+        clauses.append(_label_in("camera", entry_filter.cameras))
+    if entry_filter.exclude_cameras:
+        excluded = _label_in("camera", entry_filter.exclude_cameras)
+        clauses.append(f"((camera_int is null and camera_str is null) or not {excluded})")
+    if entry_filter.identities is not None:
+        clauses.append(_label_in("identity", entry_filter.identities))
+    for bound, operator in ((entry_filter.since, ">="), (entry_filter.until, "<="), (entry_filter.before, "<")):
+        if bound is not None:
+            clauses.append(f"timestamp {operator} {float(bound)!r}")
+    return " and ".join(clauses)
+
+
+def _id_list(ids: Sequence[int]) -> str:
+    return f"id in [{', '.join(str(int(i)) for i in ids)}]"
+
+
+# -- rows ----------------------------------------------------------------------------------------------------------
+def _label_fields(name: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, str) and len(value) > MAX_LABEL_CHARS:
+        raise ValueError(f"{name} labels are limited to {MAX_LABEL_CHARS} characters in a Milvus gallery, "
+                         f"got {len(value)}")
+    return {f"{name}_int": value if isinstance(value, int) else None,
+            f"{name}_str": value if isinstance(value, str) else None}
+
+
+def _entity(vector: np.ndarray, row: EntryRow) -> dict[str, Any]:
+    entity: dict[str, Any] = {"vector": vector, "timestamp": row.timestamp, "metadata": row.metadata}
+    for name in LABELS:
+        entity.update(_label_fields(name, getattr(row, name)))
+    return entity
+
+
+def _row(entity: dict[str, Any]) -> EntryRow:
+    labels = {name: entity[f"{name}_int"] if entity[f"{name}_int"] is not None else entity[f"{name}_str"]
+              for name in LABELS}
+    return EntryRow(labels["identity"], labels["camera"], entity["timestamp"], labels["track_id"],
+                    dict(entity["metadata"] or {}))
+
+
+_ROW_FIELDS = [f"{name}_{kind}" for name in LABELS for kind in ("int", "str")] + ["timestamp", "metadata"]
+
+
+class MilvusBackend:
+    """A gallery stored in one Milvus collection; see the module docstring for the schema."""
+
+    def __init__(self, client: Any, location: GalleryLocation, dim: int, config: GalleryConfig,
+                 model_id: str | None) -> None:
+        self.dim = dim
+        self.model_id = model_id
+        self._client = client
+        self._where = location
+        self._name = location.collection
+        self._config = config
+
+    # -- connection ---------------------------------------------------------------------------------------------
+    @staticmethod
+    def _connect(location: GalleryLocation) -> Any:
+        pymilvus = require("pymilvus", "milvus")
+        if location.path is not None:
+            location.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return pymilvus.MilvusClient(uri=location.client_uri, token=location.token)
+        except pymilvus.MilvusException as error:
+            hint = (" (Milvus Lite serves a file to one process at a time: several processes need a Milvus server)"
+                    if location.path is not None else "")
+            raise ConnectionError(f"cannot reach the Milvus gallery at {location.text}: {error}{hint}") from error
+
+    @classmethod
+    def create(cls, location: GalleryLocation, dim: int, config: GalleryConfig, model_id: str | None = None,
+               overwrite: bool = False) -> MilvusBackend:
+        """A new, empty collection; FileExistsError if it exists (unless ``overwrite``, which drops it)."""
+        if config.index == "ivfpq" and location.path is not None:
+            raise ValueError("Milvus Lite has no IVF_PQ index: use index 'flat', 'ivf' or 'hnsw', or a Milvus server")
+        client = cls._connect(location)
+        if client.has_collection(location.collection):
+            if not overwrite:
+                client.close()
+                raise FileExistsError(f"a gallery already exists at {location.text}: open it with Gallery.open, "
+                                      "or pass overwrite=True to replace it")
+            client.drop_collection(location.collection)
+        backend = cls(client, location, dim, config, model_id)
+        backend._create_collection()
+        return backend
+
+    @classmethod
+    def open(cls, location: GalleryLocation, **search_params: Any) -> MilvusBackend:
+        """The gallery in an existing collection, with ``search_params`` overriding its saved query settings."""
+        if location.path is not None and not location.path.exists():
+            raise FileNotFoundError(f"no gallery at {location.text}: {location.path} does not exist")
+        client = cls._connect(location)
+        try:
+            if not client.has_collection(location.collection):
+                raise FileNotFoundError(f"no gallery at {location.text}: Milvus has no collection "
+                                        f"{location.collection!r}")
+            described = client.describe_collection(location.collection).get("properties", {})
+            try:
+                info = json.loads(described[PROPERTY])
+                config = GalleryConfig.from_dict(info["config"]).with_search_params(**search_params)
+                dim, model_id = int(info["dim"]), info["model_id"]
+            except (KeyError, TypeError, json.JSONDecodeError) as error:
+                raise ValueError(f"collection {location.collection!r} at {location.text} is not a reid-sdk gallery "
+                                 f"(its {PROPERTY} property is missing or malformed: {error!r})") from error
+            if info.get("format") != PROPERTY_FORMAT:
+                raise ValueError(f"{location.text}: unsupported gallery format {info.get('format')!r} "
+                                 f"(this reid-sdk reads format {PROPERTY_FORMAT})")
+            client.load_collection(location.collection)
+        except BaseException:
+            client.close()
+            raise
+        return cls(client, location, dim, config, model_id)
+
+    def _properties(self) -> dict[str, str]:
+        info = {"format": PROPERTY_FORMAT, "dim": self.dim, "config": self._config.to_dict(), "model_id": self.model_id}
+        return {PROPERTY: json.dumps(info, sort_keys=True)}
+
+    def _create_collection(self) -> None:
+        pymilvus = require("pymilvus", "milvus")
+        types = pymilvus.DataType
+        schema = self._client.create_schema(auto_id=True, enable_dynamic_field=False)
+        schema.add_field("id", types.INT64, is_primary=True)
+        schema.add_field("vector", types.FLOAT_VECTOR, dim=self.dim)
+        for name in LABELS:
+            schema.add_field(f"{name}_int", types.INT64, nullable=True)
+            schema.add_field(f"{name}_str", types.VARCHAR, max_length=MAX_LABEL_CHARS, nullable=True)
+        schema.add_field("timestamp", types.DOUBLE, nullable=True)
+        schema.add_field("metadata", types.JSON)
+        index_params = self._client.prepare_index_params()
+        index_params.add_index("vector", index_type=_INDEX_TYPES[self._config.index], metric_type="IP",
+                               params=self._build_params())
+        self._client.create_collection(self._name, schema=schema, index_params=index_params,
+                                       consistency_level="Strong", properties=self._properties())
+
+    def _build_params(self) -> dict[str, int]:
+        config = self._config
+        nlist = config.nlist or DEFAULT_NLIST
+        if config.index == "ivf":
+            return {"nlist": nlist}
+        if config.index == "hnsw":
+            return {"M": config.hnsw_m, "efConstruction": config.ef_construction}
+        if config.index == "ivfpq":
+            return {"nlist": nlist, "m": config.resolved_pq_m(self.dim), "nbits": config.pq_nbits}
+        return {}
+
+    # -- properties ---------------------------------------------------------------------------------------------
+    @property
+    def config(self) -> GalleryConfig:
+        return self._config
+
+    @property
+    def location(self) -> str:
+        return self._where.text
+
+    @property
+    def is_trained(self) -> bool:
+        return True  # Milvus trains its own index, per segment
+
+    def __len__(self) -> int:
+        return self.count(EntryFilter())
+
+    def tune(self, **search_params: Any) -> None:
+        self._config = self._config.with_search_params(**search_params)
+
+    def set_model_id(self, model_id: str) -> None:
+        self.model_id = model_id
+        self._client.alter_collection_properties(self._name, properties=self._properties())
+
+    # -- writing ------------------------------------------------------------------------------------------------
+    def train(self, vectors: np.ndarray) -> None:
+        """Nothing to do: Milvus trains its index when it builds a segment."""
+
+    def add(self, vectors: np.ndarray, rows: list[EntryRow]) -> np.ndarray:
+        entities = [_entity(vector, row) for vector, row in zip(vectors, rows)]
+        per_request = max(1, _REQUEST_BYTES // (4 * self.dim + 1024))
+        ids = [self._client.insert(self._name, entities[start : start + per_request])["ids"]
+               for start in range(0, len(entities), per_request)]
+        return np.concatenate([np.asarray(chunk, dtype=np.int64) for chunk in ids])
+
+    def remove_ids(self, ids: np.ndarray) -> int:
+        existing = self._existing(ids)
+        if len(existing):
+            self._client.delete(self._name, ids=existing.tolist())
+        return len(existing)
+
+    def remove_where(self, entry_filter: EntryFilter) -> int:
+        return self.remove_ids(self._query_ids(expression(entry_filter)))
+
+    # -- reading ------------------------------------------------------------------------------------------------
+    def count(self, entry_filter: EntryFilter) -> int:
+        result = self._client.query(self._name, filter=expression(entry_filter), output_fields=["count(*)"])
+        return int(result[0]["count(*)"])
+
+    def _query_ids(self, expr: str) -> np.ndarray:
+        """Ids of every entry matching ``expr``, sorted (paged when more than one query's result window)."""
+        found = [entity["id"] for entity in self._client.query(self._name, filter=expr, output_fields=["id"],
+                                                                limit=MAX_TOP_K)]
+        if len(found) < MAX_TOP_K:
+            return np.sort(np.asarray(found, dtype=np.int64))
+        iterator = self._client.query_iterator(self._name, batch_size=MAX_TOP_K, filter=expr, output_fields=["id"])
+        found = []
+        try:
+            while batch := iterator.next():
+                found.extend(entity["id"] for entity in batch)
+        finally:
+            iterator.close()
+        return np.sort(np.asarray(found, dtype=np.int64))
+
+    def _query(self, ids: np.ndarray, fields: list[str]) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(ids), MAX_TOP_K):
+            yield from self._client.query(self._name, filter=_id_list(ids[start : start + MAX_TOP_K]),
+                                          output_fields=["id", *fields])
+
+    def _existing(self, ids: np.ndarray) -> np.ndarray:
+        return np.sort(np.fromiter((entity["id"] for entity in self._query(ids, [])), dtype=np.int64))
+
+    def search(self, vectors: np.ndarray, k: int, entry_filter: EntryFilter) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k, counting the entries that pass the filter only when k is beyond Milvus's limit or some
+        query came back short (then k is clamped to that count and short queries search wider)."""
+        expr = expression(entry_filter)
+        if k > MAX_TOP_K:
+            k = min(k, self.count(entry_filter))
+            if k > MAX_TOP_K:
+                raise ValueError(f"Milvus returns at most {MAX_TOP_K} results per query, asked for {k}")
+        if k:
+            scores, ids = self._search_once(vectors, k, expr, self._effort_range(k)[0])
+            if (ids[:, -1] >= 0).all():
+                return scores, ids
+        available = self.count(entry_filter)
+        k = min(k, available)
+        if k < 1:
+            return np.empty((len(vectors), 0), np.float32), np.empty((len(vectors), 0), np.int64)
+        effort, max_effort = self._effort_range(available)
+        return search_widening(lambda rows, e: self._search_once(rows, k, expr, e), vectors, k, effort, max_effort)
+
+    def _effort_range(self, available: int) -> tuple[int, int]:
+        """Starting and exhaustive query effort: IVF nprobe up to nlist, HNSW ef up to the entries available."""
+        config = self._config
+        if config.index in ("ivf", "ivfpq"):
+            nlist = config.nlist or DEFAULT_NLIST
+            return min(config.nprobe, nlist), nlist
+        if config.index == "hnsw":
+            return config.ef_search, max(config.ef_search, min(available, MAX_TOP_K))
+        return 0, 0
+
+    def _search_once(self, queries: np.ndarray, k: int, expr: str, effort: int) -> tuple[np.ndarray, np.ndarray]:
+        params = {"nprobe": effort} if self._config.index in ("ivf", "ivfpq") else (
+            {"ef": max(effort, k)} if self._config.index == "hnsw" else {})
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        per_request = max(1, _REQUEST_BYTES // (4 * self.dim + 16 * k))
+        for start in range(0, len(queries), per_request):
+            hits = self._client.search(self._name, data=list(queries[start : start + per_request]), limit=k,
+                                       filter=expr, output_fields=["id"],
+                                       search_params={"metric_type": "IP", "params": params})
+            for row, found in enumerate(hits, start=start):
+                ids[row, : len(found)] = [hit["id"] for hit in found]
+                scores[row, : len(found)] = [hit["distance"] for hit in found]
+        return scores, ids
+
+    def rows(self, ids: np.ndarray) -> dict[int, EntryRow]:
+        return {int(entity["id"]): _row(entity) for entity in self._query(np.asarray(ids), _ROW_FIELDS)}
+
+    def ids(self) -> np.ndarray:
+        return self._query_ids("")
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        found = {int(entity["id"]): entity["vector"] for entity in self._query(ids, ["vector"])}
+        missing = [int(i) for i in ids if int(i) not in found]
+        if missing:
+            raise KeyError(f"no gallery entries with ids {missing[:10]}")
+        return np.asarray([found[int(i)] for i in ids], dtype=np.float32).reshape(len(ids), self.dim)
+
+    # -- persistence --------------------------------------------------------------------------------------------
+    def save(self, location: str | Path | None = None, overwrite: bool = False) -> str:
+        """Flush to durable storage and record the query settings; a Milvus gallery stays where it is."""
+        if location is not None and parse_location(location) != self._where:
+            raise ValueError(f"a Milvus gallery lives in its collection ({self._where.text}); it cannot be saved to "
+                             f"{location}: build a new gallery there")
+        self._client.flush(self._name)
+        self._client.alter_collection_properties(self._name, properties=self._properties())
+        return self._where.text
+
+    def close(self) -> None:
+        self._client.close()

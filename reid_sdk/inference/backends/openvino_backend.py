@@ -1,0 +1,131 @@
+"""OpenVINO backend: runs an exported ONNX model (fp32 or INT8 Q/DQ) on the CPU with Intel's OpenVINO runtime.
+
+OpenVINO is an optional extra (``pip install 'reid-sdk[openvino]'``); this module imports without it and
+says how to install it when a model is opened. The runtime's own default on CPUs with bf16 support is bf16
+inference; here fp32 is the default and bf16 is a choice (see :func:`inference_precision`).
+
+    extractor = FeatureExtractor("model-int8.onnx", backend="openvino",
+                                 backend_options={"mode": "latency"})
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from reid_sdk.inference.backends.base import l2_normalised
+from reid_sdk.inference.model_contract import ModelMetadata
+from reid_sdk._utils.optional import require
+
+log = logging.getLogger(__name__)
+
+MODES = {"throughput": "THROUGHPUT", "latency": "LATENCY"}
+PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+
+
+@dataclass(frozen=True)
+class OpenVINOOptions:
+    """How OpenVINO runs the model.
+
+    ``mode="throughput"`` compiles several CPU streams and splits each batch across them (best crops/s for
+    batches); ``"latency"`` runs one stream on all cores (best single-crop latency). ``threads`` caps the
+    inference threads (None: all cores OpenVINO sees).
+    """
+
+    mode: str = "throughput"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"OpenVINO mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"OpenVINO threads must be >= 1, got {self.threads}")
+
+
+def inference_precision(precision: str, capabilities: list[str]) -> str:
+    """OpenVINO's INFERENCE_PRECISION_HINT for ``precision`` (auto = fp32) on a CPU with ``capabilities``.
+
+    bf16 needs a CPU that OpenVINO says computes bf16 (AVX-512 BF16 or AMX); fp16 is not offered on CPUs.
+    """
+    name = "fp32" if precision == "auto" else precision
+    if name not in PRECISIONS:
+        raise ValueError(f"OpenVINO precision must be auto, fp32 or bf16; got {precision!r}")
+    if name == "bf16" and "BF16" not in capabilities:
+        raise ValueError("precision 'bf16' needs a CPU with bf16 support (AVX-512 BF16 or AMX); "
+                         f"OpenVINO reports {', '.join(capabilities)}: use fp32")
+    return PRECISIONS[name]
+
+
+def split_evenly(count: int, parts: int) -> list[tuple[int, int]]:
+    """(start, stop) of at most ``parts`` non-empty ranges covering ``count`` items, sizes differing by <= 1."""
+    parts = max(1, min(parts, count))
+    bounds = [round(index * count / parts) for index in range(parts + 1)]
+    return [(start, stop) for start, stop in zip(bounds, bounds[1:]) if stop > start]
+
+
+class OpenVINOBackend:
+    """Compiles an ONNX model for the CPU and runs uint8 batches through parallel infer requests.
+
+    The batch axis stays dynamic, so any batch size runs without recompiling. Configures itself from the
+    file's reid-sdk metadata (``input_size`` for foreign ONNX files, as in ONNX Runtime).
+    """
+
+    def __init__(self, path: str | Path, device: str = "auto", precision: str = "auto",
+                 input_size: tuple[int, int] | None = None, options: OpenVINOOptions | None = None) -> None:
+        if device not in ("auto", "cpu"):
+            raise ValueError(f"the OpenVINO backend runs on the CPU: device must be auto or cpu, got {device!r}")
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        ov = require("openvino", "openvino")
+        self.options = options or OpenVINOOptions()
+        core = ov.Core()
+        hint = inference_precision(precision, list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")))
+        try:
+            model = core.read_model(str(path))
+        except RuntimeError as exc:
+            raise ValueError(f"{path} is not a loadable ONNX model: {exc}") from exc
+        self.metadata = self._metadata(model, path, input_size)
+        self.input_size: tuple[int, int] = self.metadata.input_size
+        self.feature_dim: int = self.metadata.feature_dim
+        config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": MODES[self.options.mode]}
+        if self.options.threads is not None:
+            config["INFERENCE_NUM_THREADS"] = self.options.threads
+        self._compiled = core.compile_model(model, "CPU", config)
+        self._input_type = np.uint8 if model.input(0).get_element_type() == ov.Type.u8 else np.float32
+        self.streams = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self._queue = ov.AsyncInferQueue(self._compiled, self.streams)
+        self.device = "cpu"
+        self.description = (f"openvino (CPU, {self.options.mode}, {self.streams} streams) at "
+                            f"{'bf16' if hint == 'bf16' else 'fp32'} on a {self.metadata.precision} model")
+        log.debug("compiled %s for OpenVINO: %s", path, self.description)
+
+    @staticmethod
+    def _metadata(model, path: Path, input_size: tuple[int, int] | None) -> ModelMetadata:
+        """The file's reid-sdk metadata (OpenVINO keeps ONNX metadata_props under rt_info "framework")."""
+        if input_size is not None:
+            feature_dim = model.output(0).get_partial_shape()[-1].get_length()
+            return ModelMetadata(input_size=tuple(input_size), feature_dim=int(feature_dim))
+        info = model.get_rt_info()
+        props = {key: model.get_rt_info(["framework", key]).astype(str)
+                 for key in (info["framework"] if "framework" in info else {})}
+        return ModelMetadata.from_strings(props, source=str(path))
+
+    def input_buffer(self, batch_size: int) -> np.ndarray:
+        return np.empty((batch_size, 3, *self.input_size), dtype=np.uint8)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=self._input_type)
+        features = np.empty((len(batch), self.feature_dim), dtype=np.float32)
+
+        def collect(request, bounds: tuple[int, int]) -> None:
+            features[bounds[0]:bounds[1]] = request.get_output_tensor(0).data
+
+        self._queue.set_callback(collect)
+        for bounds in split_evenly(len(batch), self.streams):
+            self._queue.start_async({0: batch[bounds[0]:bounds[1]]}, bounds)
+        self._queue.wait_all()
+        return l2_normalised(features)

@@ -1,0 +1,99 @@
+"""FeatureExtractor: crops in, L2-normalised float32 features out, on any backend.
+
+Importing this module does not import torch; the torch backend is loaded only when
+a torch model or checkpoint is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reid_sdk.inference.backends import Backend, InputOptions, open_backend
+from reid_sdk.inference.preprocess import CHANNEL_ORDERS, BatchPreprocessor, as_crop_list
+
+
+class NonFiniteFeaturesError(RuntimeError):
+    """A backend returned NaN or infinite features: a numerical fault of that engine and precision."""
+
+
+class FeatureExtractor:
+    """Extracts re-ID features from person crops.
+
+    ``model`` is a ``ReIDNet`` or a file: a torch checkpoint (``.pt``), an ONNX model
+    (``.onnx``, run by ONNX Runtime) or a TensorRT engine (``.engine``/``.plan``). Crops are H x W x 3 uint8
+    in OpenCV's BGR order unless ``channel_order="rgb"``; grey and BGRA are converted. ``backend`` picks the
+    engine ("auto" by file kind, or "torch", "onnxruntime", "openvino", "tensorrt"); ``backend_options``
+    (a dict) carries engine-specific settings, e.g. ``{"mode": "latency"}`` for OpenVINO.
+
+    ONNX files exported elsewhere (torchreid, fast-reid, BoxMOT) carry no reid-sdk metadata, so their input is
+    described here: ``input_size`` (H, W) unless the graph fixes it, ``mean`` / ``std`` on the 0..1 pixel scale
+    for float inputs, ``model_channel_order`` ("rgb" / "bgr"), and optionally ``input_dtype`` (read from the
+    graph; given, it must agree). Missing or contradicting options raise ValueError naming them.
+
+    Example:
+        ```python
+        extractor = FeatureExtractor("model.onnx")             # reid-export's file describes itself
+        features = extractor.extract([cv2.imread("person.jpg")])  # (1, D) float32, L2-normalised rows
+        foreign = FeatureExtractor("osnet_x1_0.onnx", input_size=(256, 128), mean=(0.485, 0.456, 0.406),
+                                   std=(0.229, 0.224, 0.225), model_channel_order="rgb")
+        ```
+    """
+
+    def __init__(self, model: Any | str | Path, device: str = "auto", batch_size: int = 64,
+                 channel_order: str = "bgr", precision: str = "auto", compile: bool | str = False,
+                 input_size: tuple[int, int] | None = None, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, input_dtype: str | None = None,
+                 model_channel_order: str | None = None, backend: str = "auto",
+                 backend_options: Any = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
+        self.batch_size = batch_size
+        self.channel_order = channel_order
+        self.backend: Backend = open_backend(model, device=device, precision=precision, compile=compile,
+                                             max_batch=batch_size, input_size=input_size, backend=backend,
+                                             backend_options=backend_options,
+                                             input_options=InputOptions(mean=mean, std=std, input_dtype=input_dtype,
+                                                                        model_channel_order=model_channel_order))
+        self._preprocess = BatchPreprocessor(self.backend.input_size, channel_order)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.backend.feature_dim
+
+    @property
+    def model_id(self) -> str:
+        """Identity of the model's features (architecture + weights, or the model file's hash); galleries record it."""
+        return self.backend.model_id
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Model input (height, width) every crop is resized to."""
+        return self.backend.input_size
+
+    def extract(self, crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Features (B, D) of one crop or a list of crops, computed in batches of ``batch_size``."""
+        crop_list = as_crop_list(crops)
+        if not crop_list:
+            raise ValueError("no crops given")
+        # Room for two batches when there are several: the next is preprocessed while the backend runs one.
+        buffer = self.backend.input_buffer(self._preprocess.buffer_rows(len(crop_list), self.batch_size))
+        features = np.empty((len(crop_list), self.feature_dim), dtype=np.float32)
+        with contextlib.closing(self._preprocess.batches(crop_list, self.batch_size, buffer)) as batches:
+            for start, batch in batches:
+                features[start : start + len(batch)] = self.backend.run(batch)
+        bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+        if bad.size:
+            raise NonFiniteFeaturesError(
+                f"the {self.backend.description} backend returned NaN or infinite features for {bad.size} of "
+                f"{len(crop_list)} crops (first: crop {bad[0]}); this engine/precision is numerically unsafe "
+                "here: try precision fp32 or another backend")
+        return features
+
+    __call__ = extract
