@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -84,3 +85,19 @@ def test_reid_eval_rerank_query_expansion_and_rank_lists(setup, capsys):
 
     assert main([*common, "--rerank", "--k1", "0"]) == 2
     assert "k1 must be a positive int" in capsys.readouterr().err
+
+
+def test_reid_eval_says_how_many_queries_it_skipped(setup, tmp_path, capsys):
+    """Metrics over a subset of the queries are printed with the subset's size, not only written to the JSON."""
+    root, checkpoint = setup
+    data = tmp_path / "market"
+    shutil.copytree(root / "market", data)
+    query_pids = sorted({path.name[:4] for path in (data / "query").glob("*.jpg")})
+    for path in (data / "bounding_box_test").glob(f"{query_pids[0]}_*.jpg"):
+        path.unlink()  # the first query identity is no longer in the gallery
+    skipped = len(list((data / "query").glob(f"{query_pids[0]}_*.jpg")))
+    total = len(list((data / "query").glob("*.jpg")))
+    assert 0 < skipped < total
+    assert main(["--data", str(data), "--format", "market1501", "--checkpoint", str(checkpoint), "--device", "cpu",
+                 "--max-frames", "3"]) == 0
+    assert f"over {total - skipped} queries; {skipped} skipped: no true match" in capsys.readouterr().out

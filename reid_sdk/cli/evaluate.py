@@ -70,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = result.as_dict()
     print(" | ".join(f"{name} {metrics[name]:.2%}" for name in ("rank1", "rank5", "rank10", "mAP", "mINP")
                      if name in metrics))
+    print(f"over {result.num_valid_queries} queries; {result.num_skipped_queries} skipped: no true match seen by "
+          f"another camera")
     if args.visualize:
         print(f"{len(pictures)} rank lists written to {args.visualize_dir}")
     if args.out is not None:
