@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -16,6 +17,7 @@ from reid_sdk.cli.evaluate import main
 from reid_sdk.evaluation.on_dataset import extract_features
 from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
+from tests.helpers import BROKEN_ONNX_ERRORS, broken_onnx_models
 
 CONFIG = SyntheticConfig(seed=2, image_size=(64, 32), sizes=PRESETS["tiny"])
 
@@ -64,6 +66,32 @@ def test_reid_eval_reports_a_missing_dataset(setup, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("kind", sorted(BROKEN_ONNX_ERRORS))
+def test_reid_eval_with_a_broken_onnx_model_exits_2_naming_it(setup, tmp_path, capsys, kind):
+    root, _ = setup
+    model = broken_onnx_models(tmp_path)[kind]
+    assert main(["--data", str(root / "market"), "--format", "market1501", "--checkpoint", str(model),
+                 "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error
+    expected = f"reid-eval: error: {re.escape(str(model))}{BROKEN_ONNX_ERRORS[kind]}.*"
+    assert re.fullmatch(expected, error.splitlines()[-1])
+
+
+@pytest.mark.parametrize("kept", [0, 0.5], ids=["empty", "half"])
+def test_reid_eval_on_mars_with_a_damaged_info_file_exits_2_naming_it(setup, tmp_path, capsys, kept):
+    root, checkpoint = setup
+    data = tmp_path / "mars"
+    shutil.copytree(root / "mars" / "info", data / "info")
+    for folder in ("bbox_train", "bbox_test"):
+        (data / folder).symlink_to(root / "mars" / folder, target_is_directory=True)
+    info = data / "info" / "tracks_test_info.mat"
+    info.write_bytes(info.read_bytes()[: int(kept * info.stat().st_size)])
+    assert main(["--data", str(data), "--format", "mars", "--checkpoint", str(checkpoint), "--device", "cpu"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"reid-eval: error: cannot read {info}, damaged or truncated: ")
+
+
 def test_reid_eval_rerank_query_expansion_and_rank_lists(setup, capsys):
     root, checkpoint = setup
     common = ["--data", str(root / "market"), "--format", "market1501", "--checkpoint", str(checkpoint),
@@ -101,3 +129,21 @@ def test_reid_eval_says_how_many_queries_it_skipped(setup, tmp_path, capsys):
     assert main(["--data", str(data), "--format", "market1501", "--checkpoint", str(checkpoint), "--device", "cpu",
                  "--max-frames", "3"]) == 0
     assert f"over {total - skipped} queries; {skipped} skipped: no true match" in capsys.readouterr().out
+
+
+def test_reid_eval_on_a_model_that_outputs_zeros_is_one_line_and_exit_2(setup, monkeypatch, capsys):
+    """A model whose features cannot be unit vectors is unusable input: one line, exit 2, no traceback."""
+    import reid_sdk.cli.evaluate as evaluate_cli
+    from reid_sdk.inference.extractor import NonFiniteFeaturesError
+
+    root, checkpoint = setup
+
+    def zero_features(*args, **kwargs):
+        raise NonFiniteFeaturesError("the onnxruntime backend returned all-zero features for 3 of 3 crops")
+
+    monkeypatch.setattr(evaluate_cli, "retrieve", zero_features)
+    assert main(["--data", str(root / "market"), "--format", "market1501", "--checkpoint", str(checkpoint),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["reid-eval: error: the onnxruntime backend returned all-zero features for 3 "
+                                        "of 3 crops"]

@@ -12,35 +12,29 @@ from reid_sdk.evaluation.metrics import clustering_quality, rank_metrics
 
 
 def slow_market_reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
-    """Straightforward per-query loop of the Market-1501 protocol."""
+    """Per-query loop of the Market-1501 protocol with pessimistic ties, by counting instead of sorting:
+    the k-th nearest true match ranks at k + the number of wrong matches no farther than it."""
     cmcs, aps, inps = [], [], []
     for i in range(distmat.shape[0]):
-        order = np.argsort(distmat[i], kind="stable")
-        ranked = [(g_pids[j], g_camids[j]) for j in order]
-        ranked = [pid for pid, cam in ranked if not (pid == q_pids[i] and cam == q_camids[i])]
-        matches = [pid == q_pids[i] for pid in ranked]
-        if not any(matches):
+        kept = [j for j in range(len(g_pids)) if not (g_pids[j] == q_pids[i] and g_camids[j] == q_camids[i])]
+        true = sorted(distmat[i, j] for j in kept if g_pids[j] == q_pids[i])
+        wrong = [distmat[i, j] for j in kept if g_pids[j] != q_pids[i]]
+        if not true:
             continue
-        first = matches.index(True)
-        cmcs.append([1.0 if k >= first else 0.0 for k in range(max_rank)])
-        found, precisions = 0, []
-        for position, is_match in enumerate(matches):
-            if is_match:
-                found += 1
-                precisions.append(found / (position + 1))
-        aps.append(sum(precisions) / len(precisions))
-        last = len(matches) - 1 - matches[::-1].index(True)
-        inps.append(found / (last + 1))
+        ranks = [k + sum(d <= distance for d in wrong) for k, distance in enumerate(true, start=1)]
+        cmcs.append([1.0 if k + 1 >= ranks[0] else 0.0 for k in range(max_rank)])
+        aps.append(sum(k / rank for k, rank in enumerate(ranks, start=1)) / len(ranks))
+        inps.append(len(ranks) / ranks[-1])
     return np.mean(cmcs, axis=0), float(np.mean(aps)), float(np.mean(inps)), len(aps)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_rank_metrics_match_slow_reference_on_random_data(seed):
+@pytest.mark.parametrize("seed, decimals", [(0, 2), (1, 2), (2, 1), (3, 1)])
+def test_rank_metrics_match_slow_reference_on_random_data(seed, decimals):
     rng = np.random.default_rng(seed)
     num_q, num_g = 37, 211
     q_pids, g_pids = rng.integers(0, 15, num_q), rng.integers(0, 15, num_g)
     q_cams, g_cams = rng.integers(1, 4, num_q), rng.integers(1, 4, num_g)
-    distmat = rng.random((num_q, num_g)).round(2)  # rounding creates ties: stable order must agree
+    distmat = rng.random((num_q, num_g)).round(decimals)  # rounding creates ties, many at 1 decimal
     cmc, mean_ap, minp, valid = slow_market_reference(distmat, q_pids, g_pids, q_cams, g_cams, 20)
     result = rank_metrics(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=20)
     np.testing.assert_allclose(result.cmc, cmc, atol=1e-12)
@@ -48,6 +42,35 @@ def test_rank_metrics_match_slow_reference_on_random_data(seed):
     assert result.mINP == pytest.approx(minp, abs=1e-12)
     assert result.num_valid_queries == valid
     assert result.num_valid_queries + result.num_skipped_queries == num_q
+
+
+def test_gallery_order_never_changes_the_scores():
+    rng = np.random.default_rng(7)
+    num_q, num_g = 20, 90
+    q_pids, g_pids = rng.integers(0, 6, num_q), rng.integers(0, 6, num_g)
+    q_cams, g_cams = rng.integers(1, 3, num_q), rng.integers(1, 3, num_g)
+    distmat = rng.integers(0, 4, (num_q, num_g)).astype(float)  # four distinct distances: ties everywhere
+    reference = rank_metrics(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=10)
+    for _ in range(5):
+        order = rng.permutation(num_g)
+        shuffled = rank_metrics(distmat[:, order], q_pids, g_pids[order], q_cams, g_cams[order], max_rank=10)
+        np.testing.assert_allclose(shuffled.cmc, reference.cmc, atol=1e-12)
+        assert shuffled.mAP == pytest.approx(reference.mAP, abs=1e-12)
+        assert shuffled.mINP == pytest.approx(reference.mINP, abs=1e-12)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_collapsed_model_scores_pessimistically_whatever_the_gallery_order(reverse):
+    # all distances equal; query pid 1 cam 1. The cam-1 pid-1 entry is ignored, which leaves 2 true matches
+    # and 3 wrong ones; pessimistic ties put the true matches at ranks 4 and 5:
+    # CMC 0, 0, 0, 1, 1; AP = (1/4 + 2/5) / 2 = 0.325; INP = 2/5.
+    g_pids, g_cams = np.array([1, 1, 1, 2, 3, 4]), np.array([1, 2, 2, 2, 2, 2])
+    if reverse:
+        g_pids, g_cams = g_pids[::-1], g_cams[::-1]
+    result = rank_metrics(np.zeros((1, 6)), np.array([1]), g_pids, np.array([1]), g_cams, max_rank=5)
+    np.testing.assert_allclose(result.cmc, [0.0, 0.0, 0.0, 1.0, 1.0])
+    assert result.mAP == pytest.approx(0.325)
+    assert result.mINP == pytest.approx(0.4)
 
 
 def test_blocks_give_the_same_answer(monkeypatch):

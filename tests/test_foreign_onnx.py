@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import cv2
@@ -10,8 +11,8 @@ import onnx
 import pytest
 import torch
 
-from reid_sdk.inference.extractor import FeatureExtractor
-from tests.helpers import random_crops
+from reid_sdk.inference.extractor import FeatureExtractor, NonFiniteFeaturesError
+from tests.helpers import BROKEN_ONNX_ERRORS, broken_onnx_models, pooling_onnx, random_crops
 
 SIZE = (48, 24)
 IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
@@ -152,3 +153,22 @@ def test_uint8_foreign_graph_takes_no_mean(reid_sdk_onnx, tmp_path):
     onnx.save(proto, bare)
     with pytest.raises(ValueError, match="mean/std \\(the graph takes uint8 pixels"):
         FeatureExtractor(bare, model_channel_order="rgb", **IMAGENET)
+
+
+def test_a_model_that_outputs_zeros_is_refused_not_returned_as_unit_rows(tmp_path):
+    zeros = pooling_onnx(tmp_path / "zeros.onnx", zero=True)  # foreign: no reid-sdk metadata
+    extractor = FeatureExtractor(zeros, device="cpu", model_channel_order="rgb")
+    with pytest.raises(NonFiniteFeaturesError, match="returned all-zero features for 3 of 3 crops .first: crop 0.; "
+                                                     "they cannot be L2-normalised"):
+        extractor.extract(random_crops(3))
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("kind", sorted(BROKEN_ONNX_ERRORS))
+def test_a_broken_onnx_file_is_refused_when_opened_in_one_line(tmp_path, kind, backend):
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    path = broken_onnx_models(tmp_path)[kind]
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}{BROKEN_ONNX_ERRORS[kind]}") as refused:
+        FeatureExtractor(path, device="cpu", backend=backend)
+    assert "\n" not in str(refused.value)

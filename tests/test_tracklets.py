@@ -97,6 +97,31 @@ def test_concurrent_updates_lose_nothing():
                                    rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("frames", [np.zeros((2, 4)), np.array([[1.0, 2.0, 0.0, 0.0], [-1.0, -2.0, 0.0, 0.0]]),
+                                    np.array([[0.1, 0.2, 0.3, 0.0], [-0.1, -0.2, -0.3 + 1e-12, 0.0]])],
+                         ids=["zero", "opposite", "cancel-to-rounding"])
+def test_a_track_without_direction_is_an_error_naming_it_never_nan(frames):
+    aggregator = TrackletAggregator(max_idle_frames=0)
+    aggregator.update_many(["ghost", "kept"], [frames[0], np.ones(4)], frame=0)
+    aggregator.update("ghost", frames[1], frame=0)
+    aggregator.update("new", np.ones(4), frame=2)
+    with np.errstate(all="raise"):  # no numpy warning on the way either
+        with pytest.raises(ValueError, match="track 'ghost' has no feature: its 2 frame features are zero or cancel"):
+            aggregator.get("ghost")
+        with pytest.raises(ValueError, match="track 'ghost' has no feature"):
+            aggregator.expire()
+        assert set(aggregator.track_ids()) == {"ghost", "kept", "new"}  # nothing finished, nothing lost
+        with pytest.raises(ValueError, match="track 'ghost' has no feature"):
+            aggregator.finish("ghost")
+        assert set(aggregator.expire()) == {"kept"} and aggregator.track_ids() == ["new"]
+
+
+def test_a_small_but_consistent_track_keeps_its_direction():
+    aggregator = TrackletAggregator()
+    aggregator.update_many(["tiny", "tiny"], [np.array([1e-30, 0.0]), np.array([2e-30, 0.0])])
+    np.testing.assert_allclose(aggregator.get("tiny"), [1.0, 0.0])
+
+
 def test_bad_input_is_refused():
     aggregator = TrackletAggregator()
     aggregator.update("a", np.ones(4))

@@ -59,11 +59,12 @@ def load_mars(root: str | Path) -> DatasetSplits:
 
 def _read_mat(path: Path, key: str) -> np.ndarray:
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         content = loadmat(str(path))
-    except (ValueError, OSError, TypeError) as error:
-        raise DatasetLayoutError(f"cannot read {path}: {error}") from error
+    except (MatReadError, ValueError, OSError, TypeError, IndexError) as error:  # what scipy raises on a cut file
+        raise DatasetLayoutError(f"cannot read {path}, damaged or truncated: {error}") from error
     if key not in content:
         raise DatasetLayoutError(f"{path} has no variable {key!r}; expected {LAYOUT}")
     table = np.asarray(content[key])

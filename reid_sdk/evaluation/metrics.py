@@ -2,7 +2,9 @@
 
 Market protocol: for each query, gallery entries with the same pid AND the same camera are ignored; a query
 without any remaining true match is skipped (and counted). AP averages the precision at each true match;
-INP is (number of true matches) / (rank of the hardest true match). Everything is vectorised over blocks of
+INP is (number of true matches) / (rank of the hardest true match). Ties in distance count pessimistically:
+a true match tied with wrong matches ranks after all of them, so no score depends on the gallery's order (a
+collapsed model, all distances equal, scores as badly as it ranks). Everything is vectorised over blocks of
 queries, so memory stays bounded for Market-size (3,368 x 19,732) distance matrices.
 """
 
@@ -57,8 +59,9 @@ def rank_metrics(
 ) -> RankResult:
     """CMC, mAP and mINP of a query x gallery distance matrix (smaller = more similar), Market protocol.
 
-    Ties in distance are broken by gallery order (stable sort). Raises ValueError on shape mismatches,
-    non-finite distances, or when no query has a valid match.
+    Ties count pessimistically: a true match at the same distance as wrong matches ranks after all of them
+    (the order of the gallery never matters). Raises ValueError on shape mismatches, non-finite distances,
+    or when no query has a valid match.
     """
     distmat = np.asarray(distmat)
     if distmat.ndim != 2:
@@ -79,7 +82,8 @@ def rank_metrics(
     block = max(1, _BLOCK_ENTRIES // num_g)
     for start in range(0, num_q, block):
         rows = slice(start, min(start + block, num_q))
-        order = np.argsort(distmat[rows], axis=1, kind="stable")
+        # Sorted by distance, then true pid last among equals: ties rank the true matches pessimistically.
+        order = np.lexsort((g_pids[None, :] == q_pids[rows, None], distmat[rows]), axis=1)
         ranked_pids, ranked_cams = g_pids[order], g_camids[order]
         same_pid = ranked_pids == q_pids[rows, None]
         kept = ~(same_pid & (ranked_cams == q_camids[rows, None]))

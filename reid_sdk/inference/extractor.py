@@ -17,8 +17,10 @@ from reid_sdk.inference.backends import Backend, InputOptions, open_backend
 from reid_sdk.inference.preprocess import CHANNEL_ORDERS, BatchPreprocessor, as_crop_list
 
 
-class NonFiniteFeaturesError(RuntimeError):
-    """A backend returned NaN or infinite features: a numerical fault of that engine and precision."""
+class NonFiniteFeaturesError(ValueError):
+    """A backend returned NaN, infinite or all-zero features: rows that cannot be unit vectors, so ``extract``
+    refuses them rather than return them (a numerical fault of that engine and precision, or a model that
+    outputs zeros). A ValueError: the model given is unusable, so the console scripts exit 2 with this line."""
 
 
 class FeatureExtractor:
@@ -88,12 +90,23 @@ class FeatureExtractor:
         with contextlib.closing(self._preprocess.batches(crop_list, self.batch_size, buffer)) as batches:
             for start, batch in batches:
                 features[start : start + len(batch)] = self.backend.run(batch)
-        bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
-        if bad.size:
-            raise NonFiniteFeaturesError(
-                f"the {self.backend.description} backend returned NaN or infinite features for {bad.size} of "
-                f"{len(crop_list)} crops (first: crop {bad[0]}); this engine/precision is numerically unsafe "
-                "here: try precision fp32 or another backend")
+        _refuse_non_unit_rows(features, self.backend.description)
         return features
 
     __call__ = extract
+
+
+def _refuse_non_unit_rows(features: np.ndarray, backend: str) -> None:
+    """Raise NonFiniteFeaturesError on NaN / infinite rows and on all-zero rows (backends scale rows to unit
+    length but leave a zero row at zero: it has no direction)."""
+    non_finite = ~np.isfinite(features).all(axis=1)
+    zero = ~non_finite & ~features.any(axis=1)
+    for bad, what, advice in (
+            (non_finite, "NaN or infinite", "this engine/precision is numerically unsafe here: try precision fp32 "
+                                            "or another backend"),
+            (zero, "all-zero", "they cannot be L2-normalised: check the model, and for a foreign ONNX file its "
+                               "mean / std / model_channel_order")):
+        rows = np.flatnonzero(bad)
+        if rows.size:
+            raise NonFiniteFeaturesError(f"the {backend} backend returned {what} features for {rows.size} of "
+                                         f"{len(features)} crops (first: crop {rows[0]}); {advice}")

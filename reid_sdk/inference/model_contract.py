@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reid_sdk import __version__
@@ -72,6 +72,36 @@ class ModelMetadata:
                    pooling=config["pooling"], depth=int(config["depth"]), precision=precision,
                    config_hash=config_hash(payload),
                    model_id=weights_fingerprint(payload["model_config"], payload["state_dict"]))
+
+
+def check_image_graph(input_names: Sequence[str], input_shape: Sequence[int | None],
+                      output_shape: Sequence[int | None], source: str) -> None:
+    """ValueError unless a graph takes one N x 3 x H x W input and returns (N, D) features, what the SDK feeds
+    and reads (shapes: a fixed size per axis, None where the graph leaves it open)."""
+    if len(input_names) != 1:
+        raise ValueError(f"{source} takes {len(input_names)} inputs ({', '.join(input_names)}); the SDK feeds one "
+                         "N x 3 x H x W image input")
+    if len(input_shape) != 4 or input_shape[1] != 3:
+        raise ValueError(f"{source} takes input {input_names[0]!r} of shape {list(input_shape)}; the SDK feeds "
+                         "N x 3 x H x W")
+    if len(output_shape) != 2:
+        raise ValueError(f"{source} returns features of shape {list(output_shape)}; the SDK expects (N, D)")
+
+
+def check_metadata_matches_graph(metadata: ModelMetadata, input_shape: Sequence[int | None],
+                                 output_shape: Sequence[int | None], source: str) -> None:
+    """ValueError when a size the graph fixes (input H x W, feature dim D) contradicts the file's metadata, which
+    would otherwise fail only at the first ``extract``; shapes as in :func:`check_image_graph`."""
+    height, width = input_shape[2:4]
+    conflicts = []
+    if height not in (None, metadata.input_size[0]) or width not in (None, metadata.input_size[1]):
+        conflicts.append(f"input_size {metadata.input_size[0]}x{metadata.input_size[1]} but the graph takes "
+                         f"{height or '?'}x{width or '?'}")
+    if output_shape[1] not in (None, metadata.feature_dim):
+        conflicts.append(f"feature_dim {metadata.feature_dim} but the graph returns {output_shape[1]}")
+    if conflicts:
+        raise ValueError(f"{source}: its reid-sdk metadata contradicts its graph ({'; '.join(conflicts)}); "
+                         "export it again with reid-export")
 
 
 def config_hash(payload: dict[str, Any]) -> str:

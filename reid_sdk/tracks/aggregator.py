@@ -1,7 +1,9 @@
 """TrackletAggregator: one running feature per tracked person, built frame by frame.
 
-Each track keeps a weighted sum of its frames' features (float64), its total
-weight and when it was last seen: memory is O(tracks x D), never per frame.
+Each track keeps a weighted sum of its frames' features (float64), the weighted
+sum of their norms and when it was last seen: memory is O(tracks x D), never per frame.
+A track whose features are zero or cancel out has no direction to normalise:
+reading it raises ValueError naming the track, never returns NaN.
 """
 
 from __future__ import annotations
@@ -17,14 +19,24 @@ import numpy as np
 @dataclass
 class _Track:
     feature_sum: np.ndarray
-    total_weight: float
+    norm_sum: float  # weighted sum of the frame features' norms: the scale that tells "cancel out" from small
     frames: int
     last_frame: int | None
     last_time: float
 
 
-def _normalised(vector: np.ndarray) -> np.ndarray:
-    return (vector / np.linalg.norm(vector)).astype(np.float32)
+# The mean of a track's features counts as cancelled out below this fraction of its frames' mean norm.
+_CANCELLED = 1e-6
+
+
+def _track_feature(track_id: Hashable, track: _Track) -> np.ndarray:
+    """The track's weighted mean feature, L2-normalised, float32; ValueError naming the track when its
+    features are zero or cancel out (the mean then has no direction: dividing would give NaN or noise)."""
+    norm = float(np.linalg.norm(track.feature_sum))
+    if not norm > _CANCELLED * track.norm_sum:
+        raise ValueError(f"track {track_id!r} has no feature: its {track.frames} frame features are zero or "
+                         "cancel out, so their mean has no direction")
+    return (track.feature_sum / norm).astype(np.float32)
 
 
 class TrackletAggregator:
@@ -84,16 +96,17 @@ class TrackletAggregator:
         if not len(track_ids):
             return
         features = self._as_features(features_or_crops)
+        norms = np.linalg.norm(features, axis=1)
         now = self.clock()
         with self._lock:
             if frame is not None:
                 self._newest_frame = frame if self._newest_frame is None else max(self._newest_frame, frame)
-            for track_id, feature, weight in zip(track_ids, features, weights):
+            for track_id, feature, norm, weight in zip(track_ids, features, norms, weights):
                 track = self._tracks.get(track_id)
                 if track is None:
                     track = self._tracks[track_id] = _Track(np.zeros(self.feature_dim), 0.0, 0, frame, now)
                 track.feature_sum += weight * feature
-                track.total_weight += float(weight)
+                track.norm_sum += float(weight * norm)
                 track.frames += 1
                 track.last_frame = frame if frame is not None else track.last_frame
                 track.last_time = now
@@ -123,7 +136,7 @@ class TrackletAggregator:
             track = self._tracks.get(track_id)
             if track is None:
                 raise KeyError(f"unknown track id {track_id!r}")
-            return _normalised(track.feature_sum / track.total_weight)
+            return _track_feature(track_id, track)
 
     def frame_count(self, track_id: Hashable) -> int:
         with self._lock:
@@ -132,20 +145,25 @@ class TrackletAggregator:
             return self._tracks[track_id].frames
 
     def finish(self, track_id: Hashable) -> np.ndarray:
-        """Return the track's feature and forget the track."""
+        """Return the track's feature and forget the track (forgotten also when it has no feature: ValueError)."""
         with self._lock:
             track = self._tracks.pop(track_id, None)
         if track is None:
             raise KeyError(f"unknown track id {track_id!r}")
-        return _normalised(track.feature_sum / track.total_weight)
+        return _track_feature(track_id, track)
 
     def expire(self) -> dict[Hashable, np.ndarray]:
-        """Finish every track idle beyond the configured limits; returns {track_id: feature}."""
+        """Finish every track idle beyond the configured limits; returns {track_id: feature}.
+
+        When an idle track has no feature, raises its ValueError and finishes none (``finish`` drops that one).
+        """
         now = self.clock()
         with self._lock:
             idle = [track_id for track_id, track in self._tracks.items() if self._is_idle(track, now)]
-            finished = {track_id: self._tracks.pop(track_id) for track_id in idle}
-        return {track_id: _normalised(t.feature_sum / t.total_weight) for track_id, t in finished.items()}
+            finished = {track_id: _track_feature(track_id, self._tracks[track_id]) for track_id in idle}
+            for track_id in idle:
+                del self._tracks[track_id]
+        return finished
 
     def _is_idle(self, track: _Track, now: float) -> bool:
         if self.max_idle_seconds is not None and now - track.last_time > self.max_idle_seconds:

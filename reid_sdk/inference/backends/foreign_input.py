@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from reid_sdk.inference.model_contract import METADATA_PREFIX, ModelMetadata
+from reid_sdk.inference.model_contract import (METADATA_PREFIX, ModelMetadata, check_image_graph,
+                                               check_metadata_matches_graph)
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -142,8 +143,6 @@ def _foreign(session: ort.InferenceSession, options: InputOptions, source: str, 
              model_input: ort.NodeArg) -> tuple[ModelMetadata, InputFeed]:
     """A file without reid-sdk metadata: the graph's declared shape and type plus the caller's options."""
     shape = list(model_input.shape)
-    if len(shape) != 4 or shape[1] != 3:
-        raise ValueError(f"{source} takes input {model_input.name!r} of shape {shape}; the SDK feeds N x 3 x H x W")
     graph_size = (_static(shape[2]), _static(shape[3]))
     conflicts, missing = [], []
     if options.input_size is not None and None not in graph_size and options.input_size != graph_size:
@@ -166,10 +165,7 @@ def _foreign(session: ort.InferenceSession, options: InputOptions, source: str, 
                          f"missing {', '.join(missing)} ({_EXAMPLE})")
     feed = InputFeed(model_input.name, dtype, options.model_channel_order, options.mean, options.std,
                      _static(shape[0]))
-    output = session.get_outputs()[0]
-    if len(output.shape) != 2:
-        raise ValueError(f"{source} returns {output.name!r} of shape {output.shape}; the SDK expects (N, D) features")
-    feature_dim = _static(output.shape[1])
+    feature_dim = _static(session.get_outputs()[0].shape[1])
     if feature_dim is None:  # the graph leaves D open: one run on a blank batch tells it
         feature_dim = int(feed.run(lambda tensor: session.run(None, {feed.name: tensor})[0],
                                    np.zeros((1, 3, *size), np.uint8)).shape[1])
@@ -181,14 +177,21 @@ def _foreign(session: ort.InferenceSession, options: InputOptions, source: str, 
 def describe_input(session: ort.InferenceSession, options: InputOptions,
                    source: str) -> tuple[ModelMetadata, InputFeed]:
     """The model's metadata and how to feed it: from reid-sdk metadata when the file has it, else from the
-    graph and ``options``; ValueError naming contradicting or missing options."""
-    model_input = session.get_inputs()[0]
+    graph and ``options``; ValueError naming contradicting or missing options, or a graph the SDK cannot feed
+    (several inputs, another shape) or whose fixed sizes contradict its metadata."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    input_shape = [_static(size) for size in inputs[0].shape] if inputs else []
+    output_shape = [_static(size) for size in outputs[0].shape] if outputs else []
+    check_image_graph([node.name for node in inputs], input_shape, output_shape, source)
+    model_input = inputs[0]
     dtype = _ONNX_TYPES.get(model_input.type)
     if dtype is None:
         raise ValueError(f"{source} takes {model_input.type} input; supported: {', '.join(_ONNX_TYPES)}")
     props = session.get_modelmeta().custom_metadata_map
     if any(key.startswith(METADATA_PREFIX) for key in props):
-        return _ours(session, options, source, dtype, model_input)
+        metadata, feed = _ours(session, options, source, dtype, model_input)
+        check_metadata_matches_graph(metadata, input_shape, output_shape, source)
+        return metadata, feed
     return _foreign(session, options, source, dtype, model_input)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from reid_sdk.inference.backends.base import l2_normalised
+from reid_sdk.inference.backends.base import error_summary, l2_normalised, model_file
 from reid_sdk.inference.backends.foreign_input import InputOptions, describe_input, with_input_size
 from reid_sdk.inference.model_contract import model_identity
 from reid_sdk._utils.optional import install_hint
@@ -102,9 +102,7 @@ class OnnxBackend:
                  max_batch: int = 64, options: OnnxRuntimeOptions | None = None,
                  input_options: InputOptions | None = None) -> None:
         kind, self.device_id = parse_device(device)
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path}")
+        path = model_file(path, "ONNX model")
         self.options = options or OnnxRuntimeOptions()
         self.input_options = with_input_size(input_options, input_size)
         available = ort.get_available_providers()
@@ -136,9 +134,9 @@ class OnnxBackend:
         try:
             return ort.InferenceSession(str(path), session_options, providers=providers,
                                         disabled_optimizers=DISABLED_OPTIMIZERS)
-        except (ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,
-                ort.capi.onnxruntime_pybind11_state.Fail) as exc:
-            raise ValueError(f"{path} is not a loadable ONNX model: {exc}") from exc
+        except (ort.capi.onnxruntime_pybind11_state.InvalidProtobuf, ort.capi.onnxruntime_pybind11_state.Fail,
+                ort.capi.onnxruntime_pybind11_state.InvalidArgument) as exc:
+            raise ValueError(f"{path} is not a loadable ONNX model: {error_summary(exc)}") from exc
 
     def _gpu_providers(self, path: Path, available: list[str], max_batch: int) -> list[tuple[str, dict[str, str]]]:
         """(provider, options) in priority order for CUDA, TensorRT first only when its cache is configured."""

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reid_sdk.inference.backends.base import l2_normalised
-from reid_sdk.inference.model_contract import ModelMetadata
+from reid_sdk.inference.backends.base import error_summary, l2_normalised, model_file
+from reid_sdk.inference.model_contract import ModelMetadata, check_image_graph, check_metadata_matches_graph
 from reid_sdk._utils.optional import require
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,12 @@ def split_evenly(count: int, parts: int) -> list[tuple[int, int]]:
     return [(start, stop) for start, stop in zip(bounds, bounds[1:]) if stop > start]
 
 
+def _fixed_sizes(port) -> list[int | None]:
+    """The port's size per axis, None where the graph leaves it open (no axes when even the rank is open)."""
+    shape = port.get_partial_shape()
+    return [dim.get_length() if dim.is_static else None for dim in shape] if shape.rank.is_static else []
+
+
 class OpenVINOBackend:
     """Compiles an ONNX model for the CPU and runs uint8 batches through parallel infer requests.
 
@@ -77,9 +83,7 @@ class OpenVINOBackend:
                  input_size: tuple[int, int] | None = None, options: OpenVINOOptions | None = None) -> None:
         if device not in ("auto", "cpu"):
             raise ValueError(f"the OpenVINO backend runs on the CPU: device must be auto or cpu, got {device!r}")
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path}")
+        path = model_file(path, "ONNX model")
         ov = require("openvino", "openvino")
         self.options = options or OpenVINOOptions()
         core = ov.Core()
@@ -87,8 +91,12 @@ class OpenVINOBackend:
         try:
             model = core.read_model(str(path))
         except RuntimeError as exc:
-            raise ValueError(f"{path} is not a loadable ONNX model: {exc}") from exc
+            raise ValueError(f"{path} is not a loadable ONNX model: {error_summary(exc)}") from exc
+        input_shape, output_shape = _fixed_sizes(model.input(0)), _fixed_sizes(model.output(0))
+        check_image_graph([port.get_any_name() for port in model.inputs], input_shape, output_shape, str(path))
         self.metadata = self._metadata(model, path, input_size)
+        if input_size is None:
+            check_metadata_matches_graph(self.metadata, input_shape, output_shape, str(path))
         self.input_size: tuple[int, int] = self.metadata.input_size
         self.feature_dim: int = self.metadata.feature_dim
         config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": MODES[self.options.mode]}

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import numpy as np
 
-from reid_sdk.inference.backends.base import l2_normalised
+from reid_sdk.inference.backends.base import l2_normalised, model_file
 from reid_sdk.inference.model_contract import model_identity, read_sidecar
 from reid_sdk._utils.optional import MissingDependency, require
 
@@ -61,9 +61,7 @@ class TensorRTBackend:
 
     def __init__(self, path: str | Path, device: str = "auto") -> None:
         self.device_index = cuda_device_index(device)
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"TensorRT engine not found: {path}")
+        path = model_file(path, "TensorRT engine")
         self.metadata, _ = read_sidecar(path)
         self.model_id: str = model_identity(self.metadata, path)
         trt = require_tensorrt()
