@@ -6,8 +6,10 @@ Results are checked against an independent numpy brute force. One Milvus Lite fi
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid_sdk.gallery import Gallery, GalleryConfig, ModelMismatchError
+from reid_sdk.gallery import CorruptGalleryError, Gallery, GalleryConfig, ModelMismatchError
 from reid_sdk.search import index as index_module
 from reid_sdk.search.index import ReIDIndex
 from reid_sdk.search.reranking import RerankConfig, reranked_distances
 from reid_sdk.synthetic.vectors import clustered_features
+from tests.helpers import refuse_writes_under
 from tests.test_gallery import brute_force, normalised
 
 BACKENDS = ["faiss", "milvus-lite"]
@@ -104,12 +107,22 @@ def test_filters_select_the_same_entries_as_numpy(new_location, labelled):
             (dict(since=50.0, until=120.0), (times >= 50) & (times <= 120)),  # no timestamp: never in a range
             (dict(cameras=[2], since=100.0), is_camera(2) & (times >= 100)),
             (dict(cameras="nowhere"), np.zeros(N, bool)),
+            # None in a list is the "no camera" label: it keeps or drops the entries without one
+            (dict(cameras=[None]), is_camera(None)),
+            (dict(cameras=[2, None]), is_camera(2) | is_camera(None)),
+            (dict(exclude_camera=[None]), ~is_camera(None)),
+            (dict(exclude_camera=[2, None]), ~is_camera(2) & ~is_camera(None)),
+            (dict(exclude_camera=[]), np.ones(N, bool)),  # excludes nothing
+            (dict(cameras=[1, "2"]), is_camera(1)),  # camera "2" is not camera 2
+            (dict(exclude_camera=["2"]), np.ones(N, bool)),
         ]
     for filters, mask in cases:
         scores, found = gallery.search_ids(labelled["queries"], k=10, **filters)
         expected_scores, rows = brute_force(labelled["x"], labelled["queries"], min(10, mask.sum()), mask)
         np.testing.assert_array_equal(found, ids[rows], err_msg=str(filters))
         np.testing.assert_allclose(scores, expected_scores, atol=1e-5, err_msg=str(filters))
+    with pytest.raises(ValueError, match=r"cameras=\[\] keeps no entry"):
+        gallery.search(labelled["queries"][0], cameras=[])
     gallery.close()
 
 
@@ -136,6 +149,27 @@ def test_removal_by_id_identity_and_time(new_location, labelled):
     np.testing.assert_array_equal(found, ids[brute_force(labelled["x"], labelled["queries"], 10, keep)[1]])
     new = gallery.add(labelled["x"][:3])
     assert not set(new.tolist()) & set(ids.tolist())  # ids are never reused
+    assert gallery.remove_identity(None) == 3  # None: the entries without an identity
+    gallery.close()
+
+
+def test_reading_removed_or_unknown_ids_is_a_key_error_naming_them(new_location, labelled):
+    gallery = Gallery(16, path=new_location())
+    ids = fill(gallery, labelled)
+    gallery.remove([ids[7]])
+    unknown = int(ids.max()) + 1000
+    with pytest.raises(KeyError, match=rf"no gallery entries with ids \[{ids[7]}, {unknown}\]"):
+        gallery.vectors([ids[1], ids[7], unknown])
+    many = list(range(unknown, unknown + 12))
+    with pytest.raises(KeyError, match=r"\(and 2 more\)"):
+        gallery.vectors(many)
+    for not_ids in ([ids[1] + 0.5], [True], "12", [None], [2**63]):
+        with pytest.raises(ValueError, match="entry ids must be"):
+            gallery.vectors(not_ids)
+        with pytest.raises(ValueError, match="entry ids must be"):
+            gallery.remove(not_ids)
+    assert len(gallery) == N - 1
+    assert gallery.vectors([ids[2], ids[2]]).shape == (2, 16) and gallery.vectors([]).shape == (0, 16)
     gallery.close()
 
 
@@ -270,6 +304,33 @@ def test_milvus_refusals_are_clear(milvus_file, tmp_path):
         Gallery.open(f"milvus-lite:{milvus_file}?collection=absent")
 
 
+def test_a_milvus_gallery_changed_behind_its_back_is_refused(milvus_file, labelled, caplog):
+    from pymilvus import MilvusClient
+
+    from reid_sdk.gallery import CorruptGalleryError
+
+    location = f"milvus-lite:{milvus_file}?collection=tampered"
+    gallery = Gallery(16, path=location, model_id="model-a")
+    ids = fill(gallery, labelled)
+    gallery.remove(ids[:10])
+    gallery.close()  # close records the count too: no save needed
+    reopened = Gallery.open(location)
+    assert len(reopened) == N - 10
+    reopened.remove(ids[10:12])
+    reopened._backend._client.close()  # a crash after writes: no count recorded
+    with caplog.at_level("WARNING", logger="reid_sdk.gallery.milvus"), Gallery.open(location) as reopened:
+        assert len(reopened) == N - 12 and "cannot be checked" in caplog.text
+        reopened.save()
+    client = MilvusClient(str(milvus_file))
+    client.delete("tampered", ids=ids[12:15].tolist())
+    with pytest.raises(CorruptGalleryError, match=f"holds {N - 15} entries but reid-sdk recorded {N - 12}"):
+        Gallery.open(location)
+    client.delete("tampered", filter="id >= 0")  # emptied
+    with pytest.raises(CorruptGalleryError, match=f"holds 0 entries but reid-sdk recorded {N - 12}"):
+        Gallery.open(location)
+    client.close()
+
+
 def test_a_foreign_milvus_collection_is_not_a_gallery(milvus_file):
     from pymilvus import DataType, MilvusClient
 
@@ -299,3 +360,76 @@ def test_a_milvus_lite_file_held_by_another_process_is_a_clear_error(tmp_path):
             Gallery.open(uri)
     finally:
         holder.communicate(timeout=120)
+
+
+def forget_milvus_lite_server(path: Path) -> None:
+    """Stop this process's Milvus Lite server of ``path``: the next client finds only the files, as a new process."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(str(path))
+
+
+def saved_milvus_lite_gallery(path: Path) -> str:
+    """The URI of a saved Milvus Lite gallery of 4 entries at ``path``, as a new process finds it."""
+    pytest.importorskip("milvus_lite", reason="milvus-lite: URIs need pip install milvus-lite")
+    uri = f"milvus-lite:{path}"
+    gallery = Gallery(4, path=uri, index_type="hnsw")
+    gallery.add(np.eye(4), identities=[1, 2, 3, 4])
+    gallery.save()
+    gallery.close()
+    forget_milvus_lite_server(path)
+    return uri
+
+
+def damage_milvus_lite_file(path: Path, folder: str) -> None:
+    """Cut the gallery's segment (``data``) short, or overwrite its vector index (``indexes``) with random bytes."""
+    damaged = next(path.rglob(f"{folder}/*"))
+    data = damaged.read_bytes()
+    damaged.write_bytes(data[:100] if folder == "data" else np.random.default_rng(0).bytes(len(data)))
+
+
+@pytest.mark.parametrize("folder", ["data", "indexes"])
+def test_a_damaged_milvus_lite_gallery_is_one_clear_error_and_can_be_overwritten(tmp_path, folder):
+    uri = saved_milvus_lite_gallery(tmp_path / "g.db")
+    damage_milvus_lite_file(tmp_path / "g.db", folder)
+    with pytest.raises(CorruptGalleryError, match=f"^the Milvus Lite gallery {re.escape(uri)} cannot be read .*: "
+                                                  f"restore {re.escape(str(tmp_path / 'g.db'))} from a copy"):
+        Gallery.open(uri)
+    replacement = Gallery(4, path=uri, overwrite=True)  # ours to replace: the collection is dropped unread
+    replacement.add(np.eye(4)[:2])
+    replacement.save()
+    assert len(replacement) == 2 and replacement.search(np.eye(4)[1], k=1)[0].entry_id >= 0
+    replacement.close()
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])  # chmod a-w, a read-only mount
+def test_a_milvus_lite_folder_it_may_not_write_in_is_named_not_blamed_on_another_process(tmp_path, monkeypatch,
+                                                                                         code):
+    uri = saved_milvus_lite_gallery(tmp_path / "g.db")
+    refuse_writes_under(monkeypatch, tmp_path, code)
+    reason = re.escape(os.strerror(code).lower())
+    with pytest.raises(OSError, match=f"cannot write in {re.escape(str(tmp_path / 'g.db'))}: {reason}") as searching:
+        Gallery.open(uri)  # Milvus Lite writes in its folder even to search
+    with pytest.raises(OSError, match=f"cannot write in {re.escape(str(tmp_path))}: {reason}") as building:
+        Gallery(4, path=f"milvus-lite:{tmp_path / 'new.db'}")
+    for raised in (searching, building):
+        assert raised.value.errno == code and "one process" not in str(raised.value)
+
+
+def test_a_full_disk_under_milvus_lite_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    parquet = pytest.importorskip("pyarrow.parquet")
+    uri = saved_milvus_lite_gallery(tmp_path / "g.db")
+    gallery = Gallery.open(uri)
+    gallery.add(np.eye(4))
+
+    def no_space(table, where, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where))
+
+    monkeypatch.setattr(parquet, "write_table", no_space)
+    segment = f"{re.escape(str(tmp_path / 'g.db'))}/.*parquet"
+    with pytest.raises(OSError, match=f"^no space left on device writing {segment}$"):
+        gallery.save()
+    monkeypatch.undo()
+    gallery.close()
+    forget_milvus_lite_server(tmp_path / "g.db")
+    assert len(Gallery.open(uri)) == 8  # nothing lost: Milvus Lite's log kept what the failed save was to write

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import shutil
+import sqlite3
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
 from reid_sdk.gallery import CorruptGalleryError, Gallery, GalleryChangedError, GalleryConfig
 from reid_sdk.gallery.faiss_sqlite import directory_locks
 from reid_sdk.gallery.faiss_sqlite.integrity import document_checksum
+from reid_sdk.gallery.faiss_sqlite.metadata import MetadataStore
+from reid_sdk.gallery.faiss_sqlite.store import write_index
 from reid_sdk.synthetic.vectors import clustered_features
+from tests.helpers import refuse_writes_under
 
 
 def manifest_of(root: Path) -> dict:
@@ -90,6 +98,34 @@ def test_leftovers_of_a_killed_save_are_removed_by_the_next(tmp_path):
     (tmp_path / "notes.g000001.vectors.faiss.tmp").write_text("someone else's")
     gallery.save()
     assert "notes.g000001.vectors.faiss.tmp" in gallery_files(tmp_path)
+
+
+# what a first save killed in the SQLite dump leaves: a temporary's rollback journal, or this release's predecessor's
+KILLED_DUMP_LEFTOVERS = [".g000001.metadata.sqlite.0123abcd.tmp-journal", ".g000001.metadata.sqlite.0123abcd.tmp-wal",
+                         "g000001.metadata.sqlite.tmp", "g000001.metadata.sqlite.tmp-journal", "manifest.json.tmp"]
+
+
+@pytest.mark.parametrize("leftover", KILLED_DUMP_LEFTOVERS)
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_killed_first_save_never_blocks_the_next_build(tmp_path, leftover, overwrite):
+    (tmp_path / leftover).write_bytes(b"half a journal")
+    gallery = Gallery(4, path=tmp_path, overwrite=overwrite)
+    gallery.add(np.eye(4))
+    gallery.save()
+    assert gallery_files(tmp_path) == ["g000001.metadata.sqlite", "g000001.vectors.faiss", "manifest.json"]
+
+
+def test_opening_a_gallery_removes_leftovers_unless_a_save_is_under_way(tmp_path):
+    gallery = Gallery(4)
+    gallery.add(np.eye(4))
+    gallery.save(tmp_path)
+    for name in KILLED_DUMP_LEFTOVERS:
+        (tmp_path / name).write_bytes(b"litter")
+    with directory_locks.save_lock(tmp_path):  # another process saving: its temporaries are no leftovers
+        assert len(Gallery.open(tmp_path)) == 4
+        assert set(KILLED_DUMP_LEFTOVERS) <= set(gallery_files(tmp_path))
+    assert len(Gallery.open(tmp_path)) == 4
+    assert gallery_files(tmp_path) == ["g000001.metadata.sqlite", "g000001.vectors.faiss", "manifest.json"]
 
 
 @pytest.fixture()
@@ -212,6 +248,99 @@ def test_a_damaged_gallery_can_be_overwritten(saved):
     assert len(Gallery.open(saved)) == 0
 
 
+def damage_readers_lock(root: Path) -> Path:
+    (root / ".lock" / "readers.lock").write_bytes(b"not a lock " * 100)
+    return root / ".lock" / "readers.lock"
+
+
+def damage_lock_folder(root: Path) -> Path:
+    shutil.rmtree(root / ".lock")
+    (root / ".lock").write_text("not a folder")
+    return root / ".lock"
+
+
+@pytest.mark.parametrize("damage, problem", [(damage_readers_lock, "is not a lock database"),
+                                             (damage_lock_folder, "should be the folder of the gallery's locks")])
+def test_a_damaged_lock_is_one_clear_error_and_an_overwrite_replaces_it(saved, damage, problem):
+    damaged = damage(saved)
+    message = f"{re.escape(str(damaged))} {problem}.*remove it"
+    with pytest.raises(CorruptGalleryError, match=message):
+        Gallery.open(saved)
+    with pytest.raises(CorruptGalleryError, match=message):
+        Gallery(16).save(saved)
+    assert manifest_of(saved)["generation"] == 1  # refused before writing anything
+    replacement = Gallery(16)
+    replacement.add(np.eye(16))
+    replacement.save(saved, overwrite=True)
+    assert len(Gallery.open(saved)) == 16
+    assert gallery_files(saved) == ["g000002.metadata.sqlite", "g000002.vectors.faiss", "manifest.json"]
+
+
+@pytest.mark.parametrize("with_gallery", [False, True])
+def test_saving_into_a_read_only_folder_names_the_folder_and_the_permission(tmp_path, monkeypatch, with_gallery):
+    root = tmp_path / "g"
+    root.mkdir()
+    if with_gallery:
+        Gallery(4).save(root)
+    before = sorted(p.name for p in root.rglob("*"))
+    refuse_writes_under(monkeypatch, root)
+    gallery = Gallery(4)
+    gallery.add(np.eye(4))
+    message = f"^\\[Errno 13\\] cannot write in {re.escape(str(root))}: permission denied$"
+    with pytest.raises(PermissionError, match=message):
+        gallery.save(root, overwrite=True)
+    monkeypatch.undo()
+    assert sorted(p.name for p in root.rglob("*")) == before
+    if with_gallery:
+        assert len(Gallery.open(root)) == 0
+
+
+def fill_the_disk(monkeypatch, step: str) -> None:
+    """The disk fills up at one step of a save: FAISS writing, the SQLite dump (a real SQLITE_FULL), or an fsync."""
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    if step == "faiss":
+        monkeypatch.setattr(faiss, "write_index", no_space)
+    elif step == "fsync":
+        monkeypatch.setattr(os, "fsync", no_space)
+    else:
+        real_connect = sqlite3.connect
+        monkeypatch.setattr(sqlite3, "connect", lambda database, *args, **kwargs: real_connect(
+            "/dev/full" if str(database).endswith(".tmp") else database, *args, **kwargs))
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("step, role", [("faiss", "vectors.faiss"), ("sqlite", "metadata.sqlite"),
+                                        ("fsync", "vectors.faiss")])
+def test_a_full_disk_is_one_line_naming_the_file_and_keeps_the_gallery(tmp_path, monkeypatch, step, role):
+    gallery = Gallery(4)
+    gallery.add(np.eye(4))
+    gallery.save(tmp_path)
+    gallery.add(np.eye(4))
+    fill_the_disk(monkeypatch, step)
+    target = re.escape(str(tmp_path / f"g000002.{role}"))
+    with pytest.raises(OSError, match=f"^no space left on device writing {target}$"):
+        gallery.save()
+    monkeypatch.undo()
+    assert len(Gallery.open(tmp_path)) == 4
+    assert gallery_files(tmp_path) == ["g000001.metadata.sqlite", "g000001.vectors.faiss", "manifest.json"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_gallery_files_report_a_full_disk_that_faiss_and_sqlite_would_hide():
+    """FAISS's own file writer only prints a failed close (a small index is written at close), which left a truncated
+    file to commit; SQLite says "database or disk is full". Both are an OSError ENOSPC naming the file."""
+    index = faiss.IndexFlatIP(4)
+    index.add(np.eye(4, dtype=np.float32))
+    with pytest.raises(OSError) as full:
+        write_index(index, Path("/dev/full"))
+    assert full.value.errno == errno.ENOSPC
+    with pytest.raises(OSError, match="/dev/full") as full:
+        MetadataStore().dump(Path("/dev/full"))
+    assert full.value.errno == errno.ENOSPC
+
+
 def test_saves_of_two_handles_merge_adds_and_removals(tmp_path):
     x, _ = clustered_features(300, 16, seed=6)
     base = Gallery(16)
@@ -268,13 +397,12 @@ def test_a_reader_lease_keeps_the_old_generation_until_it_ends(tmp_path):
     assert len(gallery_files(tmp_path)) == 3
 
 
-def test_a_read_only_gallery_opens_without_a_lease(tmp_path, monkeypatch):
+def test_a_gallery_on_a_read_only_mount_opens_without_a_lease_and_refuses_saves_in_one_line(tmp_path, monkeypatch):
     gallery = Gallery(4)
     gallery.add(np.eye(4))
     gallery.save(tmp_path)
-
-    def read_only(*args, **kwargs):
-        raise PermissionError("read-only file system")
-
-    monkeypatch.setattr(directory_locks, "ReadWriteLock", read_only)
-    assert len(Gallery.open(tmp_path)) == 4
+    refuse_writes_under(monkeypatch, tmp_path, errno.EROFS)
+    reopened = Gallery.open(tmp_path)
+    assert len(reopened) == 4 and reopened.search(np.eye(4)[2], k=1)[0].entry_id == 2
+    with pytest.raises(OSError, match=f"^\\[Errno 30\\] cannot write in {re.escape(str(tmp_path))}: read-only file"):
+        reopened.save()

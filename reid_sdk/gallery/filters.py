@@ -15,8 +15,9 @@ class EntryFilter:
     """Conditions that all hold: camera in ``cameras``, camera not in ``exclude_cameras``, identity in
     ``identities``, ``since <= timestamp <= until`` and ``timestamp < before``.
 
-    Entries without a camera are kept by ``exclude_cameras``; entries without a timestamp
-    fail every time bound.
+    None among the labels stands for "no label": entries without a camera pass ``exclude_cameras``
+    unless it holds None, and pass ``cameras`` only if it does. Entries without a timestamp fail
+    every time bound.
     """
 
     cameras: tuple[Any, ...] | None = None

@@ -18,6 +18,7 @@ from reid_sdk.gallery.filters import EntryFilter
 from reid_sdk.gallery.match import Match
 
 logger = logging.getLogger(__name__)
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 def _positive_k(k: Any) -> int:
@@ -27,10 +28,15 @@ def _positive_k(k: Any) -> int:
 
 
 def _id_array(ids: Iterable[int]) -> np.ndarray:
+    """Entry ids as flat int64; floats, bools, strings and values beyond int64 are refused, never truncated."""
     try:
-        return np.asarray(list(ids), dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError, OverflowError) as error:
-        raise ValueError(f"entry ids must be integers: {error}") from error
+        array = np.asarray(list(ids))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"entry ids must be a list or array of integers, got {type(ids).__name__}") from error
+    if array.size and (array.dtype.kind not in "iu" or (array.dtype.kind == "u" and array.max() > _INT64_MAX)):
+        raise ValueError(f"entry ids must be int64 integers, got {array.dtype} values like "
+                         f"{array.ravel()[:3].tolist()}")
+    return array.astype(np.int64).reshape(-1)
 
 
 class Gallery:
@@ -166,7 +172,7 @@ class Gallery:
         return self._backend.remove_ids(np.unique(_id_array(ids)))
 
     def remove_identity(self, identity: Any) -> int:
-        """Remove every entry of one identity."""
+        """Remove every entry of one identity (None: the entries without an identity)."""
         return self._backend.remove_where(EntryFilter(identities=(entries.label(identity, "identity"),)))
 
     def remove_before(self, timestamp: float) -> int:
@@ -179,7 +185,10 @@ class Gallery:
     # -- reading ------------------------------------------------------------------------------------------------
     @staticmethod
     def _filter(cameras: Any, exclude_camera: Any, since: float | None, until: float | None) -> EntryFilter:
-        return EntryFilter(cameras=entries.label_set(cameras, "camera"),
+        kept = entries.label_set(cameras, "camera")
+        if kept == ():
+            raise ValueError("cameras=[] keeps no entry: pass None for no camera filter, or the cameras to keep")
+        return EntryFilter(cameras=kept,
                            exclude_cameras=entries.label_set(exclude_camera, "camera") or (),
                            since=entries.timestamp(since), until=entries.timestamp(until))
 
@@ -199,6 +208,12 @@ class Gallery:
         Filters: ``cameras`` keeps only those cameras, ``exclude_camera`` drops one or
         several, ``since`` / ``until`` bound the timestamp (inclusive). k results come
         back whenever at least k entries pass the filters; never more than exist.
+
+        Camera labels keep their type (camera 2 is not camera "2"). A filter of None is no
+        filter; None inside a list is the "no camera" label: ``cameras=[1, None]`` keeps
+        camera 1 and the entries without a camera, ``exclude_camera=[2, None]`` drops both
+        (``exclude_camera=2`` keeps them). ``cameras=[]`` is a ValueError (it would keep
+        nothing); ``exclude_camera=[]`` drops nothing.
         """
         single = np.ndim(queries) == 1
         matches = self.matches(*self.search_ids(queries, k, cameras, exclude_camera, since, until))
@@ -233,7 +248,8 @@ class Gallery:
         return self._backend.ids()
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
-        """Stored (normalised) vectors of existing entries; KeyError for unknown ids."""
+        """Stored (normalised) vectors of existing entries; KeyError naming removed or unknown ids,
+        ValueError for ids that are not integers."""
         return self._backend.vectors(_id_array(ids))
 
     # -- persistence --------------------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ Fields: ``id`` (INT64, Milvus's auto id: unique, stable, never reused), ``vector
 inner product on normalised vectors), identity / camera / track id as one INT64 and one VARCHAR field
 each (a label keeps its type, as in SQLite: camera 2 is not camera "2"), ``timestamp`` (DOUBLE) and
 ``metadata`` (JSON). The gallery's dim, index config and model identity are a collection property.
+On Milvus Lite (one process at a time, so one writer) the property also records the entry count at each
+save and close; opening checks it, so a collection changed behind reid-sdk's back is refused
+(CorruptGalleryError), and between the first write and the next save or close it records none. A server
+has many writers and no atomic counter: there the count is not recorded.
 Filters become Milvus boolean expressions; every write is durable once Milvus acknowledges it, and
 ``save`` flushes. Index types: flat = FLAT, ivf = IVF_FLAT, hnsw = HNSW, ivfpq = IVF_PQ (a server only;
 Milvus Lite has no IVF_PQ).
@@ -11,17 +15,24 @@ Milvus Lite has no IVF_PQ).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
+import re
+import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from reid_sdk._utils.atomic_file import DiskFullError
 from reid_sdk._utils.optional import require
 from reid_sdk.gallery.config import GalleryConfig
 from reid_sdk.gallery.entries import EntryRow
+from reid_sdk.gallery.errors import NOT_WRITABLE, CorruptGalleryError, unknown_entries, unwritable, writing_in
 from reid_sdk.gallery.filters import EntryFilter
 from reid_sdk.gallery.location import GalleryLocation, parse_location
 from reid_sdk.gallery.widening import search_widening
@@ -36,14 +47,57 @@ MAX_TOP_K = 16384           # Milvus's limit on k (and on a query's result windo
 DEFAULT_NLIST = 1024        # IVF cells when the config leaves nlist to the data (Milvus builds per segment)
 _REQUEST_BYTES = 32 << 20   # stay well below gRPC's 64 MiB message limit
 _INDEX_TYPES = {"flat": "FLAT", "ivf": "IVF_FLAT", "hnsw": "HNSW", "ivfpq": "IVF_PQ"}
+_OS_ERROR = re.compile(r"\[errno (\d+)\][^']*(?:'([^']+)')?", re.IGNORECASE)  # an OSError Milvus Lite passes on
+
+
+# -- Milvus Lite's files -------------------------------------------------------------------------------------------
+def _lite_folder(location: GalleryLocation) -> Path:
+    """The folder Milvus Lite writes in: its .db folder, or the one to hold it."""
+    return location.path if location.path.is_dir() else location.path.parent
+
+
+@contextlib.contextmanager
+def _lite_errors(location: GalleryLocation, reading: bool = False) -> Iterator[None]:
+    """Re-raise what a Milvus Lite gallery's pymilvus errors mean: a full disk (naming the file) or a folder it may
+    not write in as OSError, and while ``reading`` its files anything else as CorruptGalleryError naming what to
+    restore. A server's errors pass unchanged."""
+    pymilvus = require("pymilvus", "milvus")
+    try:
+        yield
+    except pymilvus.MilvusException as error:
+        if location.path is None:
+            raise
+        message = getattr(error, "message", str(error))
+        found = _OS_ERROR.search(message)
+        code = int(found[1]) if found else None
+        if code in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(Path(found[2] or location.path)) from error
+        if code in NOT_WRITABLE:
+            raise unwritable(_lite_folder(location), code) from error
+        if not reading:
+            raise
+        raise CorruptGalleryError(f"the Milvus Lite gallery {location.text} cannot be read ({message}): restore "
+                                  f"{location.path} from a copy, or build the gallery again with overwrite") from error
 
 
 # -- filter expressions --------------------------------------------------------------------------------------------
+def _unlabelled(name: str) -> str:
+    return f"({name}_int is null and {name}_str is null)"
+
+
 def _label_in(name: str, values: Sequence[Any]) -> str:
-    """Milvus expression: the label is one of ``values`` (ints match the INT64 field, strings the VARCHAR)."""
+    """Milvus expression: the label is one of ``values`` (ints match the INT64 field, strings the VARCHAR,
+    None an entry without the label)."""
     ints = [str(int(v)) for v in values if isinstance(v, int)]
     texts = [json.dumps(v, ensure_ascii=False) for v in values if isinstance(v, str)]
-    return (f"({name}_int in [{', '.join(ints)}] or {name}_str in [{', '.join(texts)}])")
+    unlabelled = f" or {_unlabelled(name)}" if None in values else ""
+    return f"({name}_int in [{', '.join(ints)}] or {name}_str in [{', '.join(texts)}]{unlabelled})"
+
+
+def _label_not_in(name: str, values: Sequence[Any]) -> str:
+    """Milvus expression: the label is none of ``values``; unlabelled entries pass unless None is one of them."""
+    condition = f"not {_label_in(name, values)}"
+    return condition if None in values else f"({_unlabelled(name)} or {condition})"
 
 
 def expression(entry_filter: EntryFilter) -> str:
@@ -52,8 +106,7 @@ def expression(entry_filter: EntryFilter) -> str:
     if entry_filter.cameras is not None:
         clauses.append(_label_in("camera", entry_filter.cameras))
     if entry_filter.exclude_cameras:
-        excluded = _label_in("camera", entry_filter.exclude_cameras)
-        clauses.append(f"((camera_int is null and camera_str is null) or not {excluded})")
+        clauses.append(_label_not_in("camera", entry_filter.exclude_cameras))
     if entry_filter.identities is not None:
         clauses.append(_label_in("identity", entry_filter.identities))
     for bound, operator in ((entry_filter.since, ">="), (entry_filter.until, "<="), (entry_filter.before, "<")):
@@ -103,6 +156,9 @@ class MilvusBackend:
         self._where = location
         self._name = location.collection
         self._config = config
+        self._entries: int | None = None  # Milvus Lite only: the entries held, counted at open and kept on writes
+        self._count_recorded = False      # whether the property holds ``_entries`` (no write since save / close)
+        self._count_lock = threading.RLock()
 
     # -- connection ---------------------------------------------------------------------------------------------
     @staticmethod
@@ -113,6 +169,9 @@ class MilvusBackend:
         try:
             return pymilvus.MilvusClient(uri=location.client_uri, token=location.token)
         except pymilvus.MilvusException as error:
+            if location.path is not None:  # Milvus Lite must write in its folder, even to search
+                with writing_in(_lite_folder(location)):
+                    tempfile.TemporaryFile(dir=_lite_folder(location)).close()
             hint = (" (Milvus Lite serves a file to one process at a time: several processes need a Milvus server)"
                     if location.path is not None else "")
             raise ConnectionError(f"cannot reach the Milvus gallery at {location.text}: {error}{hint}") from error
@@ -124,14 +183,22 @@ class MilvusBackend:
         if config.index == "ivfpq" and location.path is not None:
             raise ValueError("Milvus Lite has no IVF_PQ index: use index 'flat', 'ivf' or 'hnsw', or a Milvus server")
         client = cls._connect(location)
-        if client.has_collection(location.collection):
-            if not overwrite:
-                client.close()
-                raise FileExistsError(f"a gallery already exists at {location.text}: open it with Gallery.open, "
-                                      "or pass overwrite=True to replace it")
-            client.drop_collection(location.collection)
-        backend = cls(client, location, dim, config, model_id)
-        backend._create_collection()
+        try:
+            with _lite_errors(location, reading=True):
+                # Milvus Lite drops a collection unread, even one it cannot read any more, and an absent one quietly
+                if (overwrite and location.path is not None) or client.has_collection(location.collection):
+                    if not overwrite:
+                        raise FileExistsError(f"a gallery already exists at {location.text}: open it with "
+                                              "Gallery.open, or pass overwrite=True to replace it")
+                    client.drop_collection(location.collection)
+            backend = cls(client, location, dim, config, model_id)
+            if location.path is not None:
+                backend._entries, backend._count_recorded = 0, True
+            with _lite_errors(location):
+                backend._create_collection()
+        except BaseException:
+            client.close()
+            raise
         return backend
 
     @classmethod
@@ -141,29 +208,74 @@ class MilvusBackend:
             raise FileNotFoundError(f"no gallery at {location.text}: {location.path} does not exist")
         client = cls._connect(location)
         try:
-            if not client.has_collection(location.collection):
-                raise FileNotFoundError(f"no gallery at {location.text}: Milvus has no collection "
-                                        f"{location.collection!r}")
-            described = client.describe_collection(location.collection).get("properties", {})
-            try:
-                info = json.loads(described[PROPERTY])
-                config = GalleryConfig.from_dict(info["config"]).with_search_params(**search_params)
-                dim, model_id = int(info["dim"]), info["model_id"]
-            except (KeyError, TypeError, json.JSONDecodeError) as error:
-                raise ValueError(f"collection {location.collection!r} at {location.text} is not a reid-sdk gallery "
-                                 f"(its {PROPERTY} property is missing or malformed: {error!r})") from error
-            if info.get("format") != PROPERTY_FORMAT:
-                raise ValueError(f"{location.text}: unsupported gallery format {info.get('format')!r} "
-                                 f"(this reid-sdk reads format {PROPERTY_FORMAT})")
-            client.load_collection(location.collection)
+            with _lite_errors(location, reading=True):
+                if not client.has_collection(location.collection):
+                    raise FileNotFoundError(f"no gallery at {location.text}: Milvus has no collection "
+                                            f"{location.collection!r}")
+                described = client.describe_collection(location.collection).get("properties", {})
+                try:
+                    info = json.loads(described[PROPERTY])
+                    config = GalleryConfig.from_dict(info["config"]).with_search_params(**search_params)
+                    dim, model_id = int(info["dim"]), info["model_id"]
+                except (KeyError, TypeError, json.JSONDecodeError) as error:
+                    raise ValueError(f"collection {location.collection!r} at {location.text} is not a reid-sdk "
+                                     f"gallery (its {PROPERTY} property is missing or malformed: {error!r})") from error
+                if info.get("format") != PROPERTY_FORMAT:
+                    raise ValueError(f"{location.text}: unsupported gallery format {info.get('format')!r} "
+                                     f"(this reid-sdk reads format {PROPERTY_FORMAT})")
+                client.load_collection(location.collection)
+                backend = cls(client, location, dim, config, model_id)
+                if location.path is not None:
+                    backend._check_count(info.get("entries"))
         except BaseException:
             client.close()
             raise
-        return cls(client, location, dim, config, model_id)
+        return backend
+
+    def _check_count(self, recorded: int | None) -> None:
+        """Count the entries and refuse a collection holding another number than reid-sdk recorded."""
+        self._entries = len(self)
+        self._count_recorded = recorded == self._entries
+        if recorded is None and self._entries:
+            logger.warning("%s was not saved or closed after its last writes: its %d entries cannot be checked "
+                           "against a recorded count", self._where.text, self._entries)
+        elif recorded is not None and not self._count_recorded:
+            raise CorruptGalleryError(f"the Milvus gallery {self._where.text} holds {self._entries} entries but "
+                                      f"reid-sdk recorded {recorded}: entries were added or deleted outside reid-sdk, "
+                                      "or its data was lost; restore the file from a copy or rebuild the gallery")
 
     def _properties(self) -> dict[str, str]:
-        info = {"format": PROPERTY_FORMAT, "dim": self.dim, "config": self._config.to_dict(), "model_id": self.model_id}
+        info = {"format": PROPERTY_FORMAT, "dim": self.dim, "config": self._config.to_dict(), "model_id": self.model_id,
+                "entries": self._entries if self._count_recorded else None}
         return {PROPERTY: json.dumps(info, sort_keys=True)}
+
+    def _write_properties(self) -> None:
+        with self._count_lock:
+            self._client.alter_collection_properties(self._name, properties=self._properties())
+
+    def _record_count(self, recorded: bool) -> None:
+        """Record the entry count in the property (at save and close), or that it is unknown (before a write)."""
+        with self._count_lock:
+            if self._entries is not None and self._count_recorded != recorded:
+                self._count_recorded = recorded
+                self._write_properties()
+
+    @contextlib.contextmanager
+    def _writing(self, change: int) -> Iterator[None]:
+        """Around a write of ``change`` entries (negative: removed). On Milvus Lite writes go one at a time and
+        void the recorded count until the next save or close; a failed one may have stored part of its batch,
+        so the entries are counted again."""
+        if self._entries is None:
+            yield
+            return
+        with self._count_lock:
+            self._record_count(False)
+            try:
+                yield
+            except BaseException:
+                self._entries = len(self)
+                raise
+            self._entries += change
 
     def _create_collection(self) -> None:
         pymilvus = require("pymilvus", "milvus")
@@ -214,7 +326,7 @@ class MilvusBackend:
 
     def set_model_id(self, model_id: str) -> None:
         self.model_id = model_id
-        self._client.alter_collection_properties(self._name, properties=self._properties())
+        self._write_properties()
 
     # -- writing ------------------------------------------------------------------------------------------------
     def train(self, vectors: np.ndarray) -> None:
@@ -223,14 +335,16 @@ class MilvusBackend:
     def add(self, vectors: np.ndarray, rows: list[EntryRow]) -> np.ndarray:
         entities = [_entity(vector, row) for vector, row in zip(vectors, rows)]
         per_request = max(1, _REQUEST_BYTES // (4 * self.dim + 1024))
-        ids = [self._client.insert(self._name, entities[start : start + per_request])["ids"]
-               for start in range(0, len(entities), per_request)]
+        with self._writing(len(entities)), _lite_errors(self._where):
+            ids = [self._client.insert(self._name, entities[start : start + per_request])["ids"]
+                   for start in range(0, len(entities), per_request)]
         return np.concatenate([np.asarray(chunk, dtype=np.int64) for chunk in ids])
 
     def remove_ids(self, ids: np.ndarray) -> int:
         existing = self._existing(ids)
         if len(existing):
-            self._client.delete(self._name, ids=existing.tolist())
+            with self._writing(-len(existing)), _lite_errors(self._where):
+                self._client.delete(self._name, ids=existing.tolist())
         return len(existing)
 
     def remove_where(self, entry_filter: EntryFilter) -> int:
@@ -316,20 +430,28 @@ class MilvusBackend:
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         found = {int(entity["id"]): entity["vector"] for entity in self._query(ids, ["vector"])}
-        missing = [int(i) for i in ids if int(i) not in found]
+        missing = sorted({int(i) for i in ids if int(i) not in found})
         if missing:
-            raise KeyError(f"no gallery entries with ids {missing[:10]}")
+            raise unknown_entries(missing)
         return np.asarray([found[int(i)] for i in ids], dtype=np.float32).reshape(len(ids), self.dim)
 
     # -- persistence --------------------------------------------------------------------------------------------
     def save(self, location: str | Path | None = None, overwrite: bool = False) -> str:
-        """Flush to durable storage and record the query settings; a Milvus gallery stays where it is."""
+        """Flush to durable storage and record the query settings (and on Milvus Lite the entry count);
+        a Milvus gallery stays where it is."""
         if location is not None and parse_location(location) != self._where:
             raise ValueError(f"a Milvus gallery lives in its collection ({self._where.text}); it cannot be saved to "
                              f"{location}: build a new gallery there")
-        self._client.flush(self._name)
-        self._client.alter_collection_properties(self._name, properties=self._properties())
+        with _lite_errors(self._where):
+            self._client.flush(self._name)
+            with self._count_lock:
+                self._count_recorded = self._entries is not None
+                self._write_properties()
         return self._where.text
 
     def close(self) -> None:
-        self._client.close()
+        """Record the entry count (Milvus Lite) and disconnect."""
+        try:
+            self._record_count(True)
+        finally:
+            self._client.close()

@@ -16,18 +16,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from reid_sdk.gallery.config import GalleryConfig
 from reid_sdk.gallery.entries import EntryRow
-from reid_sdk.gallery.errors import CorruptGalleryError, GalleryChangedError
-from reid_sdk.gallery.faiss_sqlite.directory_locks import reading, reserve_ids, save_lock
+from reid_sdk.gallery.errors import CorruptGalleryError, GalleryChangedError, unknown_entries, writing_in
+from reid_sdk.gallery.faiss_sqlite.directory_locks import check_locks, reading, reserve_ids, save_lock
 from reid_sdk.gallery.faiss_sqlite.locking import ReadWriteLock
 from reid_sdk.gallery.faiss_sqlite.metadata import MetadataStore, where
 from reid_sdk.gallery.faiss_sqlite.persistence import (MANIFEST, Manifest, check_target, find_manifest,
-                                                       read_manifest, remove_stale, verified_files, write_generation)
-from reid_sdk.gallery.faiss_sqlite.store import IdFilter, VectorStore
+                                                       read_manifest, remove_leftovers, remove_stale, verified_files,
+                                                       write_generation)
+from reid_sdk.gallery.faiss_sqlite.store import IdFilter, VectorStore, write_index
 from reid_sdk.gallery.filters import EntryFilter
 
 logger = logging.getLogger(__name__)
@@ -88,13 +88,17 @@ class FaissSqliteBackend:
 
     @classmethod
     def open(cls, root: Path, **search_params: Any) -> FaissSqliteBackend:
-        """Load the committed generation of ``root``, verifying every file, under a reader lease."""
+        """Load the committed generation of ``root``, verifying every file, under a reader lease; then delete what
+        interrupted saves left behind."""
         root = Path(root)
         read_manifest(root)  # clear errors for a missing or damaged gallery before touching the directory
         with reading(root):
             manifest = read_manifest(root)
             config = GalleryConfig.from_dict(manifest.config).with_search_params(**search_params)
             store, metadata = _load_generation(root, manifest, config)
+        removed = remove_leftovers(root)
+        logger.debug("opened generation %d of %s (%d leftovers of interrupted saves removed)", manifest.generation,
+                     root, removed)
         return cls(manifest.dim, store, metadata, manifest.model_id, root, manifest.lineage, manifest.generation,
                    manifest.next_id)
 
@@ -190,7 +194,7 @@ class FaissSqliteBackend:
         with self._lock.read():
             missing = np.setdiff1d(ids, self._metadata.existing(ids))
             if len(missing):
-                raise KeyError(f"no gallery entries with ids {missing[:10].tolist()}")
+                raise unknown_entries(missing.tolist())
             return self._store.reconstruct(ids)
 
     # -- persistence --------------------------------------------------------------------------------------------
@@ -202,9 +206,12 @@ class FaissSqliteBackend:
         check_target(root)
         own = self._root is not None and _same_directory(root, self._root)
         with self._save_lock:
-            root.mkdir(parents=True, exist_ok=True)
+            may_replace = overwrite or (own and self._replace_existing)
+            with writing_in(root):
+                root.mkdir(parents=True, exist_ok=True)
+                check_locks(root, replace_damaged=may_replace)
             with save_lock(root):
-                on_disk = self._committed(root, own, overwrite or (own and self._replace_existing))
+                on_disk = self._committed(root, own, may_replace)
                 if own and on_disk is not None and on_disk.lineage == self._lineage and (
                         on_disk.generation != self._generation):
                     self._merge(root, on_disk)
@@ -272,7 +279,7 @@ class FaissSqliteBackend:
                     on_disk.generation, root)
 
     def _writers(self) -> dict[str, Any]:
-        writers = {name: (lambda path, index=index: faiss.write_index(index, str(path)))
+        writers = {name: (lambda path, index=index: write_index(index, path))
                    for name, index in self._store.indexes().items()}
         writers[_METADATA_FILE] = self._metadata.dump
         return writers

@@ -7,7 +7,9 @@ with SQLite's online backup API, so a saved file is always a complete snapshot.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -36,6 +38,7 @@ CREATE INDEX IF NOT EXISTS entries_timestamp ON entries(timestamp);
 # identity, camera and track_id have no declared type, so SQLite keeps the Python type (int stays int, str stays str).
 
 _COLUMNS = "id, identity, camera, timestamp, track_id, metadata"
+_SQLITE_FULL = 13  # "database or disk is full" (sqlite3.SQLITE_FULL from Python 3.11)
 _ID_LIST = "SELECT value FROM json_each(?)"
 
 
@@ -44,8 +47,17 @@ def _json_ids(ids: Iterable[int]) -> str:
 
 
 def _in(column: str, values: Sequence[Any], params: list[Any]) -> str:
-    params.extend(values)
-    return f"{column} IN ({','.join('?' * len(values))})"
+    """The column holds one of ``values``, None meaning no label."""
+    labels = [value for value in values if value is not None]
+    params.extend(labels)
+    condition = f"{column} IN ({','.join('?' * len(labels))})"
+    return f"({condition} OR {column} IS NULL)" if None in values else condition
+
+
+def _not_in(column: str, values: Sequence[Any], params: list[Any]) -> str:
+    """The column holds none of ``values``: unlabelled entries pass unless None is one of them."""
+    condition = _in(column, values, params)
+    return f"NOT {condition}" if None in values else f"({column} IS NULL OR NOT {condition})"
 
 
 def where(entry_filter: EntryFilter) -> tuple[str, list[Any]]:
@@ -55,7 +67,7 @@ def where(entry_filter: EntryFilter) -> tuple[str, list[Any]]:
     if entry_filter.cameras is not None:
         clauses.append(_in("camera", entry_filter.cameras, params))
     if entry_filter.exclude_cameras:
-        clauses.append(f"(camera IS NULL OR NOT {_in('camera', entry_filter.exclude_cameras, params)})")
+        clauses.append(_not_in("camera", entry_filter.exclude_cameras, params))
     if entry_filter.identities is not None:
         clauses.append(_in("identity", entry_filter.identities, params))
     for bound, operator in ((entry_filter.since, ">="), (entry_filter.until, "<="), (entry_filter.before, "<")):
@@ -95,13 +107,18 @@ class MetadataStore:
         """Write a complete snapshot to ``path`` (a new or empty file).
 
         The rollback journal stays in memory: the file is a temporary that only a finished dump replaces the
-        real one with, so a journal file beside it would only be litter after a crash.
+        real one with, so a journal file beside it would only be litter after a crash. A full disk is an OSError
+        (ENOSPC) naming ``path``, as any other writer's.
         """
         target = sqlite3.connect(path)
         try:
             target.execute("PRAGMA journal_mode=MEMORY")
             with self._lock:
                 self._conn.backup(target)
+        except sqlite3.OperationalError as error:
+            if getattr(error, "sqlite_errorcode", None) != _SQLITE_FULL:
+                raise
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
         finally:
             target.close()
 

@@ -6,7 +6,7 @@ files atomically (:mod:`reid_sdk._utils.atomic_file`: a temporary, fsync, rename
 the manifest the same way; the manifest rename is the commit point. A crash before it leaves the previous
 manifest and its files untouched; a crash after it leaves the new generation complete. Superseded files and
 the temporaries of interrupted saves are deleted once no reader is loading them
-(see :mod:`reid_sdk.gallery.faiss_sqlite.directory_locks`).
+(see :mod:`reid_sdk.gallery.faiss_sqlite.directory_locks`); opening a gallery deletes such temporaries too.
 
 The manifest also records the gallery's ``lineage`` (a random id given at creation, kept by every
 save) so a save can tell a newer generation of its own gallery (merge) from another gallery (refuse).
@@ -15,19 +15,21 @@ save) so a save can tell a newer generation of its own gallery (merge) from anot
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from reid_sdk._utils.atomic_file import atomic_path, atomic_write, temporary_target
-from reid_sdk.gallery.errors import CorruptGalleryError
-from reid_sdk.gallery.faiss_sqlite.directory_locks import LOCK_DIR, unless_read
+from reid_sdk.gallery.errors import CorruptGalleryError, writing_in
+from reid_sdk.gallery.faiss_sqlite.directory_locks import LOCK_DIR, unless_read, unless_saving
 from reid_sdk.gallery.faiss_sqlite.integrity import (GENERATION_FILE, confined_file, document_checksum,
                                                      file_sha256, verify_file)
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 2
+_TEMPORARY_OF_0_1 = re.compile(r"^(.+)\.tmp(?:-journal)?$")  # reid-sdk 0.1 staged NAME as NAME.tmp
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,10 @@ class Manifest:
 
 
 def _is_leftover(name: str) -> bool:
-    """Whether ``name`` is the temporary of a generation file or manifest that an interrupted save left behind."""
-    target = temporary_target(name)
+    """Whether ``name`` is the temporary (or its SQLite journal) of a generation file or manifest that an interrupted
+    save left behind, named as now or as reid-sdk 0.1 named them."""
+    old = _TEMPORARY_OF_0_1.match(name)
+    target = temporary_target(name) or (old.group(1) if old else None)
     return target is not None and (target == MANIFEST or GENERATION_FILE.match(target) is not None)
 
 
@@ -135,20 +139,30 @@ def check_target(root: Path) -> None:
 
 
 def write_generation(root: Path, writers: Mapping[str, Callable[[Path], None]], manifest: Manifest) -> Manifest:
-    """Commit ``manifest.generation`` of ``root`` (``writers[role](path)`` writes each file); returns the manifest."""
+    """Commit ``manifest.generation`` of ``root`` (``writers[role](path)`` writes each file); returns the manifest.
+
+    A full disk is an OSError naming the file, a folder this process may not write in one naming the folder; the
+    files written before the failure are deleted (nothing names them, and a full disk needs their space).
+    """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     files: dict[str, StoredFile] = {}
-    for role, write in writers.items():
-        final = root / f"g{manifest.generation:06d}.{role}"
-        with atomic_path(final) as staging:
-            write(staging)
-            files[role] = StoredFile(final.name, staging.stat().st_size, file_sha256(staging))
-    committed = replace(manifest, files=files)
-    document = {**asdict(committed), "format": MANIFEST_FORMAT}
-    document["checksum"] = document_checksum(document)
-    with atomic_write(root / MANIFEST) as handle:
-        handle.write(json.dumps(document, indent=2, sort_keys=True).encode())
+    with writing_in(root):
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            for role, write in writers.items():
+                final = root / f"g{manifest.generation:06d}.{role}"
+                with atomic_path(final) as staging:
+                    write(staging)
+                    files[role] = StoredFile(final.name, staging.stat().st_size, file_sha256(staging))
+        except BaseException:
+            for stored in files.values():
+                (root / stored.file).unlink(missing_ok=True)
+            raise
+        committed = replace(manifest, files=files)
+        document = {**asdict(committed), "format": MANIFEST_FORMAT}
+        document["checksum"] = document_checksum(document)
+        with atomic_write(root / MANIFEST) as handle:
+            handle.write(json.dumps(document, indent=2, sort_keys=True).encode())
     return committed
 
 
@@ -166,3 +180,15 @@ def remove_stale(root: Path, manifest: Manifest) -> int:
         for path in stale:
             path.unlink(missing_ok=True)
     return len(stale)
+
+
+def remove_leftovers(root: Path) -> int:
+    """Delete the temporaries of interrupted saves, unless a save is under way (they are its own) or the directory
+    is read-only; returns how many were deleted."""
+    with unless_saving(root) as idle:
+        if not idle:
+            return 0
+        leftovers = [p for p in Path(root).iterdir() if _is_leftover(p.name)]
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+    return len(leftovers)

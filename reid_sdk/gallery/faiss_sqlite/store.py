@@ -57,6 +57,13 @@ def gpu_nprobe(k: int, nprobe: int) -> int | None:
     return None if k > GPU_MAX_K else min(nprobe, GPU_MAX_NPROBE)
 
 
+def write_index(index: faiss.Index, path: Path) -> None:
+    """Write ``index`` to ``path`` through a Python file, so that a full disk raises OSError: FAISS's own file writer
+    only prints a failed close, leaving a truncated file behind."""
+    with open(path, "wb") as handle:
+        faiss.write_index(index, faiss.PyCallbackIOWriter(handle.write))
+
+
 def _ids_of(index: faiss.Index) -> np.ndarray:
     """All ids stored in an ``IndexIDMap2``."""
     return faiss.vector_to_array(index.id_map).astype(np.int64)
