@@ -25,6 +25,39 @@ def test_round_trip_gives_identical_features_and_metadata(tmp_path):
     assert not list(path.parent.glob(".*.tmp")), "the temporary file must be renamed away"
 
 
+def test_a_full_disk_names_the_checkpoint_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    import errno
+
+    from reid_sdk._utils import atomic_file
+
+    path = save_checkpoint(tiny_model(), tmp_path / "best.pt", metadata={"stage": 1})
+    real_open = open
+
+    class FillingFile:  # a file on a disk with room for 4 KiB
+        def __init__(self, *args):
+            self.file, self.room = real_open(*args), 4096
+
+        def write(self, data):
+            self.room -= len(data)
+            if self.room < 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.file.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self.file.close()
+
+    monkeypatch.setattr(atomic_file, "open", FillingFile, raising=False)
+    with pytest.raises(OSError, match=f"^no space left on device writing {path}$"):
+        save_checkpoint(tiny_model(seed=1), path, metadata={"stage": 2})
+    assert read_checkpoint(path)["metadata"] == {"stage": 1} and [p.name for p in tmp_path.iterdir()] == ["best.pt"]
+
+
 def test_file_that_is_not_a_checkpoint_is_refused(tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a torch file at all")

@@ -86,6 +86,22 @@ def test_mars_round_trip(generated):
         assert all(p.parent.name == p.name[:4] for p in record.frames)
 
 
+@pytest.mark.parametrize("name", ["tracks_train_info.mat", "tracks_test_info.mat", "query_IDX.mat"])
+@pytest.mark.parametrize("kept", [0, 10, 0.5], ids=["empty", "10-bytes", "half"])
+def test_mars_damaged_info_file_is_named_in_one_line(generated, tmp_path, name, kept):
+    root = tmp_path / "mars"
+    shutil.copytree(generated / "mars" / "info", root / "info")
+    for folder in ("bbox_train", "bbox_test"):
+        (root / folder).symlink_to(generated / "mars" / folder, target_is_directory=True)
+    info = root / "info" / name
+    whole = info.read_bytes()
+    info.write_bytes(whole[: int(kept * len(whole)) if isinstance(kept, float) else kept])
+    expected = f"^cannot read {re.escape(str(info))}, damaged or truncated: "
+    with pytest.raises(DatasetLayoutError, match=expected) as error:
+        load_mars(root)
+    assert "\n" not in str(error.value)
+
+
 def test_dukevideo_round_trip(generated):
     splits = load_dukemtmc_video(generated / "dukevideo")
     train_ids, test_ids, _ = _split_pids(TINY)
@@ -115,6 +131,24 @@ def test_image_folder_counts_and_skips_bad_files(generated, tmp_path, caplog):
     assert len([r for r in caplog.records if "skipped 2" in r.getMessage()]) == 1
     assert any(p.suffix == ".png" for p in (r.path for r in splits.train))
     assert all(r.pid == -1 and r.camera == -1 for r in splits.train)
+
+
+def test_image_folder_follows_folder_links_and_searches_a_looped_folder_once(generated, tmp_path, caplog):
+    storage, site = tmp_path / "storage", tmp_path / "site"
+    shutil.copytree(generated / "crops", storage)
+    site.mkdir()
+    shutil.move(storage / "cam1", site / "cam1")
+    for camera in ("cam2", "cam3"):  # the other cameras' crops live elsewhere, linked in
+        (site / camera).symlink_to(storage / camera, target_is_directory=True)
+    (site / "cam1" / "up").symlink_to(site, target_is_directory=True)  # a loop
+    (site / "cam3_again").symlink_to(storage / "cam3", target_is_directory=True)  # a second path to one folder
+    with caplog.at_level(logging.WARNING):
+        splits = load_image_folder(site)
+    assert len(splits.train) == len(load_image_folder(generated / "crops").train)
+    assert {record.path.parent.name for record in splits.train} == {"cam1", "cam2", "cam3"}
+    [warning] = [r.getMessage() for r in caplog.records if "linked folder" in r.getMessage()]
+    assert "skipped 2 linked folder(s) already searched through another path" in warning
+    assert warning.endswith(f"e.g. {site / 'cam3_again'}")
 
 
 def test_tracklet_folder_sorts_frames_naturally(generated, tmp_path):

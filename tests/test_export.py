@@ -175,6 +175,24 @@ def test_cli_bad_inputs_exit_2_with_the_reason(exported, tmp_path, capsys):
     assert "precision fp16 is for format tensorrt; format onnx runs at fp32" in capsys.readouterr().err
 
 
+def test_cli_disk_full_is_one_line_exit_2_and_keeps_the_previous_model(exported, tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+    import shutil
+
+    out = tmp_path / "model.onnx"
+    shutil.copyfile(exported["fp32"], out)
+    previous = out.read_bytes()
+
+    def disk_full(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)  # the space runs out as the new file is flushed
+    assert main([str(exported["checkpoint"]), "--format", "onnx-fp16", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"reid-export: error: no space left on device writing {out}\n"
+    assert out.read_bytes() == previous and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
 def test_onnx_device_choice_is_checked(exported):
     import onnxruntime
 

@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
 from reid_sdk.model import load_checkpoint, save_checkpoint
@@ -92,6 +93,24 @@ def test_resume_after_a_stop_reaches_the_same_labels(full_run, tmp_path):
     assert [r.mAP for r in resumed_rows] == pytest.approx([r["mAP"] for r in rows], abs=1e-6)
 
 
+def test_resume_refuses_training_data_changed_since_the_run_started(datasets, tmp_path, capsys):
+    data, out = tmp_path / "market1501", tmp_path / "run"
+    shutil.copytree(datasets / "market1501", data)
+    Trainer(_config(data, "market1501", "clustering.max_stages=1"), out).run()
+    images = sorted((data / "bounding_box_train").iterdir())
+    other = next(image for image in images[1:] if image.stat().st_size != images[0].stat().st_size)
+    size = images[0].stat().st_size
+    images[0].write_bytes(other.read_bytes())  # another person's image under the old name: same count, same order
+    assert main(["--out", str(out), "--resume"]) == 2
+    [error] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("reid-train: error:")]
+    assert (f"1 training sample(s) changed since the run started, e.g. bounding_box_train/{images[0].name} "
+            f"(size {size} -> {other.stat().st_size}, modified ") in error
+    RunDirectory(out).data_fingerprint.unlink()  # as a run from before fingerprints: resumes, with a warning
+    assert main(["--out", str(out), "--resume"]) == 0
+    assert "records no fingerprint of its training data" in capsys.readouterr().err
+    assert RunDirectory(out).read_data_fingerprint() is not None  # later resumes are checked
+
+
 def test_an_existing_run_is_not_overwritten(full_run, datasets, capsys):
     out, _ = full_run
     args = ["--data", str(datasets / "market1501"), "--format", "market1501", "--out", str(out)]
@@ -128,6 +147,30 @@ def test_nan_loss_stops_the_stage_and_keeps_the_last_good_checkpoint(datasets, t
     run_dir = RunDirectory(tmp_path / "run")
     assert run_dir.completed_stages() == [0] and run_dir.best.is_file()
     assert len(run_dir.metrics.read_text().splitlines()) == 1
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_exit_2_and_keeps_the_run(datasets, tmp_path, capsys, monkeypatch):
+    from collections import namedtuple
+
+    real_save = torch.save
+
+    def save_until_the_disk_fills(state, handle, *args, **kwargs):
+        if "stage_01" in getattr(handle, "name", ""):  # what torch says when the disk fills under its zip writer
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+        return real_save(state, handle, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_the_disk_fills)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: namedtuple("usage", "total used free")(10**9, 10**9, 0))
+    out = tmp_path / "run"
+    args = ["--data", str(datasets / "market1501"), "--format", "market1501", "--out", str(out)]
+    assert main(args + [f"--set={override}" for override in TINY_RUN + ["clustering.max_stages=2"]]) == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and error.splitlines()[-1] == (
+        f"reid-train: error: no space left on device writing {out / 'stages' / 'stage_01.pt'}")
+    run_dir = RunDirectory(out)
+    assert run_dir.completed_stages() == [0] and run_dir.load_stage(0)["stage"] == 0
+    assert len(run_dir.metrics.read_text().splitlines()) == 1 and load_checkpoint(run_dir.best)[1]["metadata"]
+    assert not list(out.rglob(".*.tmp"))
 
 
 def test_video_tracklets_train_and_evaluate(datasets, tmp_path):

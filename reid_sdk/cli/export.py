@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                               opset=args.opset, batch_profile=parse_batch_profile(args.batch))
         print(f"wrote {result.path} ({result.format}, {result.precision})")
         return verify(args, result.path, result.precision) if args.verify else EXIT_OK
-    except (ValueError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, OSError, ImportError) as exc:  # OSError: missing files, no space left, no permission
         return fail(PROG, exc, EXIT_BAD_INPUT)
 
 

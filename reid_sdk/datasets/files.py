@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -66,10 +67,40 @@ def read_image(path: str | Path) -> np.ndarray | None:
 
 
 def image_files(folder: Path, recursive: bool = False) -> list[Path]:
-    """Files with an image extension directly in ``folder`` (or below it), naturally sorted by relative path."""
-    pattern = "**/*" if recursive else "*"
-    files = [p for p in folder.glob(pattern) if p.is_file() and has_image_extension(p)]
+    """Files with an image extension directly in ``folder`` (or below it, through folder links too), naturally
+    sorted by relative path."""
+    candidates = _files_below(folder) if recursive else folder.glob("*")
+    files = [p for p in candidates if p.is_file() and has_image_extension(p)]
     return sorted(files, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
+
+
+def _files_below(folder: Path) -> list[Path]:
+    """Every file below ``folder``, following folder links (sites link camera folders in); a folder reached a
+    second time (a link to an ancestor, or two links to one folder) is searched once, and the skipped links are
+    counted in one warning."""
+    seen = {_folder_identity(folder)}
+    files: list[Path] = []
+    repeated: list[Path] = []
+    for parent, subfolders, names in os.walk(folder, followlinks=True):
+        unique = []
+        for name in sorted(subfolders, key=natural_key):  # the first path to a folder wins, in a fixed order
+            identity = _folder_identity(Path(parent, name))
+            if identity in seen:
+                repeated.append(Path(parent, name))
+            else:
+                seen.add(identity)
+                unique.append(name)
+        subfolders[:] = unique
+        files.extend(Path(parent, name) for name in names)
+    if repeated:
+        logger.warning("%s: skipped %d linked folder(s) already searched through another path (a link to a folder "
+                       "above it, or a second link to one folder), e.g. %s", folder, len(repeated), repeated[0])
+    return files
+
+
+def _folder_identity(folder: Path) -> tuple[int, int]:
+    status = folder.stat()
+    return status.st_dev, status.st_ino
 
 
 def keep_readable(paths: Iterable[Path], skipped: list[Path]) -> list[Path]:

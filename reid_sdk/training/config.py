@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from reid_sdk._utils.atomic_file import atomic_write
 from reid_sdk.datasets import LOADERS
 from reid_sdk.model.config import ModelConfig
 from reid_sdk.training.clustering import LINKAGES
@@ -259,7 +260,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 
 def save_config(config: RunConfig, path: str | Path) -> Path:
-    """Write the resolved config as YAML (what ``load_config`` reads back to an equal RunConfig)."""
+    """Write the resolved config as YAML (what ``load_config`` reads back to an equal RunConfig), atomically: a
+    resume that fails to rewrite it keeps the run's config."""
     path = Path(path)
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    with atomic_write(path) as handle:
+        handle.write(yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
     return path

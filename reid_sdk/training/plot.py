@@ -13,6 +13,8 @@ from typing import Any
 
 import matplotlib
 
+from reid_sdk._utils.atomic_file import atomic_write
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -87,7 +89,8 @@ def plot_stages(rows: list[dict[str, Any]], path: str | Path, title: str = "",
     """
     figure = stage_figure(rows, title, baseline, chosen_stage, criterion)
     try:
-        figure.savefig(path)
+        with atomic_write(path) as handle:  # a full disk leaves the previous plot, and an error naming the file
+            figure.savefig(handle, format=Path(path).suffix[1:] or "png")
     finally:
         plt.close(figure)
     return Path(path)

@@ -1,4 +1,5 @@
-"""The run directory: resolved config, per-stage checkpoints, metrics.jsonl, best model and the stage plot.
+"""The run directory: resolved config, the training data's fingerprint, per-stage checkpoints, metrics.jsonl,
+best model and the stage plot.
 
 Stage checkpoints are written atomically and carry the metrics rows so far, so a run
 killed at any moment resumes from its last complete stage with consistent files. Only the
@@ -16,6 +17,7 @@ import torch
 
 from reid_sdk._utils.atomic_file import atomic_write
 from reid_sdk.training.config import RunConfig, save_config
+from reid_sdk.training.data_fingerprint import DataFingerprint
 
 STAGE_FORMAT = "reid-sdk-stage"
 _STAGE_FILE = re.compile(r"stage_(\d+)\.pt$")
@@ -27,6 +29,7 @@ class RunDirectory:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.config = self.root / "config.yaml"
+        self.data_fingerprint = self.root / "data_fingerprint.json"
         self.metrics = self.root / "metrics.jsonl"
         self.stages = self.root / "stages"
         self.best = self.root / "best.pt"
@@ -49,6 +52,20 @@ class RunDirectory:
             for stale in folder.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
         save_config(config, self.config)
+
+    def write_data_fingerprint(self, fingerprint: DataFingerprint) -> None:
+        """Record the training data the run starts on, for ``--resume`` to compare."""
+        with atomic_write(self.data_fingerprint) as handle:
+            handle.write(json.dumps(fingerprint.to_dict()).encode())
+
+    def read_data_fingerprint(self) -> DataFingerprint | None:
+        """The recorded fingerprint; None for a run from before fingerprints; ValueError when unreadable."""
+        if not self.data_fingerprint.is_file():
+            return None
+        try:
+            return DataFingerprint.from_dict(json.loads(self.data_fingerprint.read_text()))
+        except ValueError as error:  # json.JSONDecodeError is one
+            raise ValueError(f"{self.data_fingerprint}: {error}") from error
 
     def prune_stages(self, keep: int) -> None:
         """Delete all but the ``keep`` newest stage checkpoints (``keep`` 0: delete none)."""

@@ -6,6 +6,7 @@ features drive ``merge_stage`` and the label-free model choice, the embeddings s
 The network's initialisation is seeded from ``train.seed`` and each stage re-seeds every random generator
 from (seed, stage), so two runs of one config, and a resumed run, give the same labels and weights.
 Samples whose images cannot be decoded are dropped before stage 0, counted, and listed in the run directory.
+Labels are per sample, so a run records its training data's fingerprint and a resume refuses changed data.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from reid_sdk.model.checkpoint import config_differences
 from reid_sdk.model.device import resolve_device
 from reid_sdk.training.clustering import MergeSchedule, merge_stage
 from reid_sdk.training.config import ConfigError, RunConfig
+from reid_sdk.training.data_fingerprint import DataFingerprint
 from reid_sdk.training.distributed import Distributed
 from reid_sdk.training.extraction import Extracted, extract_records
 from reid_sdk.training.memory import ClusterMemory
@@ -78,6 +80,9 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.resume_state = self._read_resume_state(done) if resume and done else None
+        self.data_fingerprint = DataFingerprint.of(self.splits)
+        if self.resume_state is not None:
+            self._check_same_data()
         self.results: list[StageResult] = []
         self.start_stage = int(self.resume_state["stage"]) + 1 if self.resume_state else 0
         self.labels = torch.arange(len(self.splits.train))
@@ -149,6 +154,19 @@ class Trainer:
             return state
         raise ConfigError(f"--resume: no stage checkpoint in {self.run_dir.stages} can be read")
 
+    def _check_same_data(self) -> None:
+        """Refuse to resume on training data that changed since the run started: its labels are per sample."""
+        started_on = self.run_dir.read_data_fingerprint()
+        if started_on is None:
+            log.warning("%s records no fingerprint of its training data (a run from an older reid-sdk): resuming "
+                        "without checking that %s is unchanged", self.run_dir.root, self.splits.root)
+            return
+        change = self.data_fingerprint.changes_since(started_on)
+        if change:
+            raise ConfigError(f"--resume: {change} (in {self.splits.root}); the run's labels belong to the data it "
+                              f"started on: restore that data or start a new run (delete "
+                              f"{self.run_dir.data_fingerprint} to resume anyway)")
+
     def _restore(self, state: dict[str, Any]) -> None:
         stage = int(state["stage"])
         if len(state["labels"]) != len(self.splits.train):
@@ -165,6 +183,8 @@ class Trainer:
         """Train stage by stage until C <= m (or the target / max_stages); returns every stage's result."""
         if self.distributed.is_main:
             self.run_dir.prepare(self.config)
+            if self.resume_state is None or not self.run_dir.data_fingerprint.is_file():
+                self.run_dir.write_data_fingerprint(self.data_fingerprint)  # what a resume must find again
         extracted = self._drop_unreadable(self._extract_train())
         self.schedule = self._merge_schedule()  # unreadable samples may have left fewer
         self.labels = torch.arange(len(self.splits.train))
