@@ -1,9 +1,12 @@
-"""Small builders shared by tests: tiny networks, random crops, a Python without some modules, worker threads."""
+"""Small builders shared by tests: tiny networks, random crops, a Python without some modules, worker threads,
+a read-only folder."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +145,79 @@ def tiny_model_files(root: Path, input_size: tuple[int, int]) -> dict[str, Path]
     checkpoint = save_checkpoint(tiny_trained_model(input_size=input_size), root / "model.pt")
     return {"checkpoint": checkpoint, "fp32": export_onnx(checkpoint, root / "model.onnx"),
             "int8": export_onnx_int8(checkpoint, root / "model-int8.onnx", max_images=64)}
+
+
+def pooling_onnx(path: Path, size: tuple[int, int] = (64, 32), feature_dim: int = 12, metadata=None,
+                 extra_input: bool = False, zero: bool = False) -> Path:
+    """A tiny ONNX graph built with the onnx package (no exporter): uint8 N x 3 x H x W -> mean colour -> (N, D).
+
+    ``metadata`` (a ModelMetadata) is written as reid-sdk metadata, true or not; ``extra_input`` adds a second
+    graph input; ``zero`` makes every feature 0.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inputs = [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", 3, *size])]
+    if extra_input:
+        inputs.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, ["batch", 1]))
+    weights = np.zeros((3, feature_dim), np.float32) if zero else np.arange(1, 3 * feature_dim + 1, dtype=np.float32)
+    nodes = [helper.make_node("Cast", ["images"], ["pixels"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMean", ["pixels"], ["colour"], axes=[2, 3], keepdims=0),
+             helper.make_node("MatMul", ["colour", "weights"], ["features"])]
+    output = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", feature_dim])
+    graph = helper.make_graph(nodes, "pooling", inputs, [output],
+                              initializer=[numpy_helper.from_array(weights.reshape(3, feature_dim), "weights")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    for key, value in (metadata.to_strings() if metadata is not None else {}).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, path)
+    return path
+
+
+# What opening each of broken_onnx_models' files must say (a regex that follows the file's name).
+BROKEN_ONNX_ERRORS = {
+    "empty": r" is empty \(0 bytes\), so it holds no ONNX model",
+    "truncated": r" is not a loadable ONNX model: ",
+    "input_size": r": its reid-sdk metadata contradicts its graph \(input_size 128x64 but the graph takes 64x32\)",
+    "feature_dim": r": its reid-sdk metadata contradicts its graph \(feature_dim 8 but the graph returns 12\)",
+    "two_inputs": r" takes 2 inputs \(images, extra\); the SDK feeds one N x 3 x H x W image input",
+}
+
+
+def broken_onnx_models(folder: Path) -> dict[str, Path]:
+    """ONNX files that must be refused when opened, keyed as :data:`BROKEN_ONNX_ERRORS`: 0 bytes, cut in half,
+    reid-sdk metadata contradicting the graph's input size or feature dim, a second graph input."""
+    from reid_sdk.inference.model_contract import ModelMetadata
+
+    folder.mkdir(parents=True, exist_ok=True)
+    good = ModelMetadata(input_size=(64, 32), feature_dim=12)
+    files = {"input_size": pooling_onnx(folder / "input_size.onnx", metadata=ModelMetadata((128, 64), 12)),
+             "feature_dim": pooling_onnx(folder / "feature_dim.onnx", metadata=ModelMetadata((64, 32), 8)),
+             "two_inputs": pooling_onnx(folder / "two_inputs.onnx", metadata=good, extra_input=True),
+             "empty": folder / "empty.onnx", "truncated": folder / "truncated.onnx"}
+    files["empty"].write_bytes(b"")
+    whole = pooling_onnx(folder / "whole.onnx", metadata=good).read_bytes()
+    files["truncated"].write_bytes(whole[: len(whole) // 2])
+    return files
+
+
+def refuse_writes_under(monkeypatch, folder: Path, code: int = errno.EACCES) -> None:
+    """Make ``folder`` and everything in it read-only for this process with OSError ``code`` (EACCES: chmod -R a-w,
+    EROFS: a read-only mount), even for root, whom chmod does not stop: os.open for writing and os.mkdir fail."""
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+    def inside(path) -> bool:
+        return isinstance(path, (str, os.PathLike)) and Path(path).absolute().is_relative_to(folder.absolute())
+
+    def refusing(call, refused):
+        def guarded(path, *args, **kwargs):
+            if inside(path) and refused(path, *args):
+                if call is real_mkdir and Path(path).exists():
+                    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+                raise OSError(code, os.strerror(code), str(path))
+            return call(path, *args, **kwargs)
+        return guarded
+
+    real_open, real_mkdir = os.open, os.mkdir
+    monkeypatch.setattr(os, "open", refusing(real_open, lambda path, flags=0, *rest: flags & writing))
+    monkeypatch.setattr(os, "mkdir", refusing(real_mkdir, lambda path, *rest: True))

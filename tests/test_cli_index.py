@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -11,7 +14,9 @@ import pytest
 
 from reid_sdk.cli.index import main
 from reid_sdk.gallery import Gallery
-from tests.helpers import random_crops, tiny_model
+from tests.helpers import BROKEN_ONNX_ERRORS, broken_onnx_models, random_crops, refuse_writes_under, tiny_model
+from tests.test_gallery_contract import damage_milvus_lite_file, forget_milvus_lite_server
+from tests.test_gallery_persistence import damage_lock_folder, damage_readers_lock
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +111,47 @@ def test_build_output_is_reported(checkpoint, tmp_path, capsys):
     assert len(Gallery.open(tmp_path / "g")) == 3
 
 
+def test_build_follows_a_linked_folder_and_searches_a_loop_once(checkpoint, tmp_path, capsys):
+    crops = random_crops(6, seed=7, min_size=40)
+    write_market_folder(tmp_path / "images" / "cam1", crops[:3])
+    write_market_folder(tmp_path / "elsewhere" / "cam2", crops[3:], first_pid=10)
+    (tmp_path / "images" / "cam2").symlink_to(tmp_path / "elsewhere" / "cam2", target_is_directory=True)
+    (tmp_path / "images" / "cam1" / "up").symlink_to(tmp_path / "images", target_is_directory=True)
+    assert run("build", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "g"),
+               checkpoint=checkpoint) == 0
+    assert "gallery of 6 entries" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_an_interrupted_build_says_what_it_kept_without_a_traceback(checkpoint, tmp_path, capsys, monkeypatch,
+                                                                    existing):
+    from reid_sdk.search.index import ReIDIndex
+
+    write_market_folder(tmp_path / "images", random_crops(6, seed=8, min_size=40))
+    if existing:
+        assert run("build", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "g"),
+                   checkpoint=checkpoint) == 0
+    real_add, calls = ReIDIndex.add, []
+
+    def add_then_ctrl_c(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_add(self, *args, **kwargs)
+
+    monkeypatch.setattr(ReIDIndex, "add", add_then_ctrl_c)
+    capsys.readouterr()
+    assert run("build", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "g"), "--overwrite",
+               "--batch-size", "2", checkpoint=checkpoint) == 130
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and error.splitlines()[-1] == (
+        f"reid-index: interrupted after adding 2 of 6 records: nothing saved, {tmp_path / 'g'} is as it was")
+    if existing:
+        assert len(Gallery.open(tmp_path / "g")) == 6
+    else:
+        assert not (tmp_path / "g").exists() or not any((tmp_path / "g").iterdir())
+
+
 def test_several_queries_in_one_process(checkpoint, tmp_path, capsys):
     crops = random_crops(6, seed=6, min_size=40)
     names = write_market_folder(tmp_path / "images", crops)
@@ -168,6 +214,29 @@ def test_build_from_a_dataset_layout_and_a_csv(checkpoint, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("kind", sorted(BROKEN_ONNX_ERRORS))
+def test_build_with_a_broken_onnx_model_exits_2_naming_it(tmp_path, capsys, kind):
+    write_market_folder(tmp_path / "images", random_crops(2, seed=3, min_size=40))
+    model = broken_onnx_models(tmp_path / "models")[kind]
+    assert run("build", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "g"), checkpoint=model) == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error
+    expected = f"reid-index: error: {re.escape(str(model))}{BROKEN_ONNX_ERRORS[kind]}.*"
+    assert re.fullmatch(expected, error.splitlines()[-1])
+
+
+def test_build_from_mars_with_an_empty_info_file_exits_2_naming_it(checkpoint, tmp_path, capsys):
+    from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
+
+    generate("mars", tmp_path / "mars", SyntheticConfig(seed=2, image_size=(64, 32), sizes=PRESETS["tiny"]), workers=1)
+    info = tmp_path / "mars" / "info" / "query_IDX.mat"
+    info.write_bytes(b"")
+    assert run("build", "--images", str(tmp_path / "mars"), "--format", "mars", "--out", str(tmp_path / "g"),
+               checkpoint=checkpoint) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (f"reid-index: error: cannot read {info}, damaged or "
+                                                        "truncated: Mat file appears to be truncated")
+
+
 def test_build_and_search_on_milvus_lite(checkpoint, tmp_path, capsys):
     pytest.importorskip("milvus_lite", reason="milvus-lite: URIs need pip install milvus-lite")
     crops = random_crops(4, seed=8, min_size=40)
@@ -179,3 +248,89 @@ def test_build_and_search_on_milvus_lite(checkpoint, tmp_path, capsys):
     assert run("search", "--gallery", uri, str(tmp_path / "images" / names[2]), "-k", "2", checkpoint=checkpoint) == 0
     best = capsys.readouterr().out.splitlines()[2].split()
     assert best[2:4] == ["1", "3"] and float(best[1]) == pytest.approx(1.0, abs=1e-3)
+
+
+# -- a gallery's storage: damaged locks and files, a full disk, folders it may not write in ----------------------------
+def build_four(checkpoint, tmp_path, out: str, *options: str) -> int:
+    """``reid-index build`` of four crops into ``out``; returns the exit code."""
+    if not (tmp_path / "images").exists():
+        write_market_folder(tmp_path / "images", random_crops(4, seed=9, min_size=40))
+    return run("build", "--images", str(tmp_path / "images"), "--out", out, *options, checkpoint=checkpoint)
+
+
+def search_one(checkpoint, tmp_path, gallery: str) -> int:
+    return run("search", "--gallery", gallery, str(next((tmp_path / "images").iterdir())), checkpoint=checkpoint)
+
+
+def error_line(capsys) -> str:
+    """The one line of reid-index's error (progress log lines come before it); there is no traceback."""
+    error = capsys.readouterr().err
+    assert "Traceback" not in error
+    return error.splitlines()[-1]
+
+
+@pytest.mark.parametrize("damage", [damage_readers_lock, damage_lock_folder])
+def test_a_damaged_lock_is_exit_2_naming_it_and_build_overwrite_replaces_it(checkpoint, tmp_path, capsys, damage):
+    out = tmp_path / "g"
+    assert build_four(checkpoint, tmp_path, str(out)) == 0
+    damaged = damage(out)
+    assert search_one(checkpoint, tmp_path, str(out)) == 2
+    assert re.fullmatch(f"reid-index: error: {re.escape(str(damaged))} .*: remove it .*", error_line(capsys))
+    assert build_four(checkpoint, tmp_path, str(out), "--overwrite") == 0
+    assert search_one(checkpoint, tmp_path, str(out)) == 0
+
+
+def test_a_damaged_milvus_lite_gallery_is_exit_2_and_build_overwrite_replaces_it(checkpoint, tmp_path, capsys):
+    pytest.importorskip("milvus_lite", reason="milvus-lite: URIs need pip install milvus-lite")
+    uri = f"milvus-lite:{tmp_path / 'g.db'}"
+    assert build_four(checkpoint, tmp_path, uri) == 0
+    forget_milvus_lite_server(tmp_path / "g.db")
+    damage_milvus_lite_file(tmp_path / "g.db", "data")
+    assert search_one(checkpoint, tmp_path, uri) == 2
+    assert error_line(capsys).startswith(f"reid-index: error: the Milvus Lite gallery {uri} cannot be read (")
+    assert build_four(checkpoint, tmp_path, uri, "--overwrite") == 0
+    assert search_one(checkpoint, tmp_path, uri) == 0
+
+
+@pytest.mark.parametrize("backend", ["faiss", "milvus-lite"])
+def test_a_full_disk_is_exit_2_naming_the_file_and_keeps_the_gallery(checkpoint, tmp_path, capsys, monkeypatch,
+                                                                     backend):
+    import faiss
+
+    if backend == "faiss":  # the build replaces the gallery, which stays as it was
+        previous = out = str(tmp_path / "g")
+        failing, full, written = faiss, "write_index", tmp_path / "g" / "g000002.vectors.faiss"
+    else:  # Milvus replaces a gallery by dropping it first: the build makes another one in the same file
+        failing = pytest.importorskip("pyarrow.parquet")
+        previous, out = f"milvus-lite:{tmp_path / 'g.db'}", f"milvus-lite:{tmp_path / 'g.db'}?collection=second"
+        full, written = "write_table", tmp_path / "g.db"
+    assert build_four(checkpoint, tmp_path, previous) == 0
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(failing, full, no_space)
+    assert build_four(checkpoint, tmp_path, out, "--overwrite") == 2
+    assert error_line(capsys) == f"reid-index: error: no space left on device writing {written}"
+    monkeypatch.undo()
+    assert search_one(checkpoint, tmp_path, previous) == 0
+
+
+@pytest.mark.parametrize("backend, code", [("faiss", errno.EACCES), ("milvus-lite", errno.EACCES),
+                                           ("milvus-lite", errno.EROFS)])
+def test_a_folder_it_may_not_write_in_is_exit_2_naming_it_and_why(checkpoint, tmp_path, capsys, monkeypatch,
+                                                                  backend, code):
+    folder = tmp_path / "gallery"
+    folder.mkdir()
+    milvus = f"milvus-lite:{folder / 'g.db'}"
+    if backend == "milvus-lite":
+        assert build_four(checkpoint, tmp_path, milvus) == 0
+        forget_milvus_lite_server(folder / "g.db")
+    refuse_writes_under(monkeypatch, folder, code)
+    reason = os.strerror(code).lower()
+    if backend == "milvus-lite":  # Milvus Lite writes in its folder even to search
+        assert search_one(checkpoint, tmp_path, milvus) == 2
+        assert error_line(capsys) == f"reid-index: error: [Errno {code}] cannot write in {folder / 'g.db'}: {reason}"
+    out = str(folder) if backend == "faiss" else f"milvus-lite:{folder / 'new.db'}"
+    assert build_four(checkpoint, tmp_path, out) == 2
+    assert error_line(capsys) == f"reid-index: error: [Errno {code}] cannot write in {folder}: {reason}"

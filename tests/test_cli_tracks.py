@@ -67,6 +67,26 @@ def test_ingest_then_match(setup, capsys):
     assert len(Gallery.open(gallery)) == len(first_ids) + len(second_ids)
 
 
+def test_ingest_counts_tracks_after_the_video_and_a_video_without_frames(setup, capsys, tmp_path):
+    root, checkpoint, (first, _) = setup
+    tracks = tmp_path / "tracks.txt"
+    tracks.write_text(first.tracks.read_text() + "60,99,50,20,40,100,1,-1,-1,-1\n")  # after the 48 frames
+    known = len(read_track_identities(first.identities))
+    args = ["--model", str(checkpoint), "--camera", "c1", "--device", "cpu", "--no-progress"]
+    assert main(["ingest", *args, "--video", str(first.video), "--tracks", str(tracks),
+                 "--gallery", str(tmp_path / "g")]) == 0
+    assert (f"{known} of {known + 1} tracks of {first.video} (camera c1) added; left out: 1 after the video's last "
+            f"frame (48); {tmp_path / 'g'} holds {known} entries") in capsys.readouterr().out
+    empty = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (192, 144)).release()  # opens, 0 frames
+    assert main(["ingest", *args, "--video", str(empty), "--tracks", str(first.tracks),
+                 "--gallery", str(tmp_path / "g")]) == 0
+    captured = capsys.readouterr()
+    assert (f"0 of {known} tracks of {empty} (camera c1) added; left out: {known}, the video has no readable frame; "
+            f"{tmp_path / 'g'} holds {known} entries") in captured.out
+    assert f"{empty} has no readable frame" in captured.err and len(Gallery.open(tmp_path / "g")) == known
+
+
 def test_track_command_errors(setup, capsys, tmp_path):
     root, checkpoint, (first, _) = setup
     bad = tmp_path / "bad.txt"

@@ -12,6 +12,7 @@ from reid_sdk.search.index import ReIDIndex
 from reid_sdk.synthetic.video import VideoSetConfig, load_video_set, render_videos
 from reid_sdk.tracks import (
     FrameQuality,
+    IngestReport,
     MotTracks,
     extract_boxes,
     probe_video,
@@ -195,11 +196,26 @@ def test_boxes_past_the_end_of_the_video_are_logged(videos, caplog, tmp_path):
     late = mot([60, 70], [99, 99], [[50, 20, 90, 120]] * 2)
     combined = MotTracks(np.r_[tracks.frames, late.frames], np.r_[tracks.track_ids, late.track_ids],
                          np.r_[tracks.boxes, late.boxes], np.ones(len(tracks) + 2), "combined")
+    report = IngestReport()
     with caplog.at_level(logging.WARNING):
-        features = list(track_features(MeanColourExtractor(), video.video, combined))
-    assert "ended after 48 frames but combined has chosen boxes up to frame 70" in caplog.text
+        features = list(track_features(MeanColourExtractor(), video.video, combined, report=report))
+    assert ("ended after 48 frames but combined has chosen boxes up to frame 70: 1 tracks lying entirely after the "
+            "end were left out") in caplog.text
     assert 99 not in {f.track_id for f in features}  # no frame of it exists
     assert len(features) == len(set(tracks.track_ids))
+    assert report == IngestReport(tracks=len(features) + 1, used=len(features), after_video_end=1, frames_read=48)
+    assert report.left_out() == "; left out: 1 after the video's last frame (48)"
+
+
+def test_a_video_without_frames_leaves_out_every_track_and_says_so(videos, caplog, tmp_path):
+    empty = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (192, 144)).release()  # opens, 0 frames
+    tracks, report = read_mot(videos[0].tracks), IngestReport()
+    with caplog.at_level(logging.WARNING):
+        assert list(track_features(MeanColourExtractor(), empty, tracks, report=report)) == []
+    count = len(set(tracks.track_ids))
+    assert f"{empty} has no readable frame (an empty video, or a codec OpenCV lacks): its {count} tracks" in caplog.text
+    assert report.video_unreadable and report.left_out() == f"; left out: {count}, the video has no readable frame"
 
 
 def test_probe_video_errors(tmp_path):

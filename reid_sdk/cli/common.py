@@ -16,6 +16,7 @@ from reid_sdk import __version__
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT (Ctrl-C)
 
 
 _RST_LITERAL = re.compile(r"(?::[a-z]+:)?`{1,2}([^`]+)`{1,2}")

@@ -15,17 +15,19 @@ Identity and camera come from Market-1501 / DukeMTMC-reID file names, a dataset 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from reid_sdk._utils.progress import PROGRESS_MODES
-from reid_sdk.cli.common import EXIT_OK, add_subparser, configure_logging, fail, make_parser
+from reid_sdk.cli.common import EXIT_INTERRUPTED, EXIT_OK, add_subparser, configure_logging, fail, make_parser
 from reid_sdk.cli.tracks import add_track_commands
 from reid_sdk.datasets.market import parse_image_name
 from reid_sdk.gallery import GalleryConfig, Match
 from reid_sdk.gallery.config import INDEX_TYPES
+from reid_sdk.gallery.location import parse_location
 from reid_sdk.search.index import ReIDIndex
 from reid_sdk.search.sources import (FOLDER, FORMATS, add_records, csv_records, dataset_records, folder_records,
                                      query_images, search_images)
@@ -52,12 +54,25 @@ def build(args: argparse.Namespace) -> int:
     config = GalleryConfig(nlist=args.nlist) if args.nlist else None
     index = ReIDIndex.create(_extractor(args), index_type=args.index, path=args.out, config=config,
                              overwrite=args.overwrite)
-    report = add_records(index, records, args.batch_size, args.progress)
+    try:
+        report = add_records(index, records, args.batch_size, args.progress)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted after adding {len(index)} of {len(records)} records: "
+              f"{_kept_after_interrupt(args.out)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     location = index.save()
     skipped = f"; {len(report.skipped)} unreadable images skipped" if report.skipped else ""
     print(f"gallery of {len(index)} entries ({args.index}, {index.gallery.dim}-d, model {index.gallery.model_id}) "
           f"written to {location}{skipped}")
     return EXIT_OK
+
+
+def _kept_after_interrupt(out: str) -> str:
+    """What an interrupted build leaves at ``out``: a FAISS gallery is only written by the final save; a Milvus
+    collection holds what was added."""
+    if parse_location(out).backend == "faiss":
+        return f"nothing saved, {out} is as it was"
+    return f"the entries added so far are in {out}: build again with --overwrite for a complete gallery"
 
 
 def label_forms(text: str) -> list[Any]:
@@ -149,6 +164,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _on_milvus(args: argparse.Namespace) -> bool:
+    """Whether the command's gallery (``--gallery``, or build's ``--out``) is a Milvus one."""
+    location = getattr(args, "gallery", None) or (args.out if args.command == "build" else None)
+    return location is not None and parse_location(location).backend == "milvus"
+
+
+def _quiet_milvus_logs() -> None:
+    """Silence pymilvus's and Milvus Lite's logs: they log each failed call with its traceback, and reid-index says
+    what went wrong itself, in one line. pymilvus sets its loggers up when imported, so it is imported first."""
+    try:
+        import pymilvus  # noqa: F401
+    except ImportError:
+        return  # opening the gallery says what to install
+    for name in ("pymilvus", "pymilvus.milvus_client", "milvus_lite"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``reid-index``."""
     parser = build_parser()
@@ -159,9 +191,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--csv lists the images itself: it does not combine with --format")
     configure_logging()
     try:
+        if _on_milvus(args):
+            _quiet_milvus_logs()
         return args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, ConnectionError, ImportError) as error:
+    except (ValueError, OSError, ImportError) as error:  # OSError: a full disk, a folder it may not write in, ...
         return fail(PROG, error)
+    except KeyboardInterrupt:  # where a command has nothing more precise to say (a save is atomic either way)
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 from reid_sdk.cli.common import EXIT_OK, add_subparser
 from reid_sdk.gallery.config import INDEX_TYPES
 from reid_sdk.search.index import ReIDIndex, TrackMatches
-from reid_sdk.tracks import FrameQuality, read_track_identities
+from reid_sdk.tracks import FrameQuality, IngestReport, read_track_identities
 from reid_sdk.visualize.matches import render_track_matches
 from reid_sdk.visualize.tiles import write_image
 
@@ -44,9 +44,11 @@ def _video_options(args: argparse.Namespace) -> dict:
 def ingest(args: argparse.Namespace) -> int:
     index = _index(args, create=True)
     identities = read_track_identities(args.identities) if args.identities else None
-    added = index.add_tracks(args.video, args.tracks, args.camera, identities=identities, **_video_options(args))
+    report = IngestReport()
+    index.add_tracks(args.video, args.tracks, args.camera, identities=identities, report=report,
+                     **_video_options(args))
     index.save(args.gallery)
-    print(f"{len(added)} tracks of {args.video} (camera {args.camera}) added; "
+    print(f"{report.used} of {report.tracks} tracks of {args.video} (camera {args.camera}) added{report.left_out()}; "
           f"{args.gallery} holds {len(index)} entries")
     return EXIT_OK
 

@@ -17,7 +17,8 @@ import numpy as np
 from reid_sdk.gallery import Gallery, Match
 from reid_sdk.inference.preprocess import as_crop_list
 from reid_sdk.search.reranking import RerankConfig, reranked_distances
-from reid_sdk.tracks import FrameQuality, MotTracks, TrackFeature, probe_video, read_mot, track_features
+from reid_sdk.tracks import (FrameQuality, IngestReport, MotTracks, TrackFeature, probe_video, read_mot,
+                             track_features)
 from reid_sdk.tracks.aggregator import TrackletAggregator
 
 __all__ = ["Match", "ReIDIndex", "TrackMatches"]
@@ -184,13 +185,13 @@ class ReIDIndex:
     def add_tracks(self, video: str | Path, tracks: str | Path | MotTracks, camera: Any,
                    identities: dict[int, Any] | None = None, fps: float | None = None, start_time: float = 0.0,
                    quality: FrameQuality = FrameQuality(), metadata: dict[str, Any] | None = None,
-                   progress: bool = False) -> dict[int, int]:
+                   progress: bool = False, report: IngestReport | None = None) -> dict[int, int]:
         """One gallery entry per track of ``video`` (MOT tracks): its quality-weighted mean feature, ``camera``,
         its first timestamp (``start_time`` + seconds into the video), the track id, and in the metadata the
-        video, first / last frame and time and the frames used. ``identities`` labels known tracks.
-        Returns {track id: entry id}.
+        video, first / last frame and time and the frames used. ``identities`` labels known tracks; ``report``
+        receives the counts of tracks used and left out. Returns {track id: entry id}.
         """
-        found = list(self._video_tracks(video, tracks, fps, start_time, quality, progress))
+        found = list(self._video_tracks(video, tracks, fps, start_time, quality, progress, report))
         if not found:
             return {}
         identities = identities or {}
@@ -212,9 +213,11 @@ class ReIDIndex:
                 for track in self._video_tracks(video, tracks, fps, start_time, quality, progress)]
 
     def _video_tracks(self, video: str | Path, tracks: str | Path | MotTracks, fps: float | None, start_time: float,
-                      quality: FrameQuality, progress: bool) -> Iterator[TrackFeature]:
+                      quality: FrameQuality, progress: bool,
+                      report: IngestReport | None = None) -> Iterator[TrackFeature]:
         boxes = tracks if isinstance(tracks, MotTracks) else read_mot(tracks)
-        return track_features(self.extractor, probe_video(video, fps), boxes, quality, start_time, progress=progress)
+        return track_features(self.extractor, probe_video(video, fps), boxes, quality, start_time, progress=progress,
+                              report=report)
 
     def identify(self, crop: np.ndarray, threshold: float = 0.5, **filters: Any) -> Any:
         """The identity of the best match when its cosine similarity reaches ``threshold``, else None."""

@@ -66,6 +66,34 @@ def probe_video(path: str | Path, fps: float | None = None) -> VideoInfo:
     return VideoInfo(path, float(fps), count, size)
 
 
+@dataclass
+class IngestReport:
+    """What :func:`track_features` made of a tracks file: its tracks, how many gave a feature, how many were left
+    out (never inside the frame, or every chosen box after the video's last readable frame) and the frames read."""
+
+    tracks: int = 0
+    used: int = 0
+    outside_frame: int = 0
+    after_video_end: int = 0
+    frames_read: int = 0
+
+    @property
+    def video_unreadable(self) -> bool:
+        """True when the video gave no frame though tracks needed some (an empty video, or a codec OpenCV lacks)."""
+        return self.frames_read == 0 and self.tracks > self.outside_frame
+
+    def left_out(self) -> str:
+        """The tracks left out and why, as a clause for a summary line ("" when none was)."""
+        reasons = []
+        if self.video_unreadable:
+            reasons.append(f"{self.after_video_end}, the video has no readable frame")
+        elif self.after_video_end:
+            reasons.append(f"{self.after_video_end} after the video's last frame ({self.frames_read})")
+        if self.outside_frame:
+            reasons.append(f"{self.outside_frame} never inside the frame")
+        return f"; left out: {', '.join(reasons)}" if reasons else ""
+
+
 @dataclass(frozen=True)
 class TrackFeature:
     """One track's feature and where it comes from: MOT frames and seconds of its first and last box, how many
@@ -108,6 +136,7 @@ class _TrackFinisher:
         self.input_size = tuple(getattr(extractor, "input_size", (128, 64)))
         self.aggregator = TrackletAggregator()
         self.waiting: list[_Collected] = []
+        self.finished = 0  # tracks turned into features so far
 
     def add(self, track: _Collected) -> Iterator[TrackFeature]:
         self.waiting.append(track)
@@ -128,6 +157,7 @@ class _TrackFinisher:
             offset += count
             best = int(np.argmax(weights))
             plan = track.plan
+            self.finished += 1
             yield TrackFeature(plan.track_id, self.aggregator.finish(plan.track_id), plan.first_frame, plan.last_frame,
                                self.info.time_of(plan.first_frame, self.start_time),
                                self.info.time_of(plan.last_frame, self.start_time), count, track.frames[best],
@@ -136,15 +166,17 @@ class _TrackFinisher:
 
 def track_features(extractor: Any, video: str | Path | VideoInfo, tracks: MotTracks,
                    quality: FrameQuality = FrameQuality(), start_time: float = 0.0, batch_size: int = 64,
-                   progress: bool = False) -> Iterator[TrackFeature]:
+                   progress: bool = False, report: IngestReport | None = None) -> Iterator[TrackFeature]:
     """Features of the tracks in ``tracks`` seen in ``video``, yielded as each track's last chosen frame passes.
 
     ``extractor`` is a FeatureExtractor (anything with ``extract`` and ``input_size``); ``progress`` shows the
     frames read (a bar on a terminal, log lines elsewhere). Tracks entirely outside the frame and boxes past the
-    end of the video are logged.
+    end of the video are logged, and counted in ``report`` (complete once the iterator is exhausted).
     """
+    report = IngestReport() if report is None else report
     info = video if isinstance(video, VideoInfo) else probe_video(video)
     plans, outside = plan_tracks(tracks, info.frame_size, quality)
+    report.tracks, report.outside_frame = len(plans) + outside, outside
     if outside:
         logger.warning("%s: %d tracks never inside the %d x %d frame were left out", tracks.source, outside,
                        *info.frame_size)
@@ -174,12 +206,20 @@ def track_features(extractor: Any, video: str | Path | VideoInfo, tracks: MotTra
                     yield from _crop_frame(image, frame, needed, tracks, collected, finisher)
     finally:
         capture.release()
+    report.frames_read = frame
     if frame < last_wanted:
-        logger.warning("%s ended after %d frames but %s has chosen boxes up to frame %d: those tracks use the frames "
-                       "before the end", info.path, frame, tracks.source, last_wanted)
+        report.after_video_end = sum(not track.crops for track in collected.values())
+        if frame == 0:
+            logger.warning("%s has no readable frame (an empty video, or a codec OpenCV lacks): its %d tracks were "
+                           "left out", info.path, report.after_video_end)
+        else:
+            logger.warning("%s ended after %d frames but %s has chosen boxes up to frame %d: %d tracks lying entirely "
+                           "after the end were left out, the others use the frames before the end", info.path, frame,
+                           tracks.source, last_wanted, report.after_video_end)
         for track in collected.values():
             yield from finisher.add(track)
     yield from finisher.flush()
+    report.used = finisher.finished
 
 
 def _crop_frame(image: np.ndarray, frame: int, needed: list[tuple[int, int]], tracks: MotTracks,
