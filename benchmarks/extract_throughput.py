@@ -33,6 +33,7 @@ from reid_sdk.export.onnx_export import export_onnx
 from reid_sdk.export.verify import synthetic_query_gallery
 from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
+from reid_sdk.model.config import BACKBONE_WIDTHS
 from reid_sdk.model.device import check_cpu_bf16
 from reid_sdk.evaluation.on_dataset import evaluate_model
 from reid_sdk.synthetic.layouts import sample_crops
@@ -202,7 +203,7 @@ def target_summary(runs: list[dict], accuracy: dict[str, dict], trained: dict[st
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the torch / ONNX Runtime GPU set")
-    parser.add_argument("--depth", type=int, default=50)
+    parser.add_argument("--backbone", choices=tuple(BACKBONE_WIDTHS), default="resnet50")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "fp16", "bf16"], help="torch precisions on CUDA")
     parser.add_argument("--compile", nargs="*", default=[], metavar="MODE",
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     candidates = (cuda_candidates(args.precisions, [False, *[True if m == "default" else m for m in args.compile]])
                   if on_cuda else cpu_candidates())
     torch.manual_seed(0)
-    model = ReIDNet(ModelConfig(depth=args.depth, pretrained=None)).eval()
+    model = ReIDNet(ModelConfig(backbone=args.backbone, pretrained=None)).eval()
     with tempfile.TemporaryDirectory(prefix="reid-bench-") as scratch:
         folder = Path(scratch)
         checkpoint = save_checkpoint(model, folder / "model.pt")
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = target_summary(runs, accuracy, trained)
     print("target:", summary)
     path = write_results(f"extract_throughput_{args.device.split(':')[0]}", {
-        "model": f"NL-ResNet-{args.depth}, mixed pooling, {model.input_size[0]}x{model.input_size[1]}, random init",
+        "model": f"NL-{args.backbone}, mixed pooling, {model.input_size[0]}x{model.input_size[1]}, random init",
         "cpu_info": cpu_description(), "crop_size": list(args.crop_size), "rounds": args.rounds,
         "calibration": str(args.calibration or f"{args.calibration_images} rendered synthetic pedestrians"),
         "skipped": {c.name: c.skipped for c in candidates if c.skipped}, "runs": runs,

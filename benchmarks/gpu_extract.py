@@ -13,7 +13,7 @@ The JSON is rewritten after every engine, so a run stopped by a time limit keeps
 
     python -m benchmarks.gpu_extract                                  # all engines, on CUDA
     python -m benchmarks.gpu_extract --engines eager cuda-graphs      # a subset
-    python -m benchmarks.gpu_extract --device cpu --precision fp32 --depth 18 --input-size 64 32 \\
+    python -m benchmarks.gpu_extract --device cpu --precision fp32 --backbone resnet18 --input-size 64 32 \\
         --batch-sizes 1 4 --engines eager --seconds 0.2               # the wiring, on a CPU
 """
 
@@ -36,6 +36,7 @@ from reid_sdk.cli.export import main as export_main
 from reid_sdk.export.onnx_export import export_network
 from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
+from reid_sdk.model.config import BACKBONE_WIDTHS
 from reid_sdk.inference.preprocess import preprocess_batch
 
 ENGINES = ("eager", "compiled", "cuda-graphs", "onnxruntime", "tensorrt")
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--precision", default="fp16", help="torch / ONNX / TensorRT precision (fp16 on GPUs)")
-    parser.add_argument("--depth", type=int, default=50)
+    parser.add_argument("--backbone", choices=tuple(BACKBONE_WIDTHS), default="resnet50")
     parser.add_argument("--input-size", type=int, nargs=2, default=(256, 128), metavar=("H", "W"))
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 256])
     parser.add_argument("--batches", type=int, default=8, help="batches per end-to-end call (batch 1: always 1)")
@@ -154,11 +155,11 @@ def main(argv: list[str] | None = None) -> Path:
         parser.error("--device cuda, but torch sees no CUDA device")
 
     torch.manual_seed(0)
-    config = ModelConfig(depth=args.depth, input_size=tuple(args.input_size), pretrained=None)
+    config = ModelConfig(backbone=args.backbone, input_size=tuple(args.input_size), pretrained=None)
     model = ReIDNet(config).eval()
     name = f"gpu_extract_{torch.device(args.device).type}"
     path = args.out or RESULTS_DIR / f"{name}.json"
-    header = {"model": f"NL-ResNet-{args.depth}, mixed pooling, {args.input_size[0]}x{args.input_size[1]}, "
+    header = {"model": f"NL-{args.backbone}, mixed pooling, {args.input_size[0]}x{args.input_size[1]}, "
                        "random init", "precision": args.precision, "device": args.device}
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:

@@ -58,7 +58,7 @@ def steps(results: Path, dry_run: bool) -> list[Step]:
         return [
             tests,
             Step("extract", 240, (*python, "-m", "benchmarks.gpu_extract", "--device", "cpu", "--precision", "fp32",
-                                  "--depth", "18", "--input-size", "64", "32", "--batch-sizes", "1", "2",
+                                  "--backbone", "resnet18", "--input-size", "64", "32", "--batch-sizes", "1", "2",
                                   "--batches", "2", "--engines", "eager", "onnxruntime", "--seconds", "0.05",
                                   "--out", str(results / "gpu_extract_cpu.json")), "gpu_extract_cpu.json"),
             Step("clustering", 120, (*python, "-m", "benchmarks.clustering_speed", "--sizes-on-cpu", "--gpu-sizes",

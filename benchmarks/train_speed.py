@@ -29,7 +29,7 @@ from reid_sdk.training.stage_sgd import stage_plan
 from reid_sdk.training.trainer import Trainer
 
 PAPER_CONFIG = "paper-market"  # a shipped config (reid_sdk/configs)
-CPU_OVERRIDES = ["model.depth=18", "model.input_size=[128, 64]", "model.embedding_dim=256", "train.batch_size=32",
+CPU_OVERRIDES = ["model.backbone=resnet18", "model.input_size=[128, 64]", "model.embedding_dim=256", "train.batch_size=32",
                  "train.first_stage_epochs=1", "train.later_stage_epochs=1", "data.num_workers=2"]
 
 

@@ -16,7 +16,7 @@ def tiny_config(**overrides):
     """A ResNet-18 at 64 x 32 with random init: the model every fast CPU test uses."""
     from reid_sdk.model import ModelConfig
 
-    values = dict(depth=18, input_size=(64, 32), pretrained=None, embedding_dim=64)
+    values = dict(backbone="resnet18", input_size=(64, 32), pretrained=None, embedding_dim=64)
     values.update(overrides)
     return ModelConfig(**values)
 

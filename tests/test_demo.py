@@ -59,7 +59,7 @@ def test_best_checkpoints_are_the_trainers_best_stage(demo):
     results = {model["model"]: model for model in json.loads((out / "results.json").read_text())["models"]}
     for linkage, label in (("imd_cpd", TABLE_ROWS[1]), ("buc", TABLE_ROWS[2])):
         model, payload = load_checkpoint(out / "runs" / linkage / "best.pt")
-        assert model.config.depth == 18 and model.input_size == (128, 64)
+        assert model.config.backbone == "resnet18" and model.input_size == (128, 64)
         assert payload["metadata"]["config"]["clustering"]["linkage"] == linkage
         stages = [json.loads(line) for line in (out / "runs" / linkage / "metrics.jsonl").read_text().splitlines()]
         assert 1 <= len(stages) <= 2

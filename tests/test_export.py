@@ -54,7 +54,7 @@ def test_metadata_round_trips_through_the_onnx_file(exported):
     expected = ModelMetadata.from_checkpoint(read_checkpoint(exported["checkpoint"]), "fp16")
     assert metadata == expected
     assert metadata.input_size == (64, 32) and metadata.feature_dim == 512 and metadata.channel_order == "rgb"
-    assert metadata.pooling == "mixed" and metadata.depth == 18 and len(metadata.config_hash) == 16
+    assert metadata.pooling == "mixed" and metadata.backbone == "resnet18" and len(metadata.config_hash) == 16
 
 
 def test_fp32_parity_is_tight_at_batch_1_7_32(exported):
@@ -258,3 +258,12 @@ def test_onnx_runtime_thread_option_gives_the_same_features(exported):
     np.testing.assert_allclose(one_thread.extract(crops), FeatureExtractor(exported["fp32"]).extract(crops), atol=1e-6)
     with pytest.raises(ValueError, match="threads must be >= 1"):
         OnnxRuntimeOptions(threads=0)
+
+
+def test_mobilenet_v2_exports_with_fp32_parity(tmp_path):
+    checkpoint = save_checkpoint(tiny_model(seed=12, backbone="mobilenet_v2"), tmp_path / "mobilenet.pt")
+    exported = export_onnx(checkpoint, tmp_path / "mobilenet.onnx")
+    metadata = ModelMetadata.from_strings({p.key: p.value for p in onnx.load(exported).metadata_props})
+    assert metadata.backbone == "mobilenet_v2" and metadata.feature_dim == 1280
+    checks = verify_parity(exported, checkpoint, random_crops(3, seed=3), device="cpu")
+    assert all(c.max_abs_diff <= 1e-4 and c.min_cosine >= 0.999 for c in checks), checks

@@ -7,12 +7,15 @@ import torch
 from reid_sdk.model import ModelConfig, ReIDNet, TrainOutput
 from reid_sdk.model.non_local import NonLocalBlock
 from reid_sdk.model.pooling import GlobalPool
+from reid_sdk.training.stage_sgd import parameter_groups
 from tests.helpers import tiny_config, tiny_model
 
+BACKBONES = [("resnet18", 512), ("resnet34", 512), ("resnet50", 2048), ("mobilenet_v2", 1280)]
 
-@pytest.mark.parametrize("depth,feature_dim", [(18, 512), (34, 512), (50, 2048)])
-def test_eval_mode_returns_normalised_features_of_backbone_width(depth, feature_dim):
-    model = ReIDNet(tiny_config(depth=depth)).eval()
+
+@pytest.mark.parametrize("backbone,feature_dim", BACKBONES)
+def test_eval_mode_returns_normalised_features_of_backbone_width(backbone, feature_dim):
+    model = ReIDNet(tiny_config(backbone=backbone)).eval()
     images = torch.randint(0, 256, (3, 3, 64, 32), dtype=torch.uint8)
     with torch.no_grad():
         features = model(images)
@@ -42,8 +45,8 @@ def test_pixel_normalisation_uses_imagenet_statistics():
     model = tiny_model()
     mean = model.pixel_mean.view(1, 3, 1, 1).expand(1, 3, 64, 32)
     with torch.no_grad():
-        direct = model.pool(model.layer4(model.non_local3(model.layer3(
-            model.non_local2(model.layer2(model.layer1(model.stem(torch.zeros(1, 3, 64, 32)))))))))
+        direct = model.pool(model.layer4(model.non_local16(model.layer3(
+            model.non_local8(model.layer2(model.layer1(model.stem(torch.zeros(1, 3, 64, 32)))))))))
         through_forward = model.pooled_features(mean)
     torch.testing.assert_close(through_forward, direct)
 
@@ -114,15 +117,45 @@ def test_pooling_mode_changes_the_feature():
     torch.testing.assert_close(outputs["mixed"], 0.5 * (outputs["avg"] + outputs["max"]))
 
 
-@pytest.mark.parametrize("depth", [18, 50])
-def test_last_stride_one_doubles_the_final_feature_map(depth):
+def _map_shapes(model: ReIDNet, *modules: torch.nn.Module) -> list[tuple[int, ...]]:
+    """The (C, H, W) of what each module receives in one forward pass of a 64 x 32 image."""
+    shapes = []
+    hooks = [module.register_forward_pre_hook(lambda _, inputs: shapes.append(tuple(inputs[0].shape[1:])))
+             for module in modules]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 64, 32))
+    for hook in hooks:
+        hook.remove()
+    return shapes
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50", "mobilenet_v2"])
+def test_last_stride_one_doubles_the_final_feature_map(backbone):
     maps = {}
     for stride in (1, 2):
-        model = ReIDNet(tiny_config(depth=depth, last_stride=stride)).eval()
-        with torch.no_grad():
-            x = model.layer3(model.non_local2(model.layer2(model.layer1(model.stem(torch.zeros(1, 3, 64, 32))))))
-            maps[stride] = model.layer4(model.non_local3(x)).shape[-2:]
-    assert maps[1] == (2 * maps[2][0], 2 * maps[2][1])
+        model = ReIDNet(tiny_config(backbone=backbone, last_stride=stride)).eval()
+        (maps[stride],) = _map_shapes(model, model.pool)
+    assert maps[1][1:] == (2 * maps[2][1], 2 * maps[2][2])
+
+
+@pytest.mark.parametrize("backbone,stride8_channels,stride16_channels",
+                         [("resnet18", 128, 256), ("resnet50", 512, 1024), ("mobilenet_v2", 32, 96)])
+def test_non_local_blocks_follow_the_stride_8_and_stride_16_stages(backbone, stride8_channels, stride16_channels):
+    model = ReIDNet(tiny_config(backbone=backbone)).eval()
+    shapes = _map_shapes(model, model.non_local8, model.non_local16)
+    assert shapes == [(stride8_channels, 8, 4), (stride16_channels, 4, 2)]
+
+
+def test_parameter_groups_split_the_mobilenet_trunk_from_the_new_parts():
+    model = ReIDNet(tiny_config(backbone="mobilenet_v2"))
+    backbone, new = parameter_groups(model, lr=0.1, backbone_scale=0.1)
+    assert model.backbone_stages == ("features8", "features16", "features32")
+    assert {id(p) for p in backbone["params"]} == {id(p) for name in model.backbone_stages
+                                                   for p in model.get_submodule(name).parameters()}
+    new_names = {name.split(".")[0] for name, p in model.named_parameters() if any(p is q for q in new["params"])}
+    assert new_names == {"non_local8", "non_local16", "embedding"}
+    assert (backbone["lr"], new["lr"]) == pytest.approx((0.01, 0.1))
+    assert len(backbone["params"]) + len(new["params"]) == len(list(model.parameters()))
 
 
 def test_wrong_input_shape_is_rejected():
@@ -132,7 +165,7 @@ def test_wrong_input_shape_is_rejected():
 
 @pytest.mark.parametrize(
     "field,value,message",
-    [("depth", 101, "depth"), ("pooling", "gem", "pooling"), ("last_stride", 3, "last_stride"),
+    [("backbone", "resnet101", "backbone"), ("pooling", "gem", "pooling"), ("last_stride", 3, "last_stride"),
      ("dropout", 1.0, "dropout"), ("input_size", (16, 8), "input_size"), ("embedding_dim", 0, "embedding_dim")],
 )
 def test_config_rejects_bad_values(field, value, message):

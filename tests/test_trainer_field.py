@@ -166,7 +166,7 @@ def test_separate_labelled_eval_set_for_an_unlabelled_folder(market, tmp_path):
 def test_shipped_config_by_name_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert resolve_config_path("paper-market").name == "paper-market.yaml"
-    assert load_config("cpu-smoke").model.depth == 18
+    assert load_config("cpu-smoke").model.backbone == "resnet18"
     with pytest.raises(ConfigError, match="shipped configs: cpu-smoke, paper-duke"):
         load_config("paper-nowhere")
 
@@ -198,7 +198,7 @@ def test_missing_imagenet_weights_are_a_start_up_error(market, tmp_path, monkeyp
     args = ["--data", str(market), "--out", str(tmp_path / "run")]
     args += [f"--set={o}" for o in TINY_RUN] + ["--set", "model.pretrained=imagenet"]
     assert main(args) == 2
-    assert "no ImageNet weights for ResNet-18" in capsys.readouterr().err
+    assert "no ImageNet weights for resnet18: looked for resnet18-f37072fd.pth in" in capsys.readouterr().err
 
 
 def _slow_silhouette(features, labels):

@@ -18,16 +18,16 @@ def test_defaults_are_the_papers_schedule():
     assert (config.train.momentum, config.train.weight_decay, config.train.backbone_lr_scale) == (0.9, 5e-4, 0.1)
     assert (config.train.temperature, config.train.memory_momentum) == (0.1, 0.5)
     assert (config.clustering.linkage, config.clustering.lam, config.clustering.merge_percent) == ("imd_cpd", 0.3, 0.05)
-    assert (config.model.depth, config.model.non_local, config.model.pooling) == (50, True, "mixed")
+    assert (config.model.backbone, config.model.non_local, config.model.pooling) == ("resnet50", True, "mixed")
     assert (config.model.dropout, config.model.embedding_dim, config.model.input_size) == (0.5, 2048, (256, 128))
 
 
 def test_yaml_then_overrides_with_typed_values(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text("train:\n  batch_size: 32\nmodel:\n  depth: 18\n")
+    path.write_text("train:\n  batch_size: 32\nmodel:\n  backbone: resnet18\n")
     config = load_config(path, ["train.batch_size=64", "model.input_size=[128, 64]", "model.pretrained=null",
                                 "model.non_local=false", "clustering.lam=0", "data.root=/data/x"])
-    assert config.train.batch_size == 64 and config.model.depth == 18
+    assert config.train.batch_size == 64 and config.model.backbone == "resnet18"
     assert config.model.input_size == (128, 64) and config.model.pretrained is None
     assert config.model.non_local is False and config.clustering.lam == 0.0 and config.data.root == "/data/x"
     assert isinstance(config.clustering.lam, float)
@@ -57,7 +57,8 @@ def test_shipped_configs_load(name):
         ("clustering.merge_percent=0", "merge_percent \\(p\\) must be in \\(0, 1\\)"),
         ("clustering.lam=-0.3", "clustering.lam \\(lambda\\) must be >= 0, got -0.3"),
         ("clustering.linkage=single", "clustering.linkage must be one of imd_cpd"),
-        ("model.depth=101", "config model: depth must be one of \\(18, 34, 50\\), got 101"),
+        ("model.backbone=resnet101", "config model: backbone must be one of resnet18, resnet34, resnet50, mobilenet_v2, "
+                                   "got 'resnet101'"),
         ("data.format=cuhk03", "data.format must be one of market1501"),
         ("train.amp=int8", "train.amp must be one of auto, bf16, fp16, off"),
         ("train.batch_size", "--set expects section.key=value"),

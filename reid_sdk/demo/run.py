@@ -45,7 +45,7 @@ def run_demo(settings: DemoSettings, out: Path, device: str) -> bool:
     come and returns whether the ONNX export passed its parity checks."""
     start = time.perf_counter()
     model = settings.run.model
-    network = f"ResNet-{model.depth}{' + non-local' if model.non_local else ''}"
+    network = f"{model.backbone}{' + non-local' if model.non_local else ''}"
     settings_line = f"{settings.mode} mode on {device}: {network} at {model.input_size[0]} x {model.input_size[1]}"
     print(f"reid-demo: {settings_line}\ndifficulty: {settings.describe_difficulty()}")
     if settings.mode == "quick":

@@ -25,7 +25,7 @@ DEMO_DIFFICULTY = DifficultyConfig(upper_palette=8, lower_palette=5, cast_streng
                                    blur_sigma=0.8, low_resolution=1.5, noise_sigma=3.0, occlusion_probability=0.15,
                                    jpeg_quality=(70, 95), background_contrast=0.3)
 
-_SMALL_NETWORK = ModelConfig(depth=18, input_size=(128, 64), embedding_dim=256, pretrained=None)
+_SMALL_NETWORK = ModelConfig(backbone="resnet18", input_size=(128, 64), embedding_dim=256, pretrained=None)
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,6 @@ def demo_settings(mode: str, device: str) -> DemoSettings:
     # on the "small" synthetic set rendered at the network's input size.
     return DemoSettings(mode, SyntheticConfig(image_size=(256, 128), sizes=PRESETS["small"],
                                               difficulty=DEMO_DIFFICULTY),
-                        _run(ModelConfig(pretrained="imagenet" if find_cached_imagenet_weights(50) else None),
+                        _run(ModelConfig(pretrained="imagenet" if find_cached_imagenet_weights("resnet50") else None),
                              ClusteringConfig(merge_percent=0.1, max_stages=9),
                              replace(scratch, first_stage_epochs=2, lr_step_epoch=2, later_stage_epochs=4), workers))

@@ -32,7 +32,7 @@ class ModelMetadata:
     feature_dim: int
     channel_order: str = "rgb"
     pooling: str = "unknown"
-    depth: int = 0
+    backbone: str = "unknown"
     precision: str = "fp32"
     config_hash: str = ""
     sdk_version: str = __version__
@@ -58,7 +58,7 @@ class ModelMetadata:
             height, width = (int(v) for v in ours["input_size"].lower().split("x"))
             return cls(input_size=(height, width), feature_dim=int(ours["feature_dim"]),
                        channel_order=ours.get("channel_order", "rgb"), pooling=ours.get("pooling", "unknown"),
-                       depth=int(ours.get("depth", 0)), precision=ours.get("precision", "fp32"),
+                       backbone=ours.get("backbone", "unknown"), precision=ours.get("precision", "fp32"),
                        config_hash=ours.get("config_hash", ""), sdk_version=ours.get("sdk_version", ""),
                        model_id=ours.get("model_id", ""))
         except ValueError as exc:
@@ -69,7 +69,7 @@ class ModelMetadata:
         """Metadata of a checkpoint dict (see reid_sdk.model.checkpoint) exported at ``precision``."""
         config = payload["model_config"]
         return cls(input_size=tuple(payload["input_size"]), feature_dim=int(payload["feature_dim"]),
-                   pooling=config["pooling"], depth=int(config["depth"]), precision=precision,
+                   pooling=config["pooling"], backbone=config["backbone"], precision=precision,
                    config_hash=config_hash(payload),
                    model_id=weights_fingerprint(payload["model_config"], payload["state_dict"]))
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-DEPTHS = (18, 34, 50)
+# The torchvision trunks ReIDNet builds on and the width of their last feature map (the pooled feature).
+BACKBONE_WIDTHS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "mobilenet_v2": 1280}
 POOLINGS = ("avg", "max", "mixed")
 
 # ImageNet statistics on the 0..255 scale: the model normalises raw RGB itself.
@@ -15,13 +16,14 @@ PIXEL_STD = (58.395, 57.12, 57.375)
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of the non-locally enhanced ResNet (paper III.C) and its input.
+    """Architecture of the non-locally enhanced network (paper III.C: ResNet-50) and its input.
 
-    ``pretrained`` is ``"imagenet"`` (torchvision's local cache; an error when the
-    weights are absent), a path to a torchvision ResNet state-dict file, or ``None`` (random init).
+    ``backbone`` is one of :data:`BACKBONE_WIDTHS`. ``pretrained`` is ``"imagenet"`` (found on this
+    machine, never downloaded: see reid_sdk.model.pretrained; an error when absent), a path to a
+    torchvision state-dict file of that backbone, or ``None`` (random init).
     """
 
-    depth: int = 50
+    backbone: str = "resnet50"
     non_local: bool = True
     pooling: str = "mixed"
     last_stride: int = 2
@@ -32,8 +34,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
-        if self.depth not in DEPTHS:
-            raise ValueError(f"depth must be one of {DEPTHS}, got {self.depth!r}")
+        if self.backbone not in BACKBONE_WIDTHS:
+            raise ValueError(f"backbone must be one of {', '.join(BACKBONE_WIDTHS)}, got {self.backbone!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.last_stride not in (1, 2):
@@ -48,7 +50,7 @@ class ModelConfig:
     @property
     def feature_dim(self) -> int:
         """Dimension of the pooled feature used for clustering and retrieval."""
-        return 2048 if self.depth == 50 else 512
+        return BACKBONE_WIDTHS[self.backbone]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -1,4 +1,5 @@
-"""ReIDNet: torchvision ResNet + non-local blocks after layer2/layer3 + global pooling (paper Fig. 4)."""
+"""ReIDNet: a torchvision trunk + non-local blocks after its stride-8 and stride-16 stages + global pooling
+(paper Fig. 4)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,14 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
+from reid_sdk.model.backbones import build_trunk
 from reid_sdk.model.config import PIXEL_MEAN, PIXEL_STD, ModelConfig
 from reid_sdk.model.non_local import NonLocalBlock
 from reid_sdk.model.pooling import GlobalPool
-from reid_sdk.model.pretrained import init_backbone
 
 _PIXEL_BUFFERS = ("pixel_mean", "pixel_std")
-_RESNETS = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34, 50: torchvision.models.resnet50}
 
 
 class TrainOutput(NamedTuple):
@@ -25,36 +24,29 @@ class TrainOutput(NamedTuple):
     feature: torch.Tensor
 
 
-def _set_last_stride(layer4: nn.Sequential, stride: int) -> None:
-    first = layer4[0]
-    conv = first.conv2 if hasattr(first, "conv3") else first.conv1  # Bottleneck strides in conv2
-    conv.stride = (stride, stride)
-    if first.downsample is not None:
-        first.downsample[0].stride = (stride, stride)
-
-
 class ReIDNet(nn.Module):
     """The non-locally enhanced feature network.
 
     Input: raw RGB, N x 3 x H x W, uint8 or float on the 0..255 scale (mean/std are
     buffers, so every backend feeds the same bytes). Eval mode returns L2-normalised
     float32 pooled features (N, feature_dim); train mode returns a :class:`TrainOutput`.
+
+    The trunk's stages are attributes under their own names (ResNet: ``stem``, ``layer1``..``layer4``;
+    MobileNetV2: ``features8``, ``features16``, ``features32``), listed in ``backbone_stages``;
+    ``non_local8`` / ``non_local16`` follow the stages that end at stride 8 / 16.
     """
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__()
         self.config = config or ModelConfig()
-        backbone = _RESNETS[self.config.depth](weights=None)
-        self.weights_source = init_backbone(backbone, self.config.depth, self.config.pretrained)
-        if self.config.last_stride != 2:
-            _set_last_stride(backbone.layer4, self.config.last_stride)
-        self.stem = nn.Sequential(backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool)
-        self.layer1, self.layer2 = backbone.layer1, backbone.layer2
-        self.layer3, self.layer4 = backbone.layer3, backbone.layer4
-        channels2 = backbone.layer2[-1].conv1.in_channels
-        channels3 = backbone.layer3[-1].conv1.in_channels
-        self.non_local2 = NonLocalBlock(channels2) if self.config.non_local else nn.Identity()
-        self.non_local3 = NonLocalBlock(channels3) if self.config.non_local else nn.Identity()
+        trunk = build_trunk(self.config)
+        self.weights_source = trunk.weights_source
+        for name, stage in trunk.stages.items():
+            self.add_module(name, stage)
+        self.backbone_stages = tuple(trunk.stages)
+        self.non_local8 = NonLocalBlock(trunk.stride8_channels) if self.config.non_local else nn.Identity()
+        self.non_local16 = NonLocalBlock(trunk.stride16_channels) if self.config.non_local else nn.Identity()
+        self._non_local_after = {trunk.stride8_stage: "non_local8", trunk.stride16_stage: "non_local16"}
         self.pool = GlobalPool(self.config.pooling)
         self.embedding = nn.Sequential(
             nn.Dropout(self.config.dropout),
@@ -80,6 +72,10 @@ class ReIDNet(nn.Module):
                 self._buffers[name] = original.to(moved.device)
         return self
 
+    def backbone_modules(self) -> list[nn.Module]:
+        """The trunk's stages, image first: the ImageNet part, which trains at the backbone learning rate."""
+        return [self.get_submodule(name) for name in self.backbone_stages]
+
     @property
     def feature_dim(self) -> int:
         return self.config.feature_dim
@@ -92,14 +88,15 @@ class ReIDNet(nn.Module):
         """Un-normalised pooled features (N, feature_dim) in the model's dtype."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected N x 3 x H x W RGB images, got shape {tuple(images.shape)}")
-        weight = self.stem[0].weight
+        weight = next(self.backbone_modules()[0].parameters())  # the first convolution's
         if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
             images = images.contiguous(memory_format=torch.channels_last)
         # Normalise in fp32 (the statistics stay fp32 under any cast, see _apply), then run in the weights' dtype.
         x = ((images.float() - self.pixel_mean) / self.pixel_std).to(weight.dtype)
-        x = self.layer2(self.layer1(self.stem(x)))
-        x = self.layer3(self.non_local2(x))
-        x = self.layer4(self.non_local3(x))
+        for name in self.backbone_stages:
+            x = self.get_submodule(name)(x)
+            if name in self._non_local_after:
+                x = self.get_submodule(self._non_local_after[name])(x)
         return self.pool(x)
 
     def features_and_embeddings(self, images: torch.Tensor) -> TrainOutput:

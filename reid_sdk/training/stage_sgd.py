@@ -69,7 +69,7 @@ def lr_scale(train: TrainConfig, world_size: int) -> float:
 
 def parameter_groups(model: ReIDNet, lr: float, backbone_scale: float) -> list[dict[str, Any]]:
     """The ImageNet backbone at lr x backbone_scale; the new parts (non-local blocks, embedding) at lr."""
-    backbone = [p for m in (model.stem, model.layer1, model.layer2, model.layer3, model.layer4) for p in m.parameters()]
+    backbone = [p for stage in model.backbone_modules() for p in stage.parameters()]
     owned = {id(p) for p in backbone}
     new = [p for p in model.parameters() if id(p) not in owned]
     return [{"params": backbone, "lr": lr * backbone_scale, "scale": backbone_scale},
