@@ -273,10 +273,12 @@ def test_reranking_reorders_the_exact_candidates_and_reads_labels_of_the_kept_on
     config = RerankConfig(k1=5, k2=3, candidates=30)
     got = ReIDIndex(FeaturesOnly(), gallery).search_features(queries, k=4, rerank=config, exclude_camera=2)
     assert len(labelled_rows) == 3 and sum(labelled_rows) <= 4 * len(queries)
-    not_camera_2 = np.array([not (c == 2 and type(c) is int) for c in labelled["cameras"]])
-    expected_scores, candidates = brute_force(x, queries, 30, not_camera_2)
+    # the gallery's own candidates (the filter tests hold them to brute force): a float32 near-tie at the 30th
+    # candidate on another CPU cannot make the expectation differ from what the index re-ranked
+    row_of = {int(entry): row for row, entry in enumerate(ids)}
+    candidates = [np.array([row_of[int(entry)] for entry in entries if entry >= 0]) for entries in found]
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)  # as the gallery stores them
-    for query, rows_of_query, scores_of_query, matches in zip(queries, candidates, expected_scores, got):
+    for query, rows_of_query, scores_of_query, matches in zip(queries, candidates, scores, got):
         order = np.argsort(reranked_distances(query[None], unit[rows_of_query], config)[0], kind="stable")[:4]
         kept = rows_of_query[order]
         assert [(m.entry_id, m.identity, m.metadata) for m in matches] == [

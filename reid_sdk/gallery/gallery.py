@@ -146,9 +146,11 @@ class Gallery:
             raise ValueError(f"features must have shape (N, {self.dim}) or ({self.dim},), got {np.shape(features)}")
         if not np.isfinite(array).all():
             raise ValueError("features contain NaN or infinite values")
-        if len(array) and not np.linalg.norm(array, axis=1).all():
+        norms = np.linalg.norm(array, axis=1, keepdims=True)
+        if not norms.all():
             raise ValueError("features contain an all-zero vector, which has no direction to compare")
-        return np.ascontiguousarray(array / np.linalg.norm(array, axis=1, keepdims=True), dtype=np.float32)
+        array /= norms  # np.array made a contiguous float32 copy: normalised in place
+        return array
 
     def train(self, features: Any) -> None:
         """Train an "ivf" / "ivfpq" index on a representative sample (done automatically by the first add)."""

@@ -156,8 +156,9 @@ class MilvusBackend:
         self._where = location
         self._name = location.collection
         self._config = config
-        self._entries: int | None = None  # Milvus Lite only: the entries held, counted at open and kept on writes
-        self._count_recorded = False      # whether the property holds ``_entries`` (no write since save / close)
+        self._lite = location.path is not None  # Milvus Lite: the entry count is recorded and checked
+        self._recorded: int | None = None       # the count the property holds; None: unknown (written since)
+        self._wrote = False                     # this handle wrote since it last recorded the count
         self._count_lock = threading.RLock()
 
     # -- connection ---------------------------------------------------------------------------------------------
@@ -165,7 +166,8 @@ class MilvusBackend:
     def _connect(location: GalleryLocation) -> Any:
         pymilvus = require("pymilvus", "milvus")
         if location.path is not None:
-            location.path.parent.mkdir(parents=True, exist_ok=True)
+            with writing_in(location.path.parent.parent):  # a folder it may not create is named, like any other
+                location.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             return pymilvus.MilvusClient(uri=location.client_uri, token=location.token)
         except pymilvus.MilvusException as error:
@@ -192,8 +194,8 @@ class MilvusBackend:
                                               "Gallery.open, or pass overwrite=True to replace it")
                     client.drop_collection(location.collection)
             backend = cls(client, location, dim, config, model_id)
-            if location.path is not None:
-                backend._entries, backend._count_recorded = 0, True
+            if backend._lite:
+                backend._recorded = 0
             with _lite_errors(location):
                 backend._create_collection()
         except BaseException:
@@ -225,7 +227,7 @@ class MilvusBackend:
                                      f"(this reid-sdk reads format {PROPERTY_FORMAT})")
                 client.load_collection(location.collection)
                 backend = cls(client, location, dim, config, model_id)
-                if location.path is not None:
+                if backend._lite:
                     backend._check_count(info.get("entries"))
         except BaseException:
             client.close()
@@ -234,48 +236,44 @@ class MilvusBackend:
 
     def _check_count(self, recorded: int | None) -> None:
         """Count the entries and refuse a collection holding another number than reid-sdk recorded."""
-        self._entries = len(self)
-        self._count_recorded = recorded == self._entries
-        if recorded is None and self._entries:
+        entries = len(self)
+        if recorded is None and entries:
             logger.warning("%s was not saved or closed after its last writes: its %d entries cannot be checked "
-                           "against a recorded count", self._where.text, self._entries)
-        elif recorded is not None and not self._count_recorded:
-            raise CorruptGalleryError(f"the Milvus gallery {self._where.text} holds {self._entries} entries but "
+                           "against a recorded count", self._where.text, entries)
+        elif recorded is not None and recorded != entries:
+            raise CorruptGalleryError(f"the Milvus gallery {self._where.text} holds {entries} entries but "
                                       f"reid-sdk recorded {recorded}: entries were added or deleted outside reid-sdk, "
                                       "or its data was lost; restore the file from a copy or rebuild the gallery")
+        self._recorded = recorded
 
     def _properties(self) -> dict[str, str]:
         info = {"format": PROPERTY_FORMAT, "dim": self.dim, "config": self._config.to_dict(), "model_id": self.model_id,
-                "entries": self._entries if self._count_recorded else None}
+                "entries": self._recorded}
         return {PROPERTY: json.dumps(info, sort_keys=True)}
 
     def _write_properties(self) -> None:
         with self._count_lock:
             self._client.alter_collection_properties(self._name, properties=self._properties())
 
-    def _record_count(self, recorded: bool) -> None:
-        """Record the entry count in the property (at save and close), or that it is unknown (before a write)."""
-        with self._count_lock:
-            if self._entries is not None and self._count_recorded != recorded:
-                self._count_recorded = recorded
+    def _record_count(self) -> None:
+        """Milvus Lite: count the entries now and record the count in the property (at save, and at a close that
+        follows writes). Counted, never tracked: another handle or thread may have written meanwhile."""
+        if self._lite:
+            with self._count_lock:
+                self._recorded, self._wrote = len(self), False
                 self._write_properties()
 
     @contextlib.contextmanager
-    def _writing(self, change: int) -> Iterator[None]:
-        """Around a write of ``change`` entries (negative: removed). On Milvus Lite writes go one at a time and
-        void the recorded count until the next save or close; a failed one may have stored part of its batch,
-        so the entries are counted again."""
-        if self._entries is None:
+    def _writing(self) -> Iterator[None]:
+        """Around a write: on Milvus Lite the recorded count is voided first (a crash mid-write then leaves
+        "unknown", never a wrong count), and writes and recordings take turns."""
+        if not self._lite:
             yield
             return
         with self._count_lock:
-            self._record_count(False)
-            try:
-                yield
-            except BaseException:
-                self._entries = len(self)
-                raise
-            self._entries += change
+            self._recorded, self._wrote = None, True
+            self._write_properties()
+            yield
 
     def _create_collection(self) -> None:
         pymilvus = require("pymilvus", "milvus")
@@ -335,7 +333,7 @@ class MilvusBackend:
     def add(self, vectors: np.ndarray, rows: list[EntryRow]) -> np.ndarray:
         entities = [_entity(vector, row) for vector, row in zip(vectors, rows)]
         per_request = max(1, _REQUEST_BYTES // (4 * self.dim + 1024))
-        with self._writing(len(entities)), _lite_errors(self._where):
+        with self._writing(), _lite_errors(self._where):
             ids = [self._client.insert(self._name, entities[start : start + per_request])["ids"]
                    for start in range(0, len(entities), per_request)]
         return np.concatenate([np.asarray(chunk, dtype=np.int64) for chunk in ids])
@@ -343,7 +341,7 @@ class MilvusBackend:
     def remove_ids(self, ids: np.ndarray) -> int:
         existing = self._existing(ids)
         if len(existing):
-            with self._writing(-len(existing)), _lite_errors(self._where):
+            with self._writing(), _lite_errors(self._where):
                 self._client.delete(self._name, ids=existing.tolist())
         return len(existing)
 
@@ -442,16 +440,19 @@ class MilvusBackend:
         if location is not None and parse_location(location) != self._where:
             raise ValueError(f"a Milvus gallery lives in its collection ({self._where.text}); it cannot be saved to "
                              f"{location}: build a new gallery there")
-        with _lite_errors(self._where):
-            self._client.flush(self._name)
-            with self._count_lock:
-                self._count_recorded = self._entries is not None
-                self._write_properties()
+        try:
+            with _lite_errors(self._where):
+                self._client.flush(self._name)
+                self._record_count()
+        except BaseException:
+            self._wrote = False  # after a failed flush Milvus Lite counts stale entries: leave the count unknown
+            raise
         return self._where.text
 
     def close(self) -> None:
-        """Record the entry count (Milvus Lite) and disconnect."""
+        """Record the entry count after this handle's writes (Milvus Lite) and disconnect."""
         try:
-            self._record_count(True)
+            if self._wrote:
+                self._record_count()
         finally:
             self._client.close()

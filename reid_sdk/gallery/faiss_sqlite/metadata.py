@@ -116,7 +116,8 @@ class MetadataStore:
             with self._lock:
                 self._conn.backup(target)
         except sqlite3.OperationalError as error:
-            if getattr(error, "sqlite_errorcode", None) != _SQLITE_FULL:
+            code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+; before, only the message tells
+            if code != _SQLITE_FULL and (code is not None or "disk is full" not in str(error)):
                 raise
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
         finally:
