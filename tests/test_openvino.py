@@ -147,3 +147,22 @@ def test_reid_export_verifies_under_openvino(model_files, tmp_path, capsys):
                  "--verify-backend", "openvino"]) == 0
     printed = capsys.readouterr().out
     assert "verified: 5 checks within tolerance" in printed and "(+0.00 points)" in printed
+
+
+@needs_openvino
+def test_a_foreign_float_input_model_is_refused_not_fed_raw_pixels(tmp_path):
+    """A float-input graph expects pixels normalised outside it; OpenVINO cannot be told how, so it refuses
+    rather than return features of unnormalised pixels (ONNX Runtime takes mean / std / channel order)."""
+    from onnx import TensorProto, helper
+
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, *SIZE])
+    features = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 3])
+    graph = helper.make_graph([helper.make_node("ReduceMean", ["images"], ["features"], axes=[2, 3], keepdims=0)],
+                              "float-input", [images], [features])
+    path = tmp_path / "float.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    from reid_sdk import FeatureExtractor
+
+    with pytest.raises(ValueError, match="float.onnx has no reid-sdk metadata and takes f32 input, not u8: .* run it on "
+                                         "onnxruntime with mean, std and model_channel_order"):
+        FeatureExtractor(path, backend="openvino", input_size=SIZE)

@@ -100,7 +100,7 @@ def test_concurrent_updates_lose_nothing():
 @pytest.mark.parametrize("frames", [np.zeros((2, 4)), np.array([[1.0, 2.0, 0.0, 0.0], [-1.0, -2.0, 0.0, 0.0]]),
                                     np.array([[0.1, 0.2, 0.3, 0.0], [-0.1, -0.2, -0.3 + 1e-12, 0.0]])],
                          ids=["zero", "opposite", "cancel-to-rounding"])
-def test_a_track_without_direction_is_an_error_naming_it_never_nan(frames):
+def test_a_track_without_direction_is_an_error_naming_it_never_nan(frames, caplog):
     aggregator = TrackletAggregator(max_idle_frames=0)
     aggregator.update_many(["ghost", "kept"], [frames[0], np.ones(4)], frame=0)
     aggregator.update("ghost", frames[1], frame=0)
@@ -109,11 +109,14 @@ def test_a_track_without_direction_is_an_error_naming_it_never_nan(frames):
         with pytest.raises(ValueError, match="track 'ghost' has no feature: its 2 frame features are zero or cancel"):
             aggregator.get("ghost")
         with pytest.raises(ValueError, match="track 'ghost' has no feature"):
-            aggregator.expire()
-        assert set(aggregator.track_ids()) == {"ghost", "kept", "new"}  # nothing finished, nothing lost
-        with pytest.raises(ValueError, match="track 'ghost' has no feature"):
             aggregator.finish("ghost")
-        assert set(aggregator.expire()) == {"kept"} and aggregator.track_ids() == ["new"]
+        assert aggregator.track_ids() == ["kept", "new"]  # finish drops the track it refused
+        aggregator.update("ghost", frames[0], frame=0)
+        aggregator.update("ghost", frames[1], frame=0)
+        with caplog.at_level("WARNING", logger="reid_sdk"):
+            finished = aggregator.expire()  # the directionless idle track is dropped, the other one finishes
+    assert set(finished) == {"kept"} and aggregator.track_ids() == ["new"]
+    assert "dropped idle track 'ghost' has no feature" in caplog.text
 
 
 def test_a_small_but_consistent_track_keeps_its_direction():

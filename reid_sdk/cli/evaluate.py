@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         retrieval = retrieve(extractor, args.data, args.format, args.max_frames, rerank, args.query_expansion)
         if args.visualize:
             pictures = write_rank_lists(retrieval, args.visualize_dir, args.visualize, args.visualize_k)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ImportError) as error:  # ImportError: an engine the model needs is missing
         return fail(PROG, error)
     result, details = retrieval.result, retrieval.details
     metrics = result.as_dict()
@@ -77,8 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is not None:
         report = {**details, "checkpoint": str(args.checkpoint), **metrics,
                   "cmc": result.cmc.tolist(), "seconds": round(time.perf_counter() - start, 3)}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as error:
+            return fail(PROG, f"cannot write the report {args.out}: {error}")
     return EXIT_OK
 
 

@@ -8,12 +8,16 @@ reading it raises ValueError naming the track, never returns NaN.
 
 from __future__ import annotations
 
+import logging
+
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -155,14 +159,20 @@ class TrackletAggregator:
     def expire(self) -> dict[Hashable, np.ndarray]:
         """Finish every track idle beyond the configured limits; returns {track_id: feature}.
 
-        When an idle track has no feature, raises its ValueError and finishes none (``finish`` drops that one).
+        An idle track without a feature (its frame features are zero or cancel) is dropped with a logged warning
+        and left out of the result: a streaming loop keeps finishing the others.
         """
         now = self.clock()
         with self._lock:
-            idle = [track_id for track_id, track in self._tracks.items() if self._is_idle(track, now)]
-            finished = {track_id: _track_feature(track_id, self._tracks[track_id]) for track_id in idle}
+            idle = {track_id: track for track_id, track in self._tracks.items() if self._is_idle(track, now)}
             for track_id in idle:
                 del self._tracks[track_id]
+        finished = {}
+        for track_id, track in idle.items():
+            try:
+                finished[track_id] = _track_feature(track_id, track)
+            except ValueError as error:
+                logger.warning("dropped idle %s", error)
         return finished
 
     def _is_idle(self, track: _Track, now: float) -> bool:

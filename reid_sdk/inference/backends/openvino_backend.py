@@ -94,9 +94,12 @@ class OpenVINOBackend:
             raise ValueError(f"{path} is not a loadable ONNX model: {error_summary(exc)}") from exc
         input_shape, output_shape = _fixed_sizes(model.input(0)), _fixed_sizes(model.output(0))
         check_image_graph([port.get_any_name() for port in model.inputs], input_shape, output_shape, str(path))
+        if input_size is not None and model.input(0).get_element_type() != ov.Type.u8:
+            raise ValueError(f"{path} has no reid-sdk metadata and takes {model.input(0).get_element_type().get_type_name()} input, not u8: "
+                             "its normalisation and channel order cannot be told to the openvino backend; run it "
+                             "on onnxruntime with mean, std and model_channel_order")
         self.metadata = self._metadata(model, path, input_size)
-        if input_size is None:
-            check_metadata_matches_graph(self.metadata, input_shape, output_shape, str(path))
+        check_metadata_matches_graph(self.metadata, input_shape, output_shape, str(path))
         self.input_size: tuple[int, int] = self.metadata.input_size
         self.feature_dim: int = self.metadata.feature_dim
         config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": MODES[self.options.mode]}
