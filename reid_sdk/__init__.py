@@ -26,9 +26,9 @@ _PUBLIC = {
     "RankResult": "reid_sdk.evaluation",
     "evaluate_model": "reid_sdk.evaluation.on_dataset",
     # training and export (need the train extra: torch)
-    "Trainer": "reid_sdk.training",
-    "RunConfig": "reid_sdk.training",
-    "load_config": "reid_sdk.training",
+    "Trainer": "reid_sdk.training.trainer",
+    "RunConfig": "reid_sdk.training.config",
+    "load_config": "reid_sdk.training.config",
     "export_model": "reid_sdk.export",
 }
 

@@ -301,6 +301,7 @@ def test_a_full_disk_is_exit_2_naming_the_file_and_keeps_the_gallery(checkpoint,
         previous = out = str(tmp_path / "g")
         failing, full, written = faiss, "write_index", tmp_path / "g" / "g000002.vectors.faiss"
     else:  # Milvus replaces a gallery by dropping it first: the build makes another one in the same file
+        pytest.importorskip("milvus_lite", reason="milvus-lite: URIs need pip install milvus-lite")
         failing = pytest.importorskip("pyarrow.parquet")
         previous, out = f"milvus-lite:{tmp_path / 'g.db'}", f"milvus-lite:{tmp_path / 'g.db'}?collection=second"
         full, written = "write_table", tmp_path / "g.db"
@@ -324,6 +325,7 @@ def test_a_folder_it_may_not_write_in_is_exit_2_naming_it_and_why(checkpoint, tm
     folder.mkdir()
     milvus = f"milvus-lite:{folder / 'g.db'}"
     if backend == "milvus-lite":
+        pytest.importorskip("milvus_lite", reason="milvus-lite: URIs need pip install milvus-lite")
         assert build_four(checkpoint, tmp_path, milvus) == 0
         forget_milvus_lite_server(folder / "g.db")
     refuse_writes_under(monkeypatch, folder, code)

@@ -8,7 +8,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from benchmarks.gpu_suite import Step, run_step
+from benchmarks.gpu_suite import DRY_RUN_LIMIT_S, Step, run_step
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_suite.sh"
@@ -37,7 +37,7 @@ def test_dry_run_installs_the_wheels_runs_every_step_and_copies_the_json(tmp_pat
     _probe_wheel(tmp_path / "wheels")
     env = {**os.environ, "PYTHON": sys.executable, "REID_GPU_SITE": str(tmp_path / "site"), "OUT": ""}
     result = subprocess.run(["bash", str(SCRIPT), "--dry-run", str(tmp_path / "wheels"), str(tmp_path / "copy")],
-                            capture_output=True, text=True, env=env, timeout=900)
+                            capture_output=True, text=True, env=env, timeout=4 * DRY_RUN_LIMIT_S + 300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "reid_probe" / "__init__.py").is_file()
     report = json.loads((tmp_path / "copy" / "gpu_suite.json").read_text())

@@ -266,6 +266,8 @@ def test_stage_result_round_trips_through_its_metrics_row():
     assert StageResult.from_dict(json.loads(json.dumps(row))) == result
     with pytest.raises(ValueError, match="unknown key.*colour"):
         StageResult.from_dict({**row, "colour": "red"})
+    with pytest.raises(ValueError, match="unknown key\\(s\\) none and lacks loss, label_free_score"):
+        StageResult.from_dict({key: value for key, value in row.items() if key not in ("loss", "label_free_score")})
     with pytest.raises(ValueError, match="stage 0 has no 'rank1' score"):
         result.score("rank1")
 

@@ -54,8 +54,11 @@ class StageResult:
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> StageResult:
         """A result from a metrics.jsonl row or a stage checkpoint; ValueError naming unknown keys."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(row) - known)
-        if unknown:
-            raise ValueError(f"stage row has unknown key(s) {', '.join(unknown)}")
+        fields = dataclasses.fields(cls)
+        unknown = sorted(set(row) - {field.name for field in fields})
+        missing = [field.name for field in fields
+                   if field.default is dataclasses.MISSING and field.name not in row]
+        if unknown or missing:
+            raise ValueError(f"stage row has unknown key(s) {', '.join(unknown) or 'none'} and lacks "
+                             f"{', '.join(missing) or 'none'}")
         return cls(**row)

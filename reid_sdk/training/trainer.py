@@ -72,6 +72,7 @@ class Trainer:
         self.channels_last = config.train.channels_last and self.device.type == "cuda"
         self.splits = self._load_data()
         self.eval_splits = self._load_eval_data()
+        self.schedule = self._merge_schedule()  # refuses a schedule that runs no stage before any work
         cameras = {record.camera for record in self.splits.train}
         self.cameras_known = UNKNOWN_CAMERA not in cameras and len(cameras) > 1  # picks the label-free score
         self.model_choice: ModelChoiceRule = model_choice_rule(config.train.select_by, self.evaluates,
@@ -85,8 +86,6 @@ class Trainer:
             self._check_same_data()
         self.results: list[StageResult] = []
         self.start_stage = int(self.resume_state["stage"]) + 1 if self.resume_state else 0
-        self.labels = torch.arange(len(self.splits.train))
-        self.schedule = self._merge_schedule()  # refuses a schedule that runs no stage before any work
         log.info(self._startup_line())
 
     @property
@@ -158,7 +157,7 @@ class Trainer:
         """Refuse to resume on training data that changed since the run started: its labels are per sample."""
         started_on = self.run_dir.read_data_fingerprint()
         if started_on is None:
-            log.warning("%s records no fingerprint of its training data (a run from an older reid-sdk): resuming "
+            log.warning("%s records no fingerprint of its training data (data_fingerprint.json): resuming "
                         "without checking that %s is unchanged", self.run_dir.root, self.splits.root)
             return
         change = self.data_fingerprint.changes_since(started_on)
