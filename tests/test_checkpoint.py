@@ -21,6 +21,7 @@ def test_round_trip_gives_identical_features_and_metadata(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(images), model(images), rtol=0, atol=0)
     assert loaded.config == model.config and not loaded.training
+    assert loaded.weights_source == f"checkpoint {path}"  # where its weights came from, not its config's init
     assert payload["metadata"] == {"stage": 3, "mAP": 0.41}
     assert payload["input_size"] == [64, 32] and payload["feature_dim"] == 512
     assert not list(path.parent.glob(".*.tmp")), "the temporary file must be renamed away"

@@ -52,11 +52,15 @@ def test_tracklet_feature_is_normalised_mean_of_frame_features(setup):
     root, checkpoint = setup
     extractor = FeatureExtractor(checkpoint, device="cpu", batch_size=8)
     records = load_mars(root / "mars").query[:2]
-    features, found = extract_features(extractor, records, max_frames=100)
+    features, found = extract_features(extractor, records)  # every frame by default, as the paper
     assert found.all() and features.shape == (2, extractor.feature_dim)
     frames = extractor.extract([read_image(p) for p in records[0].frames])
+    assert len(frames) > 2
     expected = frames.mean(axis=0)
     np.testing.assert_allclose(features[0], expected / np.linalg.norm(expected), atol=1e-5)
+    capped, _ = extract_features(extractor, records, max_frames=2)  # the first and the last frame
+    expected = frames[[0, -1]].mean(axis=0)
+    np.testing.assert_allclose(capped[0], expected / np.linalg.norm(expected), atol=1e-5)
 
 
 def test_reid_eval_reports_a_missing_dataset(setup, capsys):

@@ -15,7 +15,9 @@ from reid_sdk.cli.train import main
 from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
 from reid_sdk.training.config import ConfigError, load_config, resolve_config_path
 from reid_sdk.training.extraction import extract_records
-from reid_sdk.training.model_choice import cross_camera_share, model_choice_rule, silhouette
+from reid_sdk.training.camera_centering import center_per_camera
+from reid_sdk.training.clustering import merge_stage
+from reid_sdk.training.model_choice import cross_camera_share, model_choice_rule, neighbourhood_agreement, silhouette
 from reid_sdk.training.run_dir import RunDirectory
 from reid_sdk.training.stage_result import StageResult
 from reid_sdk.training.trainer import Trainer
@@ -55,8 +57,9 @@ def test_broken_files_in_a_crop_folder_are_skipped_and_listed(market, tmp_path):
     assert sorted(listed) == sorted([str(truncated), str(empty)])
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["clusters_before"] == len(images) - 2
-    # a crop folder has no cameras: the label-free score is the fit, and no camera score is made up
-    assert rows[1]["label_free_score"] == rows[1]["fit_silhouette"] and "cross_camera_share" not in rows[1]
+    # a crop folder has no cameras: the label-free score is the neighbourhood agreement, no camera score is made up
+    assert rows[1]["label_free_score"] == rows[1]["neighbour_agreement"]
+    assert "cross_camera_share" not in rows[1] and "cross_camera_agreement" not in rows[1]
 
 
 def test_a_folder_with_nothing_decodable_is_bad_input_not_a_traceback(market, tmp_path, capsys):
@@ -107,7 +110,8 @@ def test_label_free_choice_never_reads_identities(market, label_free_run, tmp_pa
 
 def test_label_free_scores_are_the_stage_model_on_its_training_set(market, label_free_run, tmp_path):
     """Stage 1's scores, recomputed from its checkpoint: the fit (its features under stage 0's merge labels),
-    the merge silhouette, and the cross-camera share, which is the label-free score when cameras are known."""
+    the merge silhouette, the cross-camera share, and the cross-camera agreement, which is the label-free score
+    when cameras are known."""
     out, rows = label_free_run
     run_dir = RunDirectory(out)
     trainer = Trainer(_config(market, "market1501", *LABEL_FREE), tmp_path / "check")
@@ -121,7 +125,9 @@ def test_label_free_scores_are_the_stage_model_on_its_training_set(market, label
     one_neighbour = 1.0 / (len(features) * 10)  # re-extracted features may swap a tied 10th neighbour
     assert rows[1].cross_camera_share == pytest.approx(_slow_cross_camera_share(features, cameras),
                                                           abs=one_neighbour)
-    assert rows[1].label_free_score == rows[1].cross_camera_share
+    agreement = neighbourhood_agreement(torch.from_numpy(features), torch.from_numpy(cameras))
+    assert rows[1].cross_camera_agreement == pytest.approx(agreement, abs=0.02)  # a tied neighbour may swap
+    assert rows[1].label_free_score == rows[1].cross_camera_agreement
 
 
 def _rows(*scores):
@@ -129,15 +135,13 @@ def _rows(*scores):
                         fit_silhouette=score, merge_silhouette=score, mAP=score) for stage, score in enumerate(scores)]
 
 
-def test_label_free_rules_keep_the_newest_stage_until_the_score_collapses():
-    fit = model_choice_rule("label_free", has_eval_split=False)
-    assert fit.choose(_rows(0.0, 0.10, 0.20, 0.12, 0.06)).stage == 4  # 0.06 >= 0.25 x 0.20
-    assert fit.choose(_rows(0.0, 0.10, 0.20, 0.12, 0.04)).stage == 3  # collapsed: step back
-    assert fit.choose(_rows(0.0, -0.2, -0.1)).stage == 0  # nothing fits: the best score
-    cameras = model_choice_rule("label_free", has_eval_split=False, cameras_known=True)
-    assert cameras.choose(_rows(0.40, 0.48, 0.44, 0.37)).stage == 3  # 0.37 >= 0.75 x 0.48
-    assert cameras.choose(_rows(0.40, 0.48, 0.44, 0.35)).stage == 2  # neighbours stay in one camera
-    assert model_choice_rule("map", has_eval_split=True).choose(_rows(0.1, 0.3, 0.3, 0.2)).stage == 1
+def test_rules_keep_the_stage_with_the_highest_score_the_first_on_ties():
+    for rule in (model_choice_rule("label_free", has_eval_split=False),
+                 model_choice_rule("label_free", has_eval_split=False, cameras_known=True),
+                 model_choice_rule("map", has_eval_split=True)):
+        assert rule.choose(_rows(0.1, 0.3, 0.3, 0.2)).stage == 1
+        assert rule.choose(_rows(-0.2, -0.1)).stage == 1
+    assert "other cameras" in model_choice_rule("label_free", has_eval_split=False, cameras_known=True).reason
 
 
 @pytest.mark.parametrize("select_by, cameras_known", [("map", False), ("label_free", False), ("label_free", True)])
@@ -287,3 +291,24 @@ def test_a_schedule_that_runs_no_stage_is_refused_at_start_up(market, tmp_path, 
 def test_a_device_torch_names_but_cannot_train_on_is_refused(market, tmp_path):
     with pytest.raises(ValueError, match="device 'meta': reid-sdk runs on cpu or cuda, not meta"):
         Trainer(_config(market, "market1501", "train.device=meta"), tmp_path / "run")
+
+
+@pytest.mark.parametrize("option", ["clustering.camera_centering=true", "train.loss=camera_proxy"])
+def test_camera_options_need_cameras(market, tmp_path, option):
+    with pytest.raises(ConfigError, match=r"need\(s\) the camera of every training sample.*image-folder"):
+        Trainer(_config(market / "bounding_box_train", "image-folder", option), tmp_path / "run")
+
+
+def test_camera_aware_run_merges_the_centred_features_of_its_model(market, tmp_path):
+    """Both camera options on: stage 0 trains against camera proxies (a finite loss) and merges what the stage
+    model's features say once each camera's mean is removed."""
+    config = _config(market, "market1501", "clustering.camera_centering=true", "train.loss=camera_proxy",
+                     "clustering.max_stages=1")
+    trainer = Trainer(config, tmp_path / "run")
+    result = trainer.run()[0]
+    assert np.isfinite(result.loss) and result.clusters_after == 18
+    trainer.model.load_state_dict(RunDirectory(tmp_path / "run").load_stage(0)["model_state"])
+    features = extract_records(trainer.model, trainer.splits.train, torch.device("cpu")).features
+    cameras = torch.tensor([record.camera for record in trainer.splits.train])
+    expected = merge_stage(center_per_camera(features, cameras), torch.arange(len(features)), 6)
+    assert torch.equal(RunDirectory(tmp_path / "run").load_stage(0)["labels"], expected)

@@ -1,4 +1,7 @@
-"""The repelled loss and its lookup table against direct computations, and V's alignment after a merge."""
+"""The repelled loss and its lookup table, and the camera-aware proxies, against direct computations; V's
+alignment after a merge."""
+
+import math
 
 import numpy as np
 import pytest
@@ -6,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from reid_sdk.training.clustering import merge_stage
-from reid_sdk.training.memory import ClusterMemory
+from reid_sdk.training.memory import CameraProxyMemory, ClusterMemory
 
 
 def _unit(rows):
@@ -82,3 +85,67 @@ def test_bad_tables_and_labels():
         ClusterMemory(torch.zeros(3))
     with pytest.raises(ValueError, match=r"contiguous 0..C-1; clusters \[1\]"):
         ClusterMemory.from_members(torch.randn(3, 2), torch.tensor([0, 2, 2]))
+
+
+def _camera_proxy_setup(seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 4, 4])
+    cameras = torch.tensor([1, 5, 1, 1, 7, 5, 7, 1, 5, 7, 7, 7])
+    embeddings = torch.randn(len(labels), 6, generator=generator)
+    return embeddings, labels, cameras
+
+
+def test_camera_proxies_are_the_mean_of_each_cluster_and_camera():
+    embeddings, labels, cameras = _camera_proxy_setup()
+    memory = CameraProxyMemory.from_members(embeddings, labels, cameras)
+    pairs = sorted({(int(l), int(c)) for l, c in zip(labels, cameras)})
+    assert memory.num_proxies == len(pairs)
+    for proxy, (label, camera) in enumerate(pairs):
+        members = (labels == label) & (cameras == camera)
+        expected = F.normalize(F.normalize(embeddings[members], dim=1).mean(0), dim=0)
+        torch.testing.assert_close(memory.proxies.table[proxy], expected)
+        assert (int(memory.proxy_cluster[proxy]), int(sorted(set(cameras.tolist()))[memory.proxy_camera[proxy]])) \
+            == (label, camera)
+        assert bool((memory.sample_targets[members] == proxy).all())
+
+
+def _slow_camera_proxy_loss(table, proxy_cluster, proxy_camera, embeddings, targets, temperature, weight, negatives):
+    total = 0.0
+    for v, target in zip(F.normalize(embeddings, dim=1).tolist(), targets.tolist()):
+        scores = [sum(a * b for a, b in zip(v, row)) / temperature for row in table.tolist()]
+        same_camera = [k for k in range(len(scores)) if proxy_camera[k] == proxy_camera[target]]
+        within = -scores[target] + math.log(sum(math.exp(scores[k]) for k in same_camera))
+        positives = [k for k in range(len(scores)) if proxy_cluster[k] == proxy_cluster[target]]
+        others = sorted((scores[k] for k in range(len(scores)) if k not in positives), reverse=True)[:negatives]
+        denominator = math.log(sum(math.exp(scores[k]) for k in positives) + sum(math.exp(s) for s in others))
+        cross = sum(denominator - scores[k] for k in positives) / len(positives)
+        total += within + weight * cross
+    return total / len(targets)
+
+
+@pytest.mark.parametrize("negatives", [1, 3, 50])
+def test_camera_proxy_loss_equals_a_direct_implementation(negatives):
+    embeddings, labels, cameras = _camera_proxy_setup()
+    memory = CameraProxyMemory.from_members(embeddings, labels, cameras, temperature=0.5, weight=0.7,
+                                            negatives=negatives)
+    batch = torch.randn(5, 6, generator=torch.Generator().manual_seed(1))
+    targets = memory.sample_targets[[0, 3, 4, 9, 11]]
+    expected = _slow_camera_proxy_loss(memory.proxies.table, memory.proxy_cluster.tolist(),
+                                       memory.proxy_camera.tolist(), batch, targets, 0.5, 0.7, negatives)
+    assert float(memory.loss(F.normalize(batch, dim=1), targets)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_camera_proxy_update_moves_only_the_samples_own_proxy():
+    embeddings, labels, cameras = _camera_proxy_setup()
+    memory = CameraProxyMemory.from_members(embeddings, labels, cameras, momentum=0.3)
+    before = memory.proxies.table.clone()
+    target = memory.sample_targets[4:5]
+    memory.update(F.normalize(torch.ones(1, 6), dim=1), target)
+    changed = torch.nonzero((memory.proxies.table != before).any(dim=1)).flatten().tolist()
+    assert changed == [int(target)]
+
+
+def test_camera_proxies_refuse_a_camera_count_that_is_not_one_per_sample():
+    embeddings, labels, cameras = _camera_proxy_setup()
+    with pytest.raises(ValueError, match="one camera per sample"):
+        CameraProxyMemory.from_members(embeddings, labels, cameras[:-1])

@@ -1,7 +1,7 @@
 """``reid-eval``: rank-1/5/10, mAP and mINP of a model on a labelled dataset (Market protocol).
 
 Features come from :class:`reid_sdk.inference.extractor.FeatureExtractor`, so any backend it accepts works; a tracklet's
-feature is the mean of its frame features (at most ``--max-frames`` evenly spaced frames), L2-normalised.
+feature is the mean of its frame features (every frame, or ``--max-frames`` evenly spaced ones), L2-normalised.
 Images that cannot be decoded are left out of the evaluation and counted. ``--rerank`` scores k-reciprocal
 re-ranked distances (Zhong et al. 2017), ``--query-expansion K`` average query expansion over K neighbours, and
 ``--visualize N`` draws the rank lists of N queries (PNG per query).
@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="write the metrics as JSON here")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--batch-size", type=int, default=64, help="crops per forward pass")
-    parser.add_argument("--max-frames", type=int, default=32, help="frames per tracklet, evenly spaced (video)")
+    parser.add_argument("--max-frames", type=int, default=None,
+                        help="frames per tracklet, evenly spaced (video; default: every frame, as the paper)")
     ranking = parser.add_argument_group("re-ranking")
     ranking.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of the distances")
     ranking.add_argument("--k1", type=int, default=RerankConfig.k1, help="re-ranking k1 (k-reciprocal neighbours)")
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``reid-eval``."""
     args = build_parser().parse_args(argv)
     configure_logging()
-    if args.max_frames < 1:
+    if args.max_frames is not None and args.max_frames < 1:
         return fail(PROG, "--max-frames must be >= 1")
     from reid_sdk.inference.extractor import FeatureExtractor
 

@@ -24,12 +24,14 @@ class ImageRecord:
 
 @dataclass(frozen=True)
 class TrackletRecord:
-    """One tracklet: its frame paths in temporal order, identity, camera and tracklet id."""
+    """One tracklet: its frame paths in temporal order, identity, camera and tracklet id; for a site's tracks
+    also ``frame_span``, the first and last frame of the track in its camera's video (None elsewhere)."""
 
     frames: tuple[Path, ...]
     pid: int
     camera: int
     tracklet_id: int
+    frame_span: tuple[int, int] | None = None
 
 
 Record = ImageRecord | TrackletRecord
@@ -72,9 +74,12 @@ def evenly_spaced(length: int, count: int) -> list[int]:
     return np.round(np.linspace(0, length - 1, count)).astype(int).tolist()
 
 
-def record_paths(record: ImageRecord | TrackletRecord, max_frames: int) -> list[Path]:
-    """The files to read for a record's feature: its image, or up to ``max_frames`` evenly spaced frames."""
+def record_paths(record: ImageRecord | TrackletRecord, max_frames: int | None = None) -> list[Path]:
+    """The files to read for a record's feature: its image, or its frames (all of them, the paper's tracklet
+    feature, or at most ``max_frames`` evenly spaced ones)."""
     if isinstance(record, TrackletRecord):
         frames = record.frames
-        return [frames[i] for i in sorted(set(evenly_spaced(len(frames), min(len(frames), max_frames))))]
+        if max_frames is None or max_frames >= len(frames):
+            return list(frames)
+        return [frames[i] for i in sorted(set(evenly_spaced(len(frames), max_frames)))]
     return [record.path]

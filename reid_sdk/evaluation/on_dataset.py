@@ -1,7 +1,7 @@
 """Evaluating a deployed model (any FeatureExtractor backend) on a labelled dataset's query / gallery split.
 
-A tracklet's feature is the L2-normalised mean of its frame features (at most ``max_frames`` evenly spaced
-frames); images that cannot be decoded are left out and counted. Distances are cosine distances, optionally
+A tracklet's feature is the L2-normalised mean of its frame features (every frame, as the paper, decoded a chunk
+at a time; or at most ``max_frames`` evenly spaced frames); images that cannot be decoded are left out and counted. Distances are cosine distances, optionally
 after average query expansion and / or k-reciprocal re-ranking. Torch-free.
 """
 
@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 _CHUNK_IMAGES = 1024  # crops decoded and held in memory at once
 
 
-def _crops_of(records: Sequence[ImageRecord | TrackletRecord], max_frames: int) -> Iterator[tuple[int, np.ndarray]]:
+def _crops_of(records: Sequence[ImageRecord | TrackletRecord],
+              max_frames: int | None) -> Iterator[tuple[int, np.ndarray]]:
     """(record position, decoded BGR crop) for every readable image / sampled frame, in record order."""
     for position, record in enumerate(records):
         for path in record_paths(record, max_frames):
@@ -37,7 +38,7 @@ def _crops_of(records: Sequence[ImageRecord | TrackletRecord], max_frames: int) 
 
 
 def extract_features(extractor: Any, records: Sequence[ImageRecord | TrackletRecord],
-                     max_frames: int = 32) -> tuple[np.ndarray, np.ndarray]:
+                     max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(features of the records that had a readable image, boolean mask of those records).
 
     ``extractor`` is a :class:`~reid_sdk.inference.extractor.FeatureExtractor` (or anything with ``extract`` and
@@ -68,7 +69,7 @@ def extract_features(extractor: Any, records: Sequence[ImageRecord | TrackletRec
 
 
 def labelled_split(extractor: Any, records: Sequence[ImageRecord | TrackletRecord], split: str,
-                   max_frames: int = 32) -> LabelledFeatures:
+                   max_frames: int | None = None) -> LabelledFeatures:
     """The features of one labelled split's readable records through ``extractor`` (see :func:`extract_features`)."""
     return LabelledFeatures.of(records, *extract_features(extractor, records, max_frames), split=split)
 
@@ -96,8 +97,8 @@ def retrieval_distances(query: np.ndarray, gallery: np.ndarray, rerank: RerankCo
     return 1.0 - query @ gallery.T
 
 
-def retrieve(extractor: Any, root: str | Path, format: str, max_frames: int = 32, rerank: RerankConfig | None = None,
-             query_expansion: int = 0) -> Retrieval:
+def retrieve(extractor: Any, root: str | Path, format: str, max_frames: int | None = None,
+             rerank: RerankConfig | None = None, query_expansion: int = 0) -> Retrieval:
     """Load ``root`` as ``format``, extract query and gallery features, rank and score them."""
     if query_expansion < 0:
         raise ValueError(f"query_expansion must be >= 0 neighbours, got {query_expansion}")
@@ -118,7 +119,7 @@ def retrieve(extractor: Any, root: str | Path, format: str, max_frames: int = 32
     return Retrieval(query, gallery, distances, result, details)
 
 
-def evaluate_model(extractor: Any, root: str | Path, format: str, max_frames: int = 32,
+def evaluate_model(extractor: Any, root: str | Path, format: str, max_frames: int | None = None,
                    rerank: RerankConfig | None = None, query_expansion: int = 0) -> tuple[RankResult, dict]:
     """:func:`retrieve`'s metrics and details."""
     retrieval = retrieve(extractor, root, format, max_frames, rerank, query_expansion)

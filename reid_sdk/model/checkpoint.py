@@ -89,4 +89,5 @@ def load_checkpoint(
     if problems:
         raise ValueError(f"{path} does not fit its own model config: {problems}")
     model.load_state_dict(payload["state_dict"])
+    model.weights_source = f"checkpoint {path}"  # not the config's initialisation: what start-up lines report
     return model.to(map_location).eval(), payload

@@ -23,6 +23,7 @@ from reid_sdk.training.clustering import LINKAGES
 SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 SELECT_BY = ("auto", "map", "label_free")
+LOSSES = ("repelled", "camera_proxy")
 
 
 class ConfigError(ValueError):
@@ -46,9 +47,9 @@ class DataConfig:
     eval_root: str = ""  # a labelled query / gallery set (any format with them); "" = the training root's own
     eval_format: str = "market1501"
     num_workers: int = 4
-    frames_per_tracklet: int = 8  # T frames sampled per tracklet in training (video)
+    frames_per_tracklet: int = 16  # T frames sampled per tracklet in training (video; BUC's clip length)
     frame_sampling: str = "random"
-    eval_max_frames: int = 32  # frames per tracklet, evenly spaced, for clustering and evaluation
+    eval_max_frames: int | None = None  # frames per tracklet for clustering and evaluation; None: all (the paper)
     random_erasing: float = 0.0
 
     def __post_init__(self) -> None:
@@ -62,7 +63,8 @@ class DataConfig:
         _require(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
         _require(self.frames_per_tracklet >= 1, "data.frames_per_tracklet must be >= 1")
         _require(self.frame_sampling in ("evenly", "random"), "data.frame_sampling must be evenly or random")
-        _require(self.eval_max_frames >= 1, "data.eval_max_frames must be >= 1")
+        _require(self.eval_max_frames is None or self.eval_max_frames >= 1,
+                 "data.eval_max_frames must be >= 1, or null for every frame")
         _require(0.0 <= self.random_erasing <= 1.0, "data.random_erasing must be a probability in [0, 1]")
 
 
@@ -77,6 +79,8 @@ class ClusteringConfig:
     block_size: int | None = None
     max_stages: int | None = None  # stop early (smoke runs); None runs until C <= m
     target_clusters: int | None = None  # the user's estimate of the identities: never merge below it
+    camera_centering: bool = False  # camera-aware: remove each camera's mean feature before merging (needs cameras)
+    cannot_link: bool = True  # site videos: never join two tracks one camera saw at overlapping times
 
     def __post_init__(self) -> None:
         _require(self.linkage in LINKAGES, f"clustering.linkage must be one of {', '.join(LINKAGES)}, "
@@ -118,6 +122,9 @@ class TrainConfig:
     keep_checkpoints: int = 2  # stage checkpoints kept besides best.pt (the newest); 0 keeps all
     lr_scaling: str = "linear"  # torchrun: lr x world size (batch_size is per process); "none" keeps the lr
     sync_batchnorm: bool = False  # torchrun on GPUs: batch statistics over the global batch
+    loss: str = "repelled"  # the paper's; camera_proxy: one proxy per (cluster, camera), needs cameras
+    camera_proxy_weight: float = 0.5  # camera_proxy: weight of the cross-camera term beside the within-camera one
+    camera_proxy_negatives: int = 50  # camera_proxy: hardest negative proxies in the cross-camera term
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 2, f"train.batch_size must be >= 2, got {self.batch_size}")
@@ -141,6 +148,9 @@ class TrainConfig:
         _require(self.lr_scaling in ("linear", "none"), f"train.lr_scaling must be linear or none, "
                                                          f"got {self.lr_scaling!r}")
         _require(self.keep_checkpoints >= 0, "train.keep_checkpoints must be >= 0 (0 keeps every stage)")
+        _require(self.loss in LOSSES, f"train.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        _require(self.camera_proxy_weight >= 0, "train.camera_proxy_weight must be >= 0")
+        _require(self.camera_proxy_negatives >= 1, "train.camera_proxy_negatives must be >= 1")
 
 
 @dataclass(frozen=True)

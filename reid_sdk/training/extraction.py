@@ -23,13 +23,14 @@ from reid_sdk._utils.progress import progress
 
 
 class RecordCrops(Dataset):
-    """Every image of the records (up to ``max_frames`` evenly spaced frames per tracklet), preprocessed.
+    """Every image of the records (every frame of a tracklet, or at most ``max_frames`` evenly spaced ones),
+    preprocessed; frames are read one batch at a time, so memory does not grow with the tracklets' length.
 
     Items are (uint8 3 x H x W RGB, owning record index), or None for a file that cannot be decoded.
     """
 
     def __init__(self, records: Sequence[ImageRecord | TrackletRecord], input_size: tuple[int, int],
-                 max_frames: int = 32) -> None:
+                 max_frames: int | None = None) -> None:
         self.items = [(path, owner) for owner, record in enumerate(records)
                       for path in record_paths(record, max_frames)]
         self.input_size = input_size
@@ -73,7 +74,7 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
 
 @torch.no_grad()
 def extract_records(model: ReIDNet, records: Sequence[ImageRecord | TrackletRecord], device: torch.device,
-                    batch_size: int = 128, num_workers: int = 0, max_frames: int = 32,
+                    batch_size: int = 128, num_workers: int = 0, max_frames: int | None = None,
                     amp_dtype: torch.dtype | None = None, channels_last: bool = False,
                     desc: str = "extracting") -> Extracted:
     """Run ``model`` in eval mode over ``records``; the model's train/eval mode is restored afterwards."""

@@ -12,8 +12,8 @@ class StageResult:
     """What one stage of Algorithm 1 did and how good its model is.
 
     Scores that need something a run may lack are None there: the retrieval metrics need a labelled
-    query / gallery split, the pseudo-label quality needs the training identities, and the cross-camera share
-    needs cameras. ``best`` marks the stage whose model is ``best.pt`` (moves as later stages finish).
+    query / gallery split, the pseudo-label quality needs the training identities, and the cross-camera scores
+    need cameras. ``best`` marks the stage whose model is ``best.pt`` (moves as later stages finish).
     """
 
     stage: int
@@ -24,6 +24,8 @@ class StageResult:
     fit_silhouette: float
     merge_silhouette: float
     cross_camera_share: float | None = None
+    neighbour_agreement: float | None = None
+    cross_camera_agreement: float | None = None
     rank1: float | None = None
     rank5: float | None = None
     rank10: float | None = None

@@ -23,7 +23,7 @@ from reid_sdk._utils.progress import progress
 from reid_sdk.training.config import TrainConfig
 from reid_sdk.training.distributed import Distributed
 from reid_sdk.training.extraction import autocast_context
-from reid_sdk.training.memory import ClusterMemory
+from reid_sdk.training.memory import CameraProxyMemory, ClusterMemory
 
 
 LOSS_CHECK_STEPS = 20  # steps between the host syncs that read the loss (progress, divergence check)
@@ -139,8 +139,10 @@ class StageSGD:
                                  drop_last=len(dataset) >= train.batch_size, pin_memory=device.type == "cuda",
                                  persistent_workers=num_workers > 0)
 
-    def train(self, stage: int, stages: int, labels: torch.Tensor, memory: ClusterMemory, seed: int) -> float:
-        """Run the stage's epochs on pseudo-``labels`` (CPU); returns the last epoch's mean loss."""
+    def train(self, stage: int, stages: int, labels: torch.Tensor, memory: ClusterMemory | CameraProxyMemory,
+              seed: int) -> float:
+        """Run the stage's epochs on pseudo-``labels`` (CPU: each sample's row of ``memory``); returns the last
+        epoch's mean loss."""
         train = self.train_config
         plan = stage_plan(stage, train, self.video)
         groups = parameter_groups(self.model, plan.learning_rates[0] * self.lr_scale, train.backbone_lr_scale)
@@ -175,7 +177,7 @@ class StageSGD:
             raise TrainingDiverged(f"loss became {value} at stage {stage} epoch {epoch + 1} (by step {steps})")
         return value
 
-    def _step(self, images: torch.Tensor, targets: torch.Tensor, memory: ClusterMemory,
+    def _step(self, images: torch.Tensor, targets: torch.Tensor, memory: ClusterMemory | CameraProxyMemory,
               optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> torch.Tensor:
         """One SGD step; returns the detached loss on the device (no host sync)."""
         targets_on_device = targets.to(self.device, non_blocking=True)

@@ -26,12 +26,13 @@ from reid_sdk.evaluation import LabelledFeatures, clustering_quality, query_gall
 from reid_sdk.model import ReIDNet, load_checkpoint, save_checkpoint
 from reid_sdk.model.checkpoint import config_differences
 from reid_sdk.model.device import resolve_device
-from reid_sdk.training.clustering import MergeSchedule, merge_stage
+from reid_sdk.training.clustering import CannotLink, MergeSchedule, merge_stage
 from reid_sdk.training.config import ConfigError, RunConfig
 from reid_sdk.training.data_fingerprint import DataFingerprint
 from reid_sdk.training.distributed import Distributed
 from reid_sdk.training.extraction import Extracted, extract_records
-from reid_sdk.training.memory import ClusterMemory
+from reid_sdk.training.camera_centering import center_per_camera
+from reid_sdk.training.memory import CameraProxyMemory, ClusterMemory
 from reid_sdk.training.model_choice import ModelChoiceRule, label_free_scores, model_choice_rule
 from reid_sdk.training.plot import plot_stages
 from reid_sdk.training.run_dir import RunDirectory
@@ -75,6 +76,12 @@ class Trainer:
         self.schedule = self._merge_schedule()  # refuses a schedule that runs no stage before any work
         cameras = {record.camera for record in self.splits.train}
         self.cameras_known = UNKNOWN_CAMERA not in cameras and len(cameras) > 1  # picks the label-free score
+        self._check_camera_options()
+        constraint = CannotLink.of_records(self.splits.train) if config.clustering.cannot_link else None
+        self.cannot_link = constraint is not None  # site videos; rebuilt at each merge from the samples kept
+        if constraint is not None:
+            log.info("cannot-link: %d pairs of tracks one camera saw at overlapping times stay apart",
+                     len(constraint))
         self.model_choice: ModelChoiceRule = model_choice_rule(config.train.select_by, self.evaluates,
                                                                self.cameras_known)
         self.model = self._build_model().to(self.device)
@@ -112,6 +119,15 @@ class Trainer:
         if not (splits.query and splits.gallery):
             raise ConfigError(f"--eval-data {splits.root} has no query / gallery split to evaluate on")
         return splits
+
+    def _check_camera_options(self) -> None:
+        """The camera-aware options need each training sample's camera: refuse them at start-up without."""
+        asked = [name for name, on in (("clustering.camera_centering=true", self.config.clustering.camera_centering),
+                                       ("train.loss=camera_proxy", self.config.train.loss == "camera_proxy")) if on]
+        if asked and not self.cameras_known:
+            raise ConfigError(f"{' and '.join(asked)} need(s) the camera of every training sample, from at least 2 "
+                              f"cameras; {self.splits.root} ({self.config.data.format}) gives none: use a format whose "
+                              f"names carry cameras (market1501, dukemtmc, mars, dukevideo, videos) or turn them off")
 
     def _build_model(self) -> ReIDNet:
         init = self.config.train.init_checkpoint
@@ -246,11 +262,10 @@ class Trainer:
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         clusters_before = int(self.labels.max()) + 1
-        memory = ClusterMemory.from_members(extracted.embeddings.to(self.device), self.labels.to(self.device),
-                                            self.config.train.temperature, self.config.train.memory_momentum)
+        memory, targets = self._stage_memory(extracted)
         timer = time.perf_counter()
         try:
-            loss = self.sgd.train(stage, stages, self.labels, memory, seed)
+            loss = self.sgd.train(stage, stages, targets, memory, seed)
             self.memory = memory
         except TrainingDiverged as error:
             raise TrainingDiverged(f"{error}; the last good checkpoint is kept in {self.run_dir.stages}") from error
@@ -264,9 +279,14 @@ class Trainer:
         timer = time.perf_counter()
         clustering = self.config.clustering
         if self.distributed.is_main:
-            self.labels = merge_stage(extracted.features, self.labels, num_merges, clustering.linkage,
+            features = extracted.features
+            if clustering.camera_centering:
+                features = center_per_camera(features, self._train_cameras())
+            self.labels = merge_stage(features, self.labels, num_merges, clustering.linkage,
                                       clustering.lam, clustering.lam_buc, device=self.device,
-                                      block_size=clustering.block_size).cpu()
+                                      block_size=clustering.block_size,
+                                      cannot_link=CannotLink.of_records(self.splits.train) if self.cannot_link else None
+                                      ).cpu()
         else:
             self.labels = torch.empty_like(self.labels)
         self.labels = self.distributed.broadcast(self.labels.to(self.device)).cpu()  # the merge runs once
@@ -283,6 +303,18 @@ class Trainer:
                                                                              train_seconds))
         self._finish_stage(stage, stages, result)
         return extracted
+
+    def _stage_memory(self, extracted: Extracted) -> tuple[ClusterMemory | CameraProxyMemory, torch.Tensor]:
+        """The stage's lookup table from the current clusters and each sample's training target (its cluster, or
+        with ``train.loss=camera_proxy`` its (cluster, camera) proxy)."""
+        train = self.config.train
+        embeddings, labels = extracted.embeddings.to(self.device), self.labels.to(self.device)
+        if train.loss == "camera_proxy":
+            memory = CameraProxyMemory.from_members(embeddings, labels, self._train_cameras(), train.temperature,
+                                                    train.memory_momentum, train.camera_proxy_weight,
+                                                    train.camera_proxy_negatives)
+            return memory, memory.sample_targets
+        return ClusterMemory.from_members(embeddings, labels, train.temperature, train.memory_momentum), self.labels
 
     def _train_cameras(self) -> torch.Tensor | None:
         """The training samples' cameras for the cross-camera share, None when the run does not use it."""

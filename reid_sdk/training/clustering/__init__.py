@@ -14,10 +14,13 @@ D is ``imd_cpd`` (IMD + lambda * (CPD(A) + CPD(B))) or a baseline (``imd``, ``mi
    union-find gives exactly the fully sorted walk, and K grows if skipped pairs exhaust them (``selection``).
 
 The dense :func:`cluster_distance_matrix` uses the same panels, so its values are the ones the stage walks.
+A :class:`CannotLink` constraint (site videos: two tracks one camera saw at overlapping times) keeps sample
+pairs apart through the walk (``constraints``).
 """
 
+from .constraints import CannotLink
 from .linkage import LINKAGES
 from .schedule import MergeSchedule
 from .stage import cluster_compactness, cluster_distance_matrix, merge_stage
 
-__all__ = ["LINKAGES", "MergeSchedule", "cluster_compactness", "cluster_distance_matrix", "merge_stage"]
+__all__ = ["CannotLink", "LINKAGES", "MergeSchedule", "cluster_compactness", "cluster_distance_matrix", "merge_stage"]

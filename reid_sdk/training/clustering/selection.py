@@ -81,17 +81,52 @@ def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
     return torch.topk(values, k, largest=False, sorted=False).values.max()
 
 
-def walk_merges(first: np.ndarray, second: np.ndarray, target: int) -> tuple[DisjointSet, int]:
-    """Union the pairs in order, skipping pairs already joined, until ``target`` merges; returns (sets, merges)."""
+def walk_merges(first: np.ndarray, second: np.ndarray, target: int,
+                apart: np.ndarray | None = None) -> tuple[DisjointSet, int]:
+    """Union the pairs in order, skipping pairs already joined, until ``target`` merges; returns (sets, merges).
+
+    ``apart``: (Q, 2) cluster pairs that must never share a group (cannot-link); a pair is also skipped when its
+    two groups hold such a pair. Without it (or with none) the walk is the plain one.
+    """
     groups = DisjointSet()
     merges = 0
+    conflicts = _conflicts(apart)  # group root -> roots of the groups it must stay apart from
     for a, b in zip(first.tolist(), second.tolist()):
         if merges == target:
             break
         groups.add(a)
         groups.add(b)
-        merges += groups.merge(a, b)
+        if not conflicts:
+            merges += groups.merge(a, b)
+            continue
+        root_a, root_b = groups[a], groups[b]
+        if root_a == root_b or root_b in conflicts.get(root_a, ()):
+            continue
+        groups.merge(a, b)
+        _join_conflicts(conflicts, root_a, root_b, groups[a])
+        merges += 1
     return groups, merges
+
+
+def _conflicts(apart: np.ndarray | None) -> dict[int, set[int]]:
+    conflicts: dict[int, set[int]] = {}
+    for a, b in ([] if apart is None else np.asarray(apart).tolist()):
+        conflicts.setdefault(a, set()).add(b)
+        conflicts.setdefault(b, set()).add(a)
+    return conflicts
+
+
+def _join_conflicts(conflicts: dict[int, set[int]], root_a: int, root_b: int, root: int) -> None:
+    """Groups ``root_a`` and ``root_b`` became one, ``root``: it stays apart from every group either had to."""
+    joined = conflicts.pop(root_a, set()) | conflicts.pop(root_b, set())
+    if not joined:
+        return
+    for other in joined:
+        partners = conflicts[other]
+        partners.discard(root_a)
+        partners.discard(root_b)
+        partners.add(root)
+    conflicts[root] = joined
 
 
 def contiguous_labels(groups: DisjointSet, num_clusters: int) -> np.ndarray:

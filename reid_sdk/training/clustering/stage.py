@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from scipy.cluster.hierarchy import DisjointSet
 
 from . import kernel
+from .constraints import CannotLink
 from .inputs import check_block_size, check_matmul_precision, check_num_merges, labels_like, prepare_inputs
 from .cluster_order import ClusterLayout
 from .linkage import Linkage
 from .selection import CandidatePool, contiguous_labels, walk_merges
 
 _DEFAULT_BLOCK_SIZE = {"cpu": 1024, "cuda": 4096}
+logger = logging.getLogger(__name__)
 
 
 def merge_stage(
@@ -27,6 +31,7 @@ def merge_stage(
     device: str | torch.device | None = None,
     block_size: int | None = None,
     matmul_precision: str = "ieee",
+    cannot_link: CannotLink | None = None,
 ) -> Any:
     """One merge stage: the ``num_merges`` closest cluster pairs under ``linkage``, joined with a union-find.
 
@@ -40,6 +45,12 @@ def merge_stage(
     1024 on CPU, 4096 on CUDA; only speed and memory depend on it). ``matmul_precision`` "ieee" keeps the
     Gram products true fp32 (TF32 off on CUDA) and the result exact; "tf32" / "bf16" (CPU) are faster
     approximations that can change which pairs merge.
+
+    ``cannot_link`` (sample pairs that must stay apart, e.g. tracks one camera saw at overlapping times): a pair
+    is skipped when joining its groups would put such a pair in one cluster; the walk then makes exactly
+    min(num_merges, C - 1) merges, or fewer when it has looked at every pair, and then no two clusters left may
+    be joined (a constraint between two groups holds for whatever contains them). Without one (or with no pair
+    across clusters) the result is the unconstrained walk's, unchanged.
     """
     rule = Linkage(linkage, lam, lam_buc)
     num_merges = check_num_merges(num_merges)
@@ -47,7 +58,12 @@ def merge_stage(
     target = min(num_merges, job.data.num_clusters - 1)
     if target == 0:
         return labels_like(job.data.labels, labels)  # already contiguous; nothing merges
-    cluster_labels = contiguous_labels(job.merge_groups(target), job.data.num_clusters)
+    apart = cannot_link.cluster_pairs(job.data.labels) if cannot_link is not None else None
+    cluster_labels = contiguous_labels(job.merge_groups(target, apart), job.data.num_clusters)
+    merged = job.data.num_clusters - int(cluster_labels.max()) - 1
+    if merged < target:
+        logger.info("cannot-link: %d of %d merges made; every other pair of clusters holds two samples that must "
+                    "stay apart", merged, target)
     return labels_like(cluster_labels[job.data.labels], labels)
 
 
@@ -104,15 +120,18 @@ class _DistanceJob:
                 rows = self.cluster_ids[panel.cluster_start : panel.cluster_stop]
                 yield rows, self.cluster_ids[panel.cluster_start :], distances
 
-    def merge_groups(self, target: int) -> DisjointSet:
-        """Walk the closest pairs until ``target`` merges; if skipped pairs use up the candidates, fetch more."""
-        capacity = _initial_capacity(target)
+    def merge_groups(self, target: int, apart: np.ndarray | None = None) -> DisjointSet:
+        """Walk the closest pairs until ``target`` merges; if skipped pairs use up the candidates, fetch more.
+
+        ``apart``: cluster pairs that must stay apart (each may cost a skipped candidate, so room is made for
+        them). Fewer than ``target`` merges only when the pool held every pair (no allowed pair is left)."""
+        capacity = _initial_capacity(target) + (0 if apart is None else len(apart))
         while True:
             pool = CandidatePool(capacity, self.data.num_clusters)
             for rows, cols, distances in self.blocks():
                 pool.offer(distances, rows, cols)
             _, first, second = pool.sorted_pairs()
-            groups, merges = walk_merges(first, second, target)
+            groups, merges = walk_merges(first, second, target, apart)
             if merges == target or not pool.truncated:
                 return groups
             capacity *= 4  # the same D values again, more of the sorted list kept
