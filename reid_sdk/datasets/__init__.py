@@ -1,4 +1,5 @@
-"""Torch-free dataset loaders: Market-1501, DukeMTMC-reID, MARS, DukeMTMC-VideoReID, image and tracklet folders."""
+"""Torch-free dataset loaders: Market-1501, DukeMTMC-reID, MARS, DukeMTMC-VideoReID, image and tracklet folders, and a
+site's camera videos with their MOT tracks."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from .roots import DatasetLayoutError
 from .market import load_dukemtmc, load_market1501
 from .mars import load_mars
 from .records import DatasetSplits, ImageRecord, TrackletRecord
+from .site_videos import load_site_videos
 from .statistics import statistics_table
 
 LOADERS: dict[str, Callable[[str | Path], DatasetSplits]] = {
@@ -20,6 +22,7 @@ LOADERS: dict[str, Callable[[str | Path], DatasetSplits]] = {
     "dukevideo": load_dukemtmc_video,
     "image-folder": load_image_folder,
     "tracklet-folder": load_tracklet_folder,
+    "videos": load_site_videos,
 }
 
 
@@ -43,6 +46,7 @@ __all__ = [
     "load_image_folder",
     "load_market1501",
     "load_mars",
+    "load_site_videos",
     "load_tracklet_folder",
     "statistics_table",
 ]

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -184,3 +185,23 @@ class TrackletAggregator:
             and track.last_frame is not None
             and self._newest_frame - track.last_frame > self.max_idle_frames
         )
+
+
+def pooled_features(extractor: Any, groups: Sequence[Sequence[np.ndarray]],
+                    weights: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
+    """One L2-normalised float32 feature per group of crops (a track's or a tracklet's frames, or one image): the
+    mean of its crops' features, weighted by ``weights[i]`` when given, every group extracted in ONE
+    ``extractor.extract`` call. What every gallery ingest stores, on one process or many."""
+    if not len(groups):
+        return np.empty((0, int(extractor.feature_dim)), dtype=np.float32)
+    sizes = [len(group) for group in groups]
+    if not min(sizes):
+        raise ValueError(f"group {sizes.index(0)} has no crop, so it has no feature")
+    features = extractor.extract([crop for group in groups for crop in group])
+    aggregator = TrackletAggregator()
+    pooled = np.empty((len(groups), features.shape[1]), dtype=np.float32)
+    ends = np.cumsum(sizes)
+    for index, (end, size) in enumerate(zip(ends, sizes)):
+        aggregator.update_many([index] * size, features[end - size : end], None if weights is None else weights[index])
+        pooled[index] = aggregator.finish(index)
+    return pooled

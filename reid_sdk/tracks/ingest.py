@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from reid_sdk._utils.batching import batches_by_size
 from reid_sdk._utils.progress import progress as show_progress
-from reid_sdk.tracks.aggregator import TrackletAggregator
+from reid_sdk.tracks.aggregator import pooled_features
 from reid_sdk.tracks.boxes import clip_boxes, extract_boxes
 from reid_sdk.tracks.mot import MotTracks
 from reid_sdk.tracks.quality import FrameQuality, TrackPlan, plan_tracks, sharpness_weights
@@ -69,18 +70,20 @@ def probe_video(path: str | Path, fps: float | None = None) -> VideoInfo:
 @dataclass
 class IngestReport:
     """What :func:`track_features` made of a tracks file: its tracks, how many gave a feature, how many were left
-    out (never inside the frame, or every chosen box after the video's last readable frame) and the frames read."""
+    out (never inside the frame, every chosen box after the video's last readable frame, or already in the gallery
+    a resumed ingest adds to) and the frames read."""
 
     tracks: int = 0
     used: int = 0
     outside_frame: int = 0
     after_video_end: int = 0
     frames_read: int = 0
+    already_present: int = 0
 
     @property
     def video_unreadable(self) -> bool:
         """True when the video gave no frame though tracks needed some (an empty video, or a codec OpenCV lacks)."""
-        return self.frames_read == 0 and self.tracks > self.outside_frame
+        return self.frames_read == 0 and self.tracks > self.outside_frame + self.already_present
 
     def left_out(self) -> str:
         """The tracks left out and why, as a clause for a summary line ("" when none was)."""
@@ -91,6 +94,8 @@ class IngestReport:
             reasons.append(f"{self.after_video_end} after the video's last frame ({self.frames_read})")
         if self.outside_frame:
             reasons.append(f"{self.outside_frame} never inside the frame")
+        if self.already_present:
+            reasons.append(f"{self.already_present} already in the gallery")
         return f"; left out: {', '.join(reasons)}" if reasons else ""
 
 
@@ -119,49 +124,37 @@ class TrackFeature:
 
 
 @dataclass
-class _Collected:
+class TrackCrops:
+    """One track's chosen crops as cut from the video: its plan, the crops (BGR), their MOT frames and boxes."""
+
     plan: TrackPlan
     crops: list[np.ndarray]
     frames: list[int]
     boxes: list[tuple[int, int, int, int]]
 
+    def finish(self, feature: np.ndarray, weights: np.ndarray, info: VideoInfo, start_time: float) -> TrackFeature:
+        """The track's TrackFeature given its pooled ``feature`` and its crops' ``weights`` (the highest-weighted
+        crop is its best frame); times come from the video's frame rate, counted from ``start_time``."""
+        best, plan = int(np.argmax(weights)), self.plan
+        return TrackFeature(plan.track_id, feature, plan.first_frame, plan.last_frame,
+                            info.time_of(plan.first_frame, start_time), info.time_of(plan.last_frame, start_time),
+                            len(self.crops), self.frames[best], self.boxes[best], self.crops[best], plan.fallback)
 
-class _TrackFinisher:
-    """Turns tracks whose crops are all collected into TrackFeatures, extracting several tracks per batch."""
 
-    def __init__(self, extractor: Any, info: VideoInfo, quality: FrameQuality, start_time: float,
-                 batch_size: int) -> None:
-        self.extractor, self.info, self.quality, self.start_time = extractor, info, quality, start_time
-        self.batch_size = batch_size
-        self.input_size = tuple(getattr(extractor, "input_size", (128, 64)))
-        self.aggregator = TrackletAggregator()
-        self.waiting: list[_Collected] = []
-        self.finished = 0  # tracks turned into features so far
+def input_size_of(extractor: Any) -> tuple[int, int]:
+    """The (H, W) at which a track's crops are weighed by sharpness: the model's input size, (128, 64) for an
+    extractor that states none."""
+    return tuple(getattr(extractor, "input_size", (128, 64)))
 
-    def add(self, track: _Collected) -> Iterator[TrackFeature]:
-        self.waiting.append(track)
-        if sum(len(t.crops) for t in self.waiting) >= self.batch_size:
-            yield from self.flush()
 
-    def flush(self) -> Iterator[TrackFeature]:
-        tracks = [t for t in self.waiting if t.crops]
-        self.waiting = []
-        if not tracks:
-            return
-        features = self.extractor.extract([crop for t in tracks for crop in t.crops])
-        offset = 0
-        for track in tracks:
-            count = len(track.crops)
-            weights = sharpness_weights(track.crops, self.input_size, self.quality.min_weight)
-            self.aggregator.update_many([track.plan.track_id] * count, features[offset : offset + count], weights)
-            offset += count
-            best = int(np.argmax(weights))
-            plan = track.plan
-            self.finished += 1
-            yield TrackFeature(plan.track_id, self.aggregator.finish(plan.track_id), plan.first_frame, plan.last_frame,
-                               self.info.time_of(plan.first_frame, self.start_time),
-                               self.info.time_of(plan.last_frame, self.start_time), count, track.frames[best],
-                               track.boxes[best], track.crops[best], plan.fallback)
+def _finish_tracks(extractor: Any, tracks: list[TrackCrops], info: VideoInfo, quality: FrameQuality,
+                   start_time: float) -> list[TrackFeature]:
+    """TrackFeatures of tracks whose crops are all collected, extracted in one batch (tracks without a crop left
+    out): each is the sharpness-weighted mean of its crops' features."""
+    tracks = [track for track in tracks if track.crops]
+    weights = [sharpness_weights(track.crops, input_size_of(extractor), quality.min_weight) for track in tracks]
+    features = pooled_features(extractor, [track.crops for track in tracks], weights)
+    return [track.finish(feature, weight, info, start_time) for track, feature, weight in zip(tracks, features, weights)]
 
 
 def track_features(extractor: Any, video: str | Path | VideoInfo, tracks: MotTracks,
@@ -175,19 +168,40 @@ def track_features(extractor: Any, video: str | Path | VideoInfo, tracks: MotTra
     """
     report = IngestReport() if report is None else report
     info = video if isinstance(video, VideoInfo) else probe_video(video)
+    used = 0
+    for batch in batches_by_size(track_crops(info, tracks, quality, progress, report), batch_size,
+                                 lambda track: len(track.crops)):
+        finished = _finish_tracks(extractor, batch, info, quality, start_time)
+        used += len(finished)
+        yield from finished
+    report.used = used
+
+
+def track_crops(video: str | Path | VideoInfo, tracks: MotTracks, quality: FrameQuality = FrameQuality(),
+                progress: bool = False, report: IngestReport | None = None,
+                skip_tracks: Collection[int] = frozenset()) -> Iterator[TrackCrops]:
+    """The chosen crops of every track in ``tracks``, yielded as each track's last chosen frame passes (tracks cut
+    short by the end of the video at the end, those with no crop before it empty): what :func:`track_features`
+    embeds, and what site adaptation writes to disk as tracklets. ``report`` gets the counts, ``used`` excepted.
+    Tracks in ``skip_tracks`` (already in a gallery) are planned, so they still crowd their neighbours' boxes as
+    in a full read, but not cut: frames only they need are skipped undecoded.
+    """
+    report = IngestReport() if report is None else report
+    info = video if isinstance(video, VideoInfo) else probe_video(video)
     plans, outside = plan_tracks(tracks, info.frame_size, quality)
     report.tracks, report.outside_frame = len(plans) + outside, outside
     if outside:
         logger.warning("%s: %d tracks never inside the %d x %d frame were left out", tracks.source, outside,
                        *info.frame_size)
+    kept = [plan for plan in plans if plan.track_id not in skip_tracks]
+    report.already_present, plans = len(plans) - len(kept), kept
     if not plans:
         return
     wanted: dict[int, list[tuple[int, int]]] = defaultdict(list)  # frame -> [(track id, row)]
     for plan in plans:
         for row in plan.rows:
             wanted[int(tracks.frames[row])].append((plan.track_id, int(row)))
-    collected = {plan.track_id: _Collected(plan, [], [], []) for plan in plans}
-    finisher = _TrackFinisher(extractor, info, quality, start_time, batch_size)
+    collected = {plan.track_id: TrackCrops(plan, [], [], []) for plan in plans}
     last_wanted = max(wanted)
     capture = cv2.VideoCapture(str(info.path))
     frame = 0
@@ -203,7 +217,7 @@ def track_features(extractor: Any, video: str | Path | VideoInfo, tracks: MotTra
                     break
                 bar.update(1)
                 if needed:
-                    yield from _crop_frame(image, frame, needed, tracks, collected, finisher)
+                    yield from _crop_frame(image, frame, needed, tracks, collected)
     finally:
         capture.release()
     report.frames_read = frame
@@ -216,14 +230,11 @@ def track_features(extractor: Any, video: str | Path | VideoInfo, tracks: MotTra
             logger.warning("%s ended after %d frames but %s has chosen boxes up to frame %d: %d tracks lying entirely "
                            "after the end were left out, the others use the frames before the end", info.path, frame,
                            tracks.source, last_wanted, report.after_video_end)
-        for track in collected.values():
-            yield from finisher.add(track)
-    yield from finisher.flush()
-    report.used = finisher.finished
+        yield from collected.values()
 
 
 def _crop_frame(image: np.ndarray, frame: int, needed: list[tuple[int, int]], tracks: MotTracks,
-                collected: dict[int, _Collected], finisher: _TrackFinisher) -> Iterator[TrackFeature]:
+                collected: dict[int, TrackCrops]) -> Iterator[TrackCrops]:
     """Collect the chosen crops of one frame; hand over the tracks whose last chosen frame this is."""
     track_ids, rows = zip(*needed)
     boxes = tracks.boxes[list(rows)]
@@ -237,7 +248,7 @@ def _crop_frame(image: np.ndarray, frame: int, needed: list[tuple[int, int]], tr
     for track_id in set(track_ids):
         track = collected[track_id]
         if int(tracks.frames[track.plan.rows[-1]]) == frame:
-            yield from finisher.add(collected.pop(track_id))
+            yield collected.pop(track_id)
 
 
 def read_box(video: str | Path, frame: int, box: tuple[int, int, int, int]) -> np.ndarray | None:

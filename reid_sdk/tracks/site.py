@@ -1,0 +1,124 @@
+"""A site: its cameras, each a video and the MOTChallenge tracks file a tracker wrote for it.
+
+Three layouts are read, the first that applies:
+
+- ``manifest.json`` listing ``{"camera", "video", "tracks"[, "identities"]}`` per camera (paths relative to the
+  site; what ``reid-synth --layout videos`` writes);
+- one sub-folder per camera (named after it) holding one video and one MOT file (``.txt``), and optionally a
+  ``track_id,identity`` CSV whose name contains ``identities``;
+- video files side by side, each with a MOT file of the same stem (``c1.avi`` + ``c1.txt``).
+
+A camera whose files are missing or ambiguous is skipped with its reason (counted, never silently); hidden
+folders (a prepared tracklet cache) are not cameras.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".webm", ".ts", ".wmv"})
+TRACKS_EXTENSION = ".txt"
+LAYOUT = ("one folder per camera holding its video (.avi, .mp4, ...) and its tracker's MOT file (.txt), video + "
+          "MOT file pairs of one name (c1.avi + c1.txt), or a manifest.json listing them")
+
+
+@dataclass(frozen=True)
+class SiteCamera:
+    """One camera of a site: its name, video, MOT tracks file and, when known, a ``track_id,identity`` CSV (labels
+    for reports and benchmarks only: adaptation never reads them)."""
+
+    name: str
+    video: Path
+    tracks: Path
+    identities: Path | None = None
+
+
+@dataclass
+class SiteLayout:
+    """The cameras found in a site folder, in order, and the ones skipped as ``(name, reason)``."""
+
+    root: Path
+    cameras: list[SiteCamera] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def find_site(root: str | Path) -> SiteLayout:
+    """The cameras of the site at ``root`` (see the module docstring); ValueError when none is usable."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"site folder not found: {root} (expected {LAYOUT})")
+    if (root / MANIFEST).is_file():
+        site = _from_manifest(root)
+    else:
+        site = SiteLayout(root)
+        for folder in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                             key=lambda p: _natural(p.name)):
+            _camera_folder(folder, site)
+        _side_by_side(root, site)
+    for name, reason in site.skipped:
+        logger.warning("%s: camera %s skipped: %s", root, name, reason)
+    if not site.cameras:
+        skipped = f"; skipped: {'; '.join(f'{n} ({r})' for n, r in site.skipped)}" if site.skipped else ""
+        raise ValueError(f"no camera found in {root}: expected {LAYOUT}{skipped}")
+    names = [camera.name for camera in site.cameras]
+    if len(set(names)) != len(names):
+        repeated = next(name for name in names if names.count(name) > 1)
+        raise ValueError(f"{root}: two cameras are named {repeated}; camera names must be unique")
+    return site
+
+
+def _natural(text: str) -> tuple:
+    """``c2`` before ``c10``."""
+    chunks = re.split(r"(\d+)", text)
+    return tuple((0, int(chunk), "") if chunk.isdigit() else (1, 0, chunk.lower()) for chunk in chunks)
+
+
+def _from_manifest(root: Path) -> SiteLayout:
+    site = SiteLayout(root)
+    try:
+        entries = json.loads((root / MANIFEST).read_text())["cameras"]
+        listed = [(str(e["camera"]), e["video"], e["tracks"], e.get("identities")) for e in entries]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{root / MANIFEST} does not list cameras as {{\"camera\", \"video\", \"tracks\"}}: "
+                         f"{error}") from error
+    for name, video, tracks, identities in listed:
+        video, tracks = root / video, root / tracks
+        missing = [str(path.name) for path in (video, tracks) if not path.is_file()]
+        if missing:
+            site.skipped.append((name, f"{' and '.join(missing)} missing"))
+            continue
+        labels = root / identities if identities and (root / identities).is_file() else None
+        site.cameras.append(SiteCamera(name, video, tracks, labels))
+    return site
+
+
+def _camera_folder(folder: Path, site: SiteLayout) -> None:
+    files = [p for p in folder.iterdir() if p.is_file()]
+    videos = [p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS]
+    tracks = [p for p in files if p.suffix.lower() == TRACKS_EXTENSION]
+    identities = [p for p in files if p.suffix.lower() == ".csv" and "identities" in p.name.lower()]
+    if not videos and not tracks:
+        return  # not a camera folder
+    if len(videos) != 1 or len(tracks) != 1:
+        site.skipped.append((folder.name, f"needs one video and one MOT file (.txt), found {len(videos)} video(s) "
+                                          f"and {len(tracks)} .txt file(s)"))
+        return
+    site.cameras.append(SiteCamera(folder.name, videos[0], tracks[0], identities[0] if len(identities) == 1 else None))
+
+
+def _side_by_side(root: Path, site: SiteLayout) -> None:
+    for video in sorted((p for p in root.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS),
+                        key=lambda p: _natural(p.name)):
+        tracks = video.with_suffix(TRACKS_EXTENSION)
+        if not tracks.is_file():
+            site.skipped.append((video.stem, f"no MOT file {tracks.name} beside {video.name}"))
+            continue
+        identities = video.with_name(f"{video.stem}_identities.csv")
+        site.cameras.append(SiteCamera(video.stem, video, tracks, identities if identities.is_file() else None))
