@@ -90,9 +90,12 @@ def test_build_skips_unreadable_and_junk_and_recurses(checkpoint, tmp_path, caps
     assert [m[0].metadata["path"].endswith("unlabelled.jpg") for m in entries if m[0].identity is None] == [True]
     messages = [record.getMessage() for record in caplog.records]
     assert any("skipped 2 unreadable" in message for message in messages)
-    # progress as log lines away from a terminal: the first batch, then the end
-    assert [m.split(" (")[0] for m in messages if m.startswith("adding to the gallery:")] == [
-        "adding to the gallery: 3/9 crops", "adding to the gallery: 9/9 crops"]
+    # progress as log lines away from a terminal: the first unit (a folder's images), then the end; the entries
+    # added, the units failed and the crops per second after each
+    progress = [m for m in messages if m.startswith("adding to the gallery:")]
+    assert [m.split(" (")[0] for m in progress] == [  # day1/, day2/ up to late/, day2/late/, the rest of day2/
+        "adding to the gallery: 1/4 units", "adding to the gallery: 4/4 units"]
+    assert progress[-1].split(") ")[1].startswith("entries=7 failed=0 crops_per_s=")
 
 
 def test_build_output_is_reported(checkpoint, tmp_path, capsys):
@@ -111,6 +114,29 @@ def test_build_output_is_reported(checkpoint, tmp_path, capsys):
     assert len(Gallery.open(tmp_path / "g")) == 3
 
 
+def test_build_resume_adds_only_what_the_gallery_lacks(checkpoint, tmp_path, capsys):
+    write_market_folder(tmp_path / "images" / "a", random_crops(3, seed=12, min_size=40))
+    assert run("build", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "g"), checkpoint=checkpoint) == 0
+    before = Gallery.open(tmp_path / "g")
+    kept = {int(i): before.rows([i])[int(i)].metadata["key"] for i in before.ids()}
+    before.close()
+    write_market_folder(tmp_path / "images" / "b", random_crops(2, seed=13, min_size=40), first_pid=7)
+    capsys.readouterr()
+    assert run("build", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "g"), "--resume",
+               checkpoint=checkpoint) == 0
+    assert "gallery of 5 entries" in capsys.readouterr().out.split("written to")[0]
+    after = Gallery.open(tmp_path / "g")
+    rows = after.rows(after.ids())
+    assert {i: rows[i].metadata["key"] for i in kept} == kept  # the first three untouched, two added, no twin
+    assert len({row.metadata["key"] for row in rows.values()}) == 5
+    assert run("build", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "g"), "--resume",
+               checkpoint=checkpoint) == 0
+    assert capsys.readouterr().out.endswith("; 5 were there already\n")
+    assert run("build", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "g"), "--resume",
+               "--overwrite", checkpoint=checkpoint) == 2
+    assert "overwrite replaces the gallery: it does not combine with append or resume" in capsys.readouterr().err
+
+
 def test_build_follows_a_linked_folder_and_searches_a_loop_once(checkpoint, tmp_path, capsys):
     crops = random_crops(6, seed=7, min_size=40)
     write_market_folder(tmp_path / "images" / "cam1", crops[:3])
@@ -125,13 +151,11 @@ def test_build_follows_a_linked_folder_and_searches_a_loop_once(checkpoint, tmp_
 @pytest.mark.parametrize("existing", [True, False])
 def test_an_interrupted_build_says_what_it_kept_without_a_traceback(checkpoint, tmp_path, capsys, monkeypatch,
                                                                     existing):
-    from reid_sdk.search.index import ReIDIndex
-
     write_market_folder(tmp_path / "images", random_crops(6, seed=8, min_size=40))
     if existing:
         assert run("build", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "g"),
                    checkpoint=checkpoint) == 0
-    real_add, calls = ReIDIndex.add, []
+    real_add, calls = Gallery.add, []
 
     def add_then_ctrl_c(self, *args, **kwargs):
         calls.append(1)
@@ -139,7 +163,7 @@ def test_an_interrupted_build_says_what_it_kept_without_a_traceback(checkpoint, 
             raise KeyboardInterrupt
         return real_add(self, *args, **kwargs)
 
-    monkeypatch.setattr(ReIDIndex, "add", add_then_ctrl_c)
+    monkeypatch.setattr(Gallery, "add", add_then_ctrl_c)
     capsys.readouterr()
     assert run("build", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "g"), "--overwrite",
                "--batch-size", "2", checkpoint=checkpoint) == 130

@@ -10,7 +10,7 @@ import numpy as np
 from tests.helpers import run_python_without
 
 # Folders whose modules import without torch (DESIGN.md's layering rule); the torch backend is the exception.
-RUNTIME_FOLDERS = ("_utils", "inference", "tracks", "gallery", "search", "evaluation", "visualize", "datasets",
+RUNTIME_FOLDERS = ("_utils", "inference", "tracks", "gallery", "search", "scale", "evaluation", "visualize", "datasets",
                    "synthetic")
 NEEDS_TORCH = {"reid_sdk.inference.backends.torch_backend"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,10 +101,11 @@ LAYERS = [
     ("datasets", "tracks", "gallery", "model"),
     ("inference", "synthetic"),
     ("search",),
+    ("scale",),  # Ray Data ingest: search's units and writer on a cluster
     ("evaluation",),
     ("visualize", "training"),
     ("export",),
-    ("demo",),
+    ("demo", "adapt"),
     ("cli",),
 ]
 

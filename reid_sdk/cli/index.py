@@ -3,13 +3,15 @@ camera videos (see :mod:`reid_sdk.cli.tracks`).
 
     reid-index build --model model.onnx --images crops/ --out gallery/
     reid-index build --model model.onnx --images Market-1501/ --format market1501 --out milvus-lite:g.db
+    reid-index build --model model.onnx --images crops/ --out gallery/ --engine ray --workers 4 --resume
     reid-index search --model model.onnx --gallery gallery/ query.jpg more_queries/ list.csv -k 10 --strip strips/
     reid-index ingest --model model.onnx --video c1.avi --tracks c1.txt --camera c1 --gallery gallery/
     reid-index match --model model.onnx --video c2.avi --tracks c2.txt --camera c2 --gallery gallery/ --out m.csv
 
 ``--out`` / ``--gallery`` is a directory (FAISS + SQLite), ``milvus-lite:FILE.db`` or ``http://host:19530``.
 Identity and camera come from Market-1501 / DukeMTMC-reID file names, a dataset layout, or a CSV with rows
-``path,identity,camera[,timestamp]``. Unreadable images are skipped and counted.
+``path,identity,camera[,timestamp]``. Unreadable images are skipped and counted. ``--engine ray`` runs build and
+ingest on a Ray cluster (see :mod:`reid_sdk.scale`); ``--resume`` adds only what the gallery lacks.
 """
 
 from __future__ import annotations
@@ -22,15 +24,20 @@ from pathlib import Path
 from typing import Any
 
 from reid_sdk._utils.progress import PROGRESS_MODES
-from reid_sdk.cli.common import EXIT_INTERRUPTED, EXIT_OK, add_subparser, configure_logging, fail, make_parser
-from reid_sdk.cli.tracks import add_track_commands
+from reid_sdk.cli import engines
+from reid_sdk.cli.common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_subparser, configure_logging, fail,
+                                 make_parser)
+from reid_sdk.cli.tracks import add_track_commands, check_video_source
 from reid_sdk.datasets.market import parse_image_name
 from reid_sdk.gallery import GalleryConfig, Match
 from reid_sdk.gallery.config import INDEX_TYPES
 from reid_sdk.gallery.location import parse_location
 from reid_sdk.search.index import ReIDIndex
-from reid_sdk.search.sources import (FOLDER, FORMATS, add_records, csv_records, dataset_records, folder_records,
-                                     query_images, search_images)
+from reid_sdk.search.gallery_writer import GalleryTarget, IngestInterrupted
+from reid_sdk.search.sources import (FOLDER, FORMATS, csv_records, dataset_records, folder_records, query_images,
+                                     search_images)
+from reid_sdk.search.units import image_units
+from reid_sdk.scale.errors import RayJobFailed
 from reid_sdk.visualize.matches import render_strip
 from reid_sdk.visualize.tiles import write_image
 
@@ -52,27 +59,18 @@ def build(args: argparse.Namespace) -> int:
     else:
         records = dataset_records(args.images, args.format, args.split)
     config = GalleryConfig(nlist=args.nlist) if args.nlist else None
-    index = ReIDIndex.create(_extractor(args), index_type=args.index, path=args.out, config=config,
-                             overwrite=args.overwrite)
+    target = GalleryTarget(args.out, index_type=args.index, config=config, overwrite=args.overwrite, resume=args.resume)
     try:
-        report = add_records(index, records, args.batch_size, args.progress)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted after adding {len(index)} of {len(records)} records: "
-              f"{_kept_after_interrupt(args.out)}", file=sys.stderr)
+        summary = engines.run(args, image_units(records), target, args.progress)
+    except IngestInterrupted as stop:
+        print(f"{PROG}: interrupted after adding {stop.summary.added} of {len(records)} records: "
+              f"{engines.kept_after_stop(args.out, stop.summary)}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    location = index.save()
-    skipped = f"; {len(report.skipped)} unreadable images skipped" if report.skipped else ""
-    print(f"gallery of {len(index)} entries ({args.index}, {index.gallery.dim}-d, model {index.gallery.model_id}) "
-          f"written to {location}{skipped}")
-    return EXIT_OK
-
-
-def _kept_after_interrupt(out: str) -> str:
-    """What an interrupted build leaves at ``out``: a FAISS gallery is only written by the final save; a Milvus
-    collection holds what was added."""
-    if parse_location(out).backend == "faiss":
-        return f"nothing saved, {out} is as it was"
-    return f"the entries added so far are in {out}: build again with --overwrite for a complete gallery"
+    skipped = f"; {len(summary.skipped_files)} unreadable images skipped" if summary.skipped_files else ""
+    resumed = f"; {summary.already_present} were there already" if args.resume else ""
+    print(f"gallery of {summary.entries} entries ({args.index}, {summary.dim}-d, model {summary.model_id}) "
+          f"written to {summary.location}{skipped}{resumed}")
+    return engines.report_failed_units(PROG, summary)
 
 
 def label_forms(text: str) -> list[Any]:
@@ -152,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     build_parser.add_argument("--nlist", type=int, help="IVF cells (default: from the gallery size)")
     build_parser.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
                               help="auto: a bar on a terminal, log lines otherwise")
+    engines.add_engine_options(build_parser)
     search_parser.add_argument("queries", nargs="+", type=Path,
                                help="query images, folders of them, or CSVs (path first)")
     search_parser.add_argument("--gallery", required=True, help="gallery directory or Milvus URI")
@@ -189,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("build needs --images DIR or --csv FILE")
     if args.command == "build" and args.csv and args.format != FOLDER:
         parser.error("--csv lists the images itself: it does not combine with --format")
+    if args.command == "ingest":
+        check_video_source(parser, args)
+    if args.command in ("build", "ingest"):
+        engines.check_engine_options(parser, args)
     configure_logging()
     try:
         if _on_milvus(args):
@@ -196,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except (ValueError, OSError, ImportError) as error:  # OSError: a full disk, a folder it may not write in, ...
         return fail(PROG, error)
+    except RayJobFailed as error:  # a worker's error: the input may be fine, so not exit 2
+        return fail(PROG, error, EXIT_FAILED)
     except KeyboardInterrupt:  # where a command has nothing more precise to say (a save is atomic either way)
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

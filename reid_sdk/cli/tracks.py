@@ -4,21 +4,31 @@
     reid-index match --model model.onnx --video c2.avi --tracks c2.txt --camera c2 --gallery gallery/ \\
                      --out matches.csv --picture matches.png
 
+    reid-index ingest --model model.onnx --site site/ --gallery http://milvus:19530 --engine ray --workers 8 \\
+                      --gpus-per-worker 1 --resume
+
 ``ingest`` adds one gallery entry per track (its quality-weighted mean feature, camera, first / last time,
-track id), creating the gallery when the folder is empty. ``match`` writes, for every track, its best matches
-in other cameras scoring at least ``--threshold``; a track without any gets one row with empty match fields.
+track id), creating the gallery when there is none; ``--site`` ingests every camera of a site (see
+:mod:`reid_sdk.tracks.site`), ``--resume`` only the tracks the gallery lacks. ``match`` writes, for every
+track, its best matches in other cameras scoring at least ``--threshold``; a track without any gets one row with
+empty match fields.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
-from reid_sdk.cli.common import EXIT_OK, add_subparser
+from reid_sdk.cli import engines
+from reid_sdk.cli.common import EXIT_INTERRUPTED, EXIT_OK, add_subparser
 from reid_sdk.gallery.config import INDEX_TYPES
+from reid_sdk.search.gallery_writer import GalleryTarget, IngestInterrupted
 from reid_sdk.search.index import ReIDIndex, TrackMatches
-from reid_sdk.tracks import FrameQuality, IngestReport, read_track_identities
+from reid_sdk.search.units import VideoUnit
+from reid_sdk.tracks import FrameQuality, read_track_identities
+from reid_sdk.tracks.site import find_site
 from reid_sdk.visualize.matches import render_track_matches
 from reid_sdk.visualize.tiles import write_image
 
@@ -26,31 +36,55 @@ MATCH_COLUMNS = ("camera", "track_id", "identity", "first_time", "last_time", "r
                  "match_track_id", "match_identity", "score", "match_entry_id", "match_first_time")
 
 
-def _index(args: argparse.Namespace, create: bool) -> ReIDIndex:
+def _index(args: argparse.Namespace) -> ReIDIndex:
     from reid_sdk.inference.extractor import FeatureExtractor  # torch or ONNX Runtime, from the model file
 
-    extractor = FeatureExtractor(args.model, device=args.device, batch_size=args.batch_size)
-    folder = Path(args.gallery)
-    if create and not (folder.is_dir() and any(folder.iterdir())):
-        return ReIDIndex.create(extractor, index_type=args.index)
-    return ReIDIndex.load(extractor, folder)
+    return ReIDIndex.load(FeatureExtractor(args.model, device=args.device, batch_size=args.batch_size), args.gallery)
+
+
+def _quality(args: argparse.Namespace) -> FrameQuality:
+    return FrameQuality(min_height=args.min_height, max_frames=args.max_frames)
 
 
 def _video_options(args: argparse.Namespace) -> dict:
     return {"fps": args.fps, "start_time": args.start_time, "progress": not args.no_progress,
-            "quality": FrameQuality(min_height=args.min_height, max_frames=args.max_frames)}
+            "quality": _quality(args)}
+
+
+def video_units(args: argparse.Namespace) -> list[VideoUnit]:
+    """The videos to ingest: every camera of ``--site``, or the one ``--video`` / ``--tracks`` / ``--camera``."""
+    options = {"fps": args.fps, "start_time": args.start_time, "quality": _quality(args)}
+    if args.site is None:
+        return [VideoUnit(args.video, args.tracks, args.camera, args.identities, **options)]
+    return [VideoUnit(camera.video, camera.tracks, camera.name, camera.identities, **options)
+            for camera in find_site(args.site).cameras]
+
+
+def check_video_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """ingest reads ``--site`` or one ``--video`` / ``--tracks`` / ``--camera``, never both."""
+    single = {"--video": args.video, "--tracks": args.tracks, "--camera": args.camera}
+    if args.site is not None:
+        given = [name for name, value in {**single, "--identities": args.identities}.items() if value is not None]
+        if given:
+            parser.error(f"--site lists the cameras itself: it does not combine with {', '.join(given)}")
+    elif None in single.values():
+        parser.error(f"ingest needs --site DIR, or {', '.join(single)} of one camera "
+                     f"(missing: {', '.join(name for name, value in single.items() if value is None)})")
 
 
 def ingest(args: argparse.Namespace) -> int:
-    index = _index(args, create=True)
-    identities = read_track_identities(args.identities) if args.identities else None
-    report = IngestReport()
-    index.add_tracks(args.video, args.tracks, args.camera, identities=identities, report=report,
-                     **_video_options(args))
-    index.save(args.gallery)
-    print(f"{report.used} of {report.tracks} tracks of {args.video} (camera {args.camera}) added{report.left_out()}; "
-          f"{args.gallery} holds {len(index)} entries")
-    return EXIT_OK
+    target = GalleryTarget(args.gallery, index_type=args.index, append=True, resume=args.resume)
+    try:
+        summary = engines.run(args, video_units(args), target, "none" if args.no_progress else "auto")
+    except IngestInterrupted as stop:
+        print(f"reid-index: interrupted after adding {stop.summary.added} entries: "
+              f"{engines.kept_after_stop(args.gallery, stop.summary)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    lines = [f"{report.used} of {report.tracks} tracks of {unit.video} (camera {unit.camera}) added{report.left_out()}"
+             for unit, report in summary.videos]
+    holds = f"{summary.location} holds {summary.entries} entries"
+    print(f"{lines[0]}; {holds}" if len(lines) == 1 else "\n".join([*lines, holds]))
+    return engines.report_failed_units("reid-index", summary)
 
 
 def _rows(result: TrackMatches, camera: str, identity: str | None, threshold: float) -> list[list]:
@@ -67,7 +101,7 @@ def _rows(result: TrackMatches, camera: str, identity: str | None, threshold: fl
 def match(args: argparse.Namespace) -> int:
     if not -1.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold is a cosine similarity in [-1, 1], got {args.threshold}")
-    index = _index(args, create=False)
+    index = _index(args)
     identities = read_track_identities(args.identities) if args.identities else {}
     results = index.search_tracks(args.video, args.tracks, args.camera, k=args.k, rerank=args.rerank,
                                   **_video_options(args))
@@ -94,10 +128,13 @@ def add_track_commands(commands: argparse._SubParsersAction) -> None:
     for sub, handler in ((ingest_parser, ingest), (match_parser, match)):
         sub.set_defaults(handler=handler)
         sub.add_argument("--model", required=True, help="checkpoint (.pt) or exported ONNX model")
-        sub.add_argument("--video", type=Path, required=True, help="the camera's video file (read with OpenCV)")
-        sub.add_argument("--tracks", type=Path, required=True, help="MOTChallenge tracks file of that video")
-        sub.add_argument("--camera", required=True, help="camera name stored with (or excluded from) the matches")
-        sub.add_argument("--gallery", type=Path, required=True, help="gallery directory")
+        required = sub is match_parser  # ingest takes them, or a --site
+        sub.add_argument("--video", type=Path, required=required, help="the camera's video file (read with OpenCV)")
+        sub.add_argument("--tracks", type=Path, required=required, help="MOTChallenge tracks file of that video")
+        sub.add_argument("--camera", required=required,
+                         help="camera name stored with (or excluded from) the matches")
+        sub.add_argument("--gallery", required=True,
+                         help="gallery directory, milvus-lite:FILE.db or http://host:19530")
         sub.add_argument("--identities", type=Path, help="CSV track_id,identity of tracks whose person is known")
         sub.add_argument("--fps", type=float, help="frame rate when the video does not state it")
         sub.add_argument("--start-time", type=float, default=0.0, help="timestamp (s) of the video's first frame")
@@ -106,7 +143,11 @@ def add_track_commands(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
         sub.add_argument("--batch-size", type=int, default=64, help="crops per forward pass")
         sub.add_argument("--no-progress", action="store_true", help="no progress (a bar on a terminal, log lines elsewhere)")
-    ingest_parser.add_argument("--index", choices=INDEX_TYPES, default="flat", help="FAISS index of a new gallery")
+    ingest_parser.add_argument("--site", type=Path,
+                               help="every camera of a site instead of one --video: one folder per camera, video + "
+                                    "MOT file pairs (c1.avi + c1.txt) or a manifest.json (reid-synth --layout videos)")
+    ingest_parser.add_argument("--index", choices=INDEX_TYPES, default="flat", help="index of a new gallery")
+    engines.add_engine_options(ingest_parser)
     match_parser.add_argument("--out", type=Path, required=True, help="CSV of the matches to write")
     match_parser.add_argument("-k", type=int, default=5, help="matches per track")
     match_parser.add_argument("--threshold", type=float, default=0.5, help="smallest cosine score written")

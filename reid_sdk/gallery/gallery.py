@@ -13,6 +13,7 @@ import numpy as np
 from reid_sdk.gallery import entries
 from reid_sdk.gallery.backend import GalleryBackend, create_gallery_backend, open_gallery_backend
 from reid_sdk.gallery.config import METRICS, GalleryConfig
+from reid_sdk.gallery.entries import EntryRow
 from reid_sdk.gallery.errors import ModelMismatchError
 from reid_sdk.gallery.filters import EntryFilter
 from reid_sdk.gallery.match import Match
@@ -248,6 +249,11 @@ class Gallery:
     def ids(self) -> np.ndarray:
         """Ids of all entries, sorted."""
         return self._backend.ids()
+
+    def rows(self, ids: Sequence[int]) -> dict[int, EntryRow]:
+        """{id: labels and metadata} of the existing entries among ``ids`` (unknown ids are left out), without their
+        vectors: e.g. the keys a resumed ingest leaves out."""
+        return self._backend.rows(np.unique(_id_array(ids)))
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Stored (normalised) vectors of existing entries; KeyError naming removed or unknown ids,

@@ -7,7 +7,7 @@ which the gallery records and checks. No torch import.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,7 +19,7 @@ from reid_sdk.inference.preprocess import as_crop_list
 from reid_sdk.search.reranking import RerankConfig, reranked_distances
 from reid_sdk.tracks import (FrameQuality, IngestReport, MotTracks, TrackFeature, probe_video, read_mot,
                              track_features)
-from reid_sdk.tracks.aggregator import TrackletAggregator
+from reid_sdk.tracks.aggregator import pooled_features
 
 __all__ = ["Match", "ReIDIndex", "TrackMatches"]
 
@@ -37,13 +37,18 @@ def model_id_of(extractor: Extractor) -> str | None:
     return getattr(extractor, "model_id", None)
 
 
+def check_fits(gallery: Gallery, feature_dim: int, model_id: str | None) -> None:
+    """Refuse a gallery of another dimension (ValueError) or model (ModelMismatchError) than the extractor's."""
+    if gallery.dim != feature_dim:
+        where = f" at {gallery.path}" if gallery.path is not None else ""
+        raise ValueError(f"the gallery{where} holds {gallery.dim}-d features but the extractor produces "
+                         f"{feature_dim}-d features: use a gallery built with this model")
+    gallery.check_model(model_id)
+
+
 def _tracklet_feature(extractor: Extractor, crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     """One L2-normalised feature for a tracklet: the mean of its frames' features."""
-    features = extractor.extract(as_crop_list(crops))
-    aggregator = TrackletAggregator()
-    track: Hashable = 0
-    aggregator.update_many([track] * len(features), features)
-    return aggregator.finish(track)
+    return pooled_features(extractor, [as_crop_list(crops)])[0]
 
 
 @dataclass(frozen=True)
@@ -90,12 +95,7 @@ class ReIDIndex:
     """
 
     def __init__(self, extractor: Extractor, gallery: Gallery) -> None:
-        feature_dim = int(extractor.feature_dim)
-        if gallery.dim != feature_dim:
-            where = f" at {gallery.path}" if gallery.path is not None else ""
-            raise ValueError(f"the gallery{where} holds {gallery.dim}-d features but the extractor produces "
-                             f"{feature_dim}-d features: use a gallery built with this model")
-        gallery.check_model(model_id_of(extractor))
+        check_fits(gallery, int(extractor.feature_dim), model_id_of(extractor))
         self.extractor = extractor
         self.gallery = gallery
 

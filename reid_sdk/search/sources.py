@@ -1,5 +1,5 @@
-"""Image files in and out of a ReIDIndex: filling it from gallery sources, searching it with query images.
-Unreadable files are skipped and counted.
+"""Image files in and out of a ReIDIndex: the records of gallery sources (which :mod:`reid_sdk.search.units`
+turns into work), searching with query images. Unreadable files are skipped and counted.
 
 Gallery sources:
 
@@ -19,13 +19,12 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from reid_sdk._utils.progress import progress as show_progress
 from reid_sdk.datasets import LOADERS, ImageRecord, load_dataset
 from reid_sdk.datasets.files import image_files, read_image, warn_skipped
 from reid_sdk.datasets.market import JUNK_PID, parse_image_name
@@ -60,14 +59,6 @@ class QueryMatches:
     path: Path
     crop: np.ndarray
     matches: list[Match]
-
-
-@dataclass
-class AddReport:
-    """What :func:`add_records` did: entries added, and the files it could not read."""
-
-    added: int = 0
-    skipped: list[Path] = field(default_factory=list)
 
 
 def folder_records(folder: Path) -> list[GalleryRecord]:
@@ -163,38 +154,6 @@ def read_crops(paths: Sequence[Path], skipped: list[Path]) -> list[tuple[int, np
         else:
             crops.append((position, image))
     return crops
-
-
-def add_records(index: ReIDIndex, records: Sequence[GalleryRecord], batch_size: int = 64,
-                progress: str = "none") -> AddReport:
-    """Extract and add ``records``: images in batches, tracklets one entry each. Unreadable files are skipped
-    (a tracklet keeps its readable frames); each entry stores its first image's absolute path as metadata.
-    ``progress`` is a mode of :func:`reid_sdk._utils.progress.progress` (auto, bar, log or none)."""
-    report = AddReport()
-    images = [record for record in records if len(record.frames) == 1]
-    with show_progress(desc="adding to the gallery", total=len(records), unit="crops", mode=progress) as bar:
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            crops = read_crops([record.frames[0] for record in chunk], report.skipped)
-            kept = [chunk[position] for position, _ in crops]
-            if kept:
-                index.add([crop for _, crop in crops], identity=[r.identity for r in kept],
-                          camera=[r.camera for r in kept], timestamp=[r.timestamp for r in kept],
-                          track_id=[r.track_id for r in kept],
-                          metadata=[{"path": str(r.frames[0].resolve())} for r in kept])
-                report.added += len(kept)
-            bar.update(len(chunk))
-        for record in (record for record in records if len(record.frames) > 1):
-            crops = read_crops(record.frames, report.skipped)
-            if crops:
-                index.add_tracklet([crop for _, crop in crops], identity=record.identity, camera=record.camera,
-                                   timestamp=record.timestamp, track_id=record.track_id,
-                                   metadata={"path": str(record.frames[crops[0][0]].resolve()),
-                                             "frames": len(crops)})
-                report.added += 1
-            bar.update(1)
-    warn_skipped(report.skipped, "gallery images")
-    return report
 
 
 def search_images(index: ReIDIndex, paths: Sequence[Path], k: int = 10, batch_size: int = 64,
