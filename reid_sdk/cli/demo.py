@@ -1,8 +1,9 @@
 """``reid-demo [--out DIR] [--device auto|cpu|cuda] [--quick]``: the product end to end on synthetic data.
 
-1 render a synthetic Market-style dataset; 2 train with IMD/CPD and, for comparison, with BUC's linkage, both
-from the same initial weights; 3 evaluate both and the untrained network in one table; 4 export the best model
-to ONNX and verify parity; 5 build a gallery with the ONNX model and search it; 6 print a summary.
+1 render a synthetic Market-style dataset; 2 train the paper's IMD/CPD method and the camera-aware variant
+(camera proxies + centering), both from the same ImageNet weights; 3 evaluate both and the untrained network in
+one table; 4 export the camera-aware model to ONNX and verify parity; 5 build a gallery with the ONNX model and
+search it; 6 print a summary.
 """
 
 from __future__ import annotations

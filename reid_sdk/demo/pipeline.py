@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +20,12 @@ from reid_sdk.export.verify import ParityCheck, Tolerance, verify_parity
 from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.gallery import Match
 from reid_sdk.search.index import ReIDIndex
-from reid_sdk.search.sources import add_records, dataset_records
+from reid_sdk.search.gallery_writer import GalleryTarget, ingest_units
+from reid_sdk.search.sources import dataset_records
+from reid_sdk.search.units import image_units
 from reid_sdk.evaluation.on_dataset import evaluate_model
 from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
-from reid_sdk.training.config import RunConfig
+from reid_sdk.training.config import RunConfig, apply_override, build
 from reid_sdk.training.stage_result import StageResult
 from reid_sdk.training.trainer import Trainer
 from reid_sdk.visualize.matches import render_strip
@@ -39,9 +42,10 @@ def onnx_device(device: str) -> str:
 
 @dataclass(frozen=True)
 class TrainedRun:
-    """A finished reid-train run: its directory, best checkpoint, per-stage results and wall time."""
+    """A finished reid-train run of one demo variant: its directory, best checkpoint, per-stage results and wall
+    time."""
 
-    linkage: str
+    name: str
     run_dir: Path
     results: list[StageResult]
     seconds: float
@@ -82,22 +86,26 @@ def render_dataset(root: Path, config: SyntheticConfig) -> str:
 
 
 def save_initial_weights(model_config: ModelConfig, seed: int, path: Path) -> Path:
-    """The network before training, saved once so both linkages start from the very same weights."""
+    """The network before training (the ImageNet trunk when the config asks for it, new parts drawn with ``seed``),
+    saved once so every variant starts from the very same weights."""
     torch.manual_seed(seed)
     return save_checkpoint(ReIDNet(model_config), path, metadata={"note": "initial weights, before training"})
 
 
-def train(run: RunConfig, data_root: Path, linkage: str, initial: Path, out: Path) -> TrainedRun:
-    """Algorithm 1 (reid-train's Trainer) with ``linkage``, from the initial weights, into ``out``."""
-    config = dataclasses.replace(
+def train(run: RunConfig, data_root: Path, name: str, overrides: Sequence[str], initial: Path,
+          out: Path) -> TrainedRun:
+    """Algorithm 1 (reid-train's Trainer) with ``run`` changed by ``overrides`` (``reid-train --set`` assignments,
+    e.g. ``train.loss=camera_proxy``), from the initial weights, into ``out``; ``name`` names the variant."""
+    document = dataclasses.replace(
         run,
         data=dataclasses.replace(run.data, root=str(data_root)),
-        clustering=dataclasses.replace(run.clustering, linkage=linkage),
         train=dataclasses.replace(run.train, init_checkpoint=str(initial)),
-    )
+    ).to_dict()
+    for assignment in overrides:
+        apply_override(document, assignment)
     start = time.perf_counter()
-    results = Trainer(config, out).run()
-    return TrainedRun(linkage, out, results, time.perf_counter() - start)
+    results = Trainer(build(RunConfig, document), out).run()
+    return TrainedRun(name, out, results, time.perf_counter() - start)
 
 
 def evaluate(label: str, checkpoint: Path, data_root: Path, device: str, run: TrainedRun | None = None) -> Evaluation:
@@ -117,10 +125,9 @@ def export_and_verify(checkpoint: Path, onnx_path: Path, crops: list[np.ndarray]
 def build_gallery(model: Path, data_root: Path, out: Path | str, device: str) -> int:
     """What ``reid-index build --format market1501`` does, over the gallery split; ``out`` is a directory or a
     Milvus URI (replaced when it holds a gallery of an earlier run)."""
-    index = ReIDIndex.create(FeatureExtractor(model, device=onnx_device(device)), path=out, overwrite=True)
-    add_records(index, dataset_records(data_root, DATASET_FORMAT, "gallery"))
-    index.save()
-    return len(index)
+    units = image_units(dataset_records(data_root, DATASET_FORMAT, "gallery"))
+    return ingest_units(units, FeatureExtractor(model, device=onnx_device(device)),
+                        GalleryTarget(out, overwrite=True)).entries
 
 
 def search_queries(model: Path, gallery: Path | str, data_root: Path, count: int, k: int,

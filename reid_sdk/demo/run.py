@@ -1,5 +1,6 @@
-"""The demo's six steps in order, printing what each shows: render, train both linkages, evaluate, export and
-verify, build and search a gallery, summarise (``reid-demo`` parses its options and calls :func:`run_demo`)."""
+"""The demo's six steps in order, printing what each shows: render, train the paper's method and the camera-aware
+variant, evaluate, export and verify, build and search a gallery, summarise (``reid-demo`` parses its options and
+calls :func:`run_demo`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from reid_sdk.demo import pipeline, report
 from reid_sdk.demo.pipeline import Evaluation
-from reid_sdk.demo.settings import DemoSettings
+from reid_sdk.demo.settings import RECOMMENDED, VARIANTS, DemoSettings
 from reid_sdk.synthetic.layouts import sample_crops
 from reid_sdk.training.plot import plot_stages
 
@@ -44,57 +45,56 @@ def run_demo(settings: DemoSettings, out: Path, device: str) -> bool:
     """The six steps into ``out`` (see :func:`prepare_output`), training on ``device``; prints the tables as they
     come and returns whether the ONNX export passed its parity checks."""
     start = time.perf_counter()
-    model = settings.run.model
-    network = f"{model.backbone}{' + non-local' if model.non_local else ''}"
-    settings_line = f"{settings.mode} mode on {device}: {network} at {model.input_size[0]} x {model.input_size[1]}"
+    settings_line = f"{settings.mode} mode on {device}: {settings.describe_network()}"
     print(f"reid-demo: {settings_line}\ndifficulty: {settings.describe_difficulty()}")
+    if settings.start_note:
+        print(settings.start_note)
     if settings.mode == "quick":
         print("--quick: tiny data and two short stages; its numbers only check that every step runs, "
               "they say nothing about the method (run without --quick for that)")
 
     log.info("[1/6] rendering the synthetic dataset into %s", out / "data")
     print(pipeline.render_dataset(out / "data", settings.synthetic))
-    evaluations = _train_and_compare(settings, out, device)
-    best = evaluations[1].run.best
-    parity_ok = _export_and_verify(settings, best, out / "model.onnx", device)
+    untrained, trained = _train_and_compare(settings, out, device)
+    recommended = trained[RECOMMENDED.name]
+    parity_ok = _export_and_verify(settings, recommended.run.best, out / "model.onnx", device)
     _search(settings, out, device)
 
     log.info("[6/6] done")
     seconds = time.perf_counter() - start
+    evaluations = [untrained, *trained.values()]
     document = report.results_document(settings_line, evaluations, seconds, parity_ok)
     (out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
     print()
-    print(report.summary(out, settings_line, seconds, evaluations[1], evaluations[0]))
+    print(report.summary(out, settings_line, seconds, untrained, trained))
     return parity_ok
 
 
-def _train_and_compare(settings: DemoSettings, out: Path, device: str) -> list[Evaluation]:
-    """Steps 2-3: both linkages from the same initial weights, then the comparison table and stages.png."""
+def _train_and_compare(settings: DemoSettings, out: Path, device: str) -> tuple[Evaluation, dict[str, Evaluation]]:
+    """Steps 2-3: every variant from the same initial weights, then the comparison table and stages.png (the
+    recommended variant against the untrained start). Returns the untrained row and each variant's by name."""
     data = out / "data"
     initial = pipeline.save_initial_weights(settings.run.model, settings.seed, out / "initial.pt")
     runs = {}
-    for linkage in ("imd_cpd", "buc"):
-        log.info("[2/6] training with the %s linkage (reid-train, up to %s stages)", linkage,
-                 settings.run.clustering.max_stages)
-        runs[linkage] = pipeline.train(settings.run, data, linkage, initial, out / "runs" / linkage)
+    for variant in VARIANTS:
+        log.info("[2/6] training %s (reid-train, up to %s stages)", variant.label, settings.run.clustering.max_stages)
+        runs[variant.name] = pipeline.train(settings.run, data, variant.name, variant.overrides, initial,
+                                            out / "runs" / variant.name)
 
     log.info("[3/6] evaluating on the query / gallery split")
-    evaluations = [
-        pipeline.evaluate("untrained (initial weights)", initial, data, device),
-        pipeline.evaluate("imd_cpd (IMD + 0.3 CPD, the paper)", runs["imd_cpd"].best, data, device, runs["imd_cpd"]),
-        pipeline.evaluate("buc (BUC's linkage)", runs["buc"].best, data, device, runs["buc"]),
-    ]
+    untrained = pipeline.evaluate(settings.start_label, initial, data, device)
+    trained = {variant.name: pipeline.evaluate(variant.label, runs[variant.name].best, data, device, runs[variant.name])
+               for variant in VARIANTS}
     print("\nretrieval on the synthetic query / gallery split (Market-1501 protocol):")
-    print(report.comparison_table(evaluations))
-    untrained = evaluations[0]
-    plot_stages([result.as_dict() for result in runs["imd_cpd"].results], out / "stages.png",
-                title="synthetic demo: imd_cpd", baseline={"mAP": untrained.mAP, "rank1": untrained.rank1})  # the kept stage: the row marked best
-    return evaluations
+    print(report.comparison_table([untrained, *trained.values()]))
+    plot_stages([result.as_dict() for result in runs[RECOMMENDED.name].results], out / "stages.png",
+                title=f"synthetic demo: {RECOMMENDED.label}", baseline={"mAP": untrained.mAP, "rank1": untrained.rank1})
+    return untrained, trained
 
 
 def _export_and_verify(settings: DemoSettings, checkpoint: Path, onnx_path: Path, device: str) -> bool:
-    """Step 4: ONNX export of the best model and the parity checks; True when all pass."""
-    log.info("[4/6] exporting the best imd_cpd model to ONNX and checking parity with torch")
+    """Step 4: ONNX export of the recommended variant's best model and the parity checks; True when all pass."""
+    log.info("[4/6] exporting the best %s model to ONNX and checking parity with torch", RECOMMENDED.name)
     crops = sample_crops(settings.parity_crops, seed=settings.seed + 1, image_size=settings.synthetic.image_size)
     checks, tolerance = pipeline.export_and_verify(checkpoint, onnx_path, crops, device)
     print(f"\nONNX parity of {onnx_path} against the torch fp32 checkpoint:")
