@@ -1,22 +1,33 @@
 """Feature-extraction speed and accuracy per backend, side by side in one run, from uint8 crops.
 
-CPU (default): NL-ResNet-50 at 256 x 128 with random weights (speed depends on the compute, not the
-weights) through torch fp32, ONNX Runtime fp32 and INT8 (Q/DQ), and OpenVINO fp32, bf16 and INT8
-(throughput and latency modes): batch-1 latency and batch 16 / 64 crops/s end to end (FeatureExtractor:
-validation, preprocessing, network), and every backend's cosine to torch fp32 on rendered pedestrians.
-``--accuracy-checkpoint`` (a trained model, e.g. the demo's runs/imd_cpd/best.pt) with ``--accuracy-data``
-(its Market-1501-layout data) adds each backend's cosine and mAP change against torch fp32 on that model.
+CPU (default): each ``--backbones`` network (NL-ResNet-50 by default; mobilenet_v2, the light one) at
+256 x 128 with random weights (speed depends on the compute, not the weights) through torch fp32, ONNX
+Runtime fp32 and INT8 (Q/DQ), and OpenVINO fp32, bf16 and INT8 (throughput and latency modes): batch-1
+latency and batch 16 / 64 crops/s end to end (FeatureExtractor: validation, preprocessing, network), and
+every backend's cosine to torch fp32 on rendered pedestrians. ``--accuracy-checkpoint`` (trained models,
+e.g. the demo's runs/imd_cpd/best.pt; each is used for the backbone it holds) with ``--accuracy-data``
+(their Market-1501-layout data) adds each backend's cosine and mAP change against torch fp32 on that model.
 Timing is round-robin (every configuration once per round, medians over all rounds), so a change of load
-on a shared machine hits every backend alike. The JSON records the CPU model and its ISA flags.
+on a shared machine hits every backend alike. The JSON (one per backbone: ``extract_throughput_<device>.json``
+for resnet50, ``extract_throughput_<device>_<backbone>.json`` for the others) records the CPU model, its ISA
+flags, the load and the thread settings; ``--note`` adds a line (e.g. that the machine was shared).
 
     python -m benchmarks.extract_throughput --accuracy-checkpoint demo/runs/imd_cpd/best.pt \\
         --accuracy-data demo/data --calibration demo/data/bounding_box_train
+    python -m benchmarks.extract_throughput --backbones mobilenet_v2 --accuracy-checkpoint runs/mnv2/best.pt \\
+        --accuracy-data data/synth --calibration data/synth/bounding_box_train
     python -m benchmarks.extract_throughput --device cuda --compile default reduce-overhead
+
+A trained MobileNetV2 in a few CPU minutes: ``reid-synth data/synth --image-size 256x128 --train-ids 60
+--test-ids 60`` then ``reid-train --config cpu-smoke --data data/synth --out runs/mnv2 --set
+model.backbone=mobilenet_v2 --set "model.input_size=[256, 128]" --set model.pretrained=imagenet --set
+clustering.max_stages=2``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -33,12 +44,17 @@ from reid_sdk.export.onnx_export import export_onnx
 from reid_sdk.export.verify import synthetic_query_gallery
 from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
+from reid_sdk.model.checkpoint import read_checkpoint
 from reid_sdk.model.config import BACKBONE_WIDTHS
 from reid_sdk.model.device import check_cpu_bf16
 from reid_sdk.evaluation.on_dataset import evaluate_model
 from reid_sdk.synthetic.layouts import sample_crops
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
+# The design's targets for the light backbone on 2 cores: OpenVINO INT8 at batch 16 and batch 1, mAP kept.
+LIGHT_BACKBONE = "mobilenet_v2"
+LIGHT_TARGETS = {"openvino_int8_batch16_crops_per_s": 1000, "openvino_int8_batch1_ms": 2.0, "mAP_points_lost": 1.0}
 REFERENCE = "torch fp32"
 BASELINE = "onnxruntime fp32"
 
@@ -200,33 +216,46 @@ def target_summary(runs: list[dict], accuracy: dict[str, dict], trained: dict[st
     return summary
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the torch / ONNX Runtime GPU set")
-    parser.add_argument("--backbone", choices=tuple(BACKBONE_WIDTHS), default="resnet50")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "fp16", "bf16"], help="torch precisions on CUDA")
-    parser.add_argument("--compile", nargs="*", default=[], metavar="MODE",
-                        help="CUDA: also torch.compile modes (e.g. default reduce-overhead max-autotune)")
-    parser.add_argument("--crop-size", type=int, nargs=2, default=(256, 128), metavar=("H", "W"),
-                        help="size of the input crops; other than 256 128 adds resizing to the end-to-end path")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
-    parser.add_argument("--seconds", type=float, default=1.0, help="minimum timed seconds per configuration and round")
-    parser.add_argument("--calibration", type=Path, help="INT8 calibration crops (default: rendered pedestrians)")
-    parser.add_argument("--calibration-images", type=int, default=128)
-    parser.add_argument("--accuracy-checkpoint", type=Path, help="a trained checkpoint for the mAP change")
-    parser.add_argument("--accuracy-data", type=Path, help="its labelled data (query / gallery splits)")
-    parser.add_argument("--accuracy-format", default="market1501")
-    parser.add_argument("--out", help="JSON path (default benchmarks/results/extract_throughput_<device>.json)")
-    args = parser.parse_args(argv)
-    if (args.accuracy_checkpoint is None) != (args.accuracy_data is None):
-        parser.error("--accuracy-checkpoint and --accuracy-data go together")
+def light_backbone_targets(runs: list[dict], trained: dict[str, dict] | None) -> dict[str, Any]:
+    """OpenVINO INT8's best batch-16 crops/s and batch-1 latency (either mode), its mAP change on the trained
+    model, and the design's light-backbone targets met or not (a number not measured fails its target)."""
+    int8 = [run for run in runs if run["backend"].startswith("openvino int8")]
+    rate = max((run["crops_per_s"] for run in int8 if run["batch_size"] == 16), default=0.0)
+    latency = min((run["median_batch_latency_ms"] for run in int8 if run["batch_size"] == 1), default=float("inf"))
+    changes = [row["mAP_change_points"] for name, row in (trained or {}).items() if name.startswith("openvino int8")]
+    lost = -min(changes) if changes else None
+    return {"openvino_int8_batch16_crops_per_s": rate, "openvino_int8_batch1_ms": latency,
+            "mAP_points_lost": lost, "targets": LIGHT_TARGETS,
+            "targets_met": {"batch16_>=_1000": rate >= LIGHT_TARGETS["openvino_int8_batch16_crops_per_s"],
+                            "batch1_<=_2ms": latency <= LIGHT_TARGETS["openvino_int8_batch1_ms"],
+                            "mAP_lost_<=_1": lost is not None and lost <= LIGHT_TARGETS["mAP_points_lost"]}}
 
+
+def checkpoints_by_backbone(paths: list[Path]) -> dict[str, Path]:
+    """Each trained checkpoint under the backbone it holds; ValueError when two hold the same one."""
+    found: dict[str, Path] = {}
+    for path in paths:
+        backbone = read_checkpoint(path)["model_config"]["backbone"]
+        if backbone in found:
+            raise ValueError(f"{found[backbone]} and {path} both hold a {backbone}: give one per backbone")
+        found[backbone] = path
+    return found
+
+
+def result_name(device: str, backbone: str) -> str:
+    """The JSON's name: NL-ResNet-50 keeps the historical name, other backbones add theirs."""
+    name = f"extract_throughput_{device.split(':')[0]}"
+    return name if backbone == "resnet50" else f"{name}_{backbone}"
+
+
+def run_backbone(backbone: str, args: argparse.Namespace, trained_checkpoint: Path | None) -> Path:
+    """Time and compare every backend on one backbone; write its JSON and return the path."""
     on_cuda = args.device.startswith("cuda")
     candidates = (cuda_candidates(args.precisions, [False, *[True if m == "default" else m for m in args.compile]])
                   if on_cuda else cpu_candidates())
+    load_at_start = os.getloadavg()
     torch.manual_seed(0)
-    model = ReIDNet(ModelConfig(backbone=args.backbone, pretrained=None)).eval()
+    model = ReIDNet(ModelConfig(backbone=backbone, pretrained=None)).eval()
     with tempfile.TemporaryDirectory(prefix="reid-bench-") as scratch:
         folder = Path(scratch)
         checkpoint = save_checkpoint(model, folder / "model.pt")
@@ -237,26 +266,64 @@ def main(argv: list[str] | None = None) -> None:
         runs = time_round_robin(extractors, args.batch_sizes, tuple(args.crop_size), args.rounds, args.seconds)
         for run in runs:
             run.update(accuracy[run["backend"]])
-            print(f"{run['backend']:>24} batch {run['batch_size']:>3}: {run['crops_per_s']:8.1f} crops/s, "
+            print(f"{backbone} {run['backend']:>24} batch {run['batch_size']:>3}: {run['crops_per_s']:8.1f} crops/s, "
                   f"{run['median_batch_latency_ms']:8.1f} ms per batch, min cos {run['cosine_min']:.5f}", flush=True)
         del extractors
         trained = None
-        if args.accuracy_checkpoint is not None:
-            trained = trained_model_accuracy(candidates, args.accuracy_checkpoint, args.accuracy_data,
+        if trained_checkpoint is not None:
+            trained = trained_model_accuracy(candidates, trained_checkpoint, args.accuracy_data,
                                              args.accuracy_format, folder / "trained", args.calibration,
                                              args.calibration_images)
     summary = target_summary(runs, accuracy, trained)
-    print("target:", summary)
-    path = write_results(f"extract_throughput_{args.device.split(':')[0]}", {
-        "model": f"NL-{args.backbone}, mixed pooling, {model.input_size[0]}x{model.input_size[1]}, random init",
-        "cpu_info": cpu_description(), "crop_size": list(args.crop_size), "rounds": args.rounds,
+    if backbone == LIGHT_BACKBONE and not on_cuda:
+        summary["light_backbone"] = light_backbone_targets(runs, trained)
+    print(f"{backbone} target:", summary)
+    return write_results(result_name(args.device, backbone), {
+        "model": f"NL-{backbone}, mixed pooling, {model.input_size[0]}x{model.input_size[1]}, random init",
+        "note": args.note, "cpu_info": cpu_description(), "crop_size": list(args.crop_size), "rounds": args.rounds,
+        "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg(),
+        "thread_env": {name: os.environ.get(name) for name in THREAD_VARIABLES},
         "calibration": str(args.calibration or f"{args.calibration_images} rendered synthetic pedestrians"),
         "skipped": {c.name: c.skipped for c in candidates if c.skipped}, "runs": runs,
         "trained_model": None if trained is None else {
-            "checkpoint": str(args.accuracy_checkpoint), "data": str(args.accuracy_data), "backends": trained},
+            "checkpoint": str(trained_checkpoint), "data": str(args.accuracy_data), "backends": trained},
         "target": summary,
-    }, args.out)
-    print(f"wrote {path}")
+    }, args.out if len(args.backbones) == 1 else None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the torch / ONNX Runtime GPU set")
+    parser.add_argument("--backbones", nargs="+", choices=tuple(BACKBONE_WIDTHS), default=["resnet50"],
+                        help="networks measured one after the other, one JSON each")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "fp16", "bf16"], help="torch precisions on CUDA")
+    parser.add_argument("--compile", nargs="*", default=[], metavar="MODE",
+                        help="CUDA: also torch.compile modes (e.g. default reduce-overhead max-autotune)")
+    parser.add_argument("--crop-size", type=int, nargs=2, default=(256, 128), metavar=("H", "W"),
+                        help="size of the input crops; other than 256 128 adds resizing to the end-to-end path")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    parser.add_argument("--seconds", type=float, default=1.0, help="minimum timed seconds per configuration and round")
+    parser.add_argument("--calibration", type=Path, help="INT8 calibration crops (default: rendered pedestrians)")
+    parser.add_argument("--calibration-images", type=int, default=128)
+    parser.add_argument("--accuracy-checkpoint", type=Path, nargs="+", default=[],
+                        help="trained checkpoints for the mAP change, each used for the backbone it holds")
+    parser.add_argument("--accuracy-data", type=Path, help="their labelled data (query / gallery splits)")
+    parser.add_argument("--accuracy-format", default="market1501")
+    parser.add_argument("--note", help="a line stored with the numbers, e.g. 'shared machine, load ~2'")
+    parser.add_argument("--out", help="JSON path, with one backbone (default benchmarks/results/"
+                                      "extract_throughput_<device>[_<backbone>].json)")
+    args = parser.parse_args(argv)
+    if bool(args.accuracy_checkpoint) != (args.accuracy_data is not None):
+        parser.error("--accuracy-checkpoint and --accuracy-data go together")
+    if args.out and len(args.backbones) > 1:
+        parser.error("--out names one file: give one backbone, or leave --out to name one JSON per backbone")
+    try:
+        trained = checkpoints_by_backbone(args.accuracy_checkpoint)
+    except (OSError, ValueError, KeyError) as error:
+        parser.error(f"--accuracy-checkpoint: {error}")
+    for backbone in args.backbones:
+        print(f"wrote {run_backbone(backbone, args, trained.get(backbone))}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The GPU check in one command, for a machine with a CUDA PyTorch, torchvision and ONNX Runtime (CPU) but no
+# The GPU check in one command of about 8 minutes, for a machine with a CUDA PyTorch and torchvision but no
 # package registry: installs the wheels found in WHEEL_DIR (onnxruntime-gpu, faiss-gpu, tensorrt, ... built
-# for that machine's Python and CUDA) into a private folder, then runs benchmarks/gpu_suite.py: the cuda tests
-# and every GPU benchmark in under 10 minutes, JSON in benchmarks/results/ and copied to COPY_DIR (default: $OUT).
+# for that machine's Python and CUDA) into a private folder, then runs benchmarks/gpu_suite.py: extraction,
+# the merge stage, training steps and the cuda tests, each under its own time limit; JSON in
+# benchmarks/results/, copied after every part to COPY_DIR (default: $OUT).
 #
 #   bash benchmarks/gpu_suite.sh [WHEEL_DIR [COPY_DIR]]
 #   bash benchmarks/gpu_suite.sh --dry-run [WHEEL_DIR [COPY_DIR]]   # toy sizes on the CPU: checks the wiring
 #
 # PYTHON picks the interpreter (default python3); REID_GPU_SITE the install folder (default /tmp/reid-gpu-site).
+# The repository runs from its folder (PYTHONPATH), never installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}

@@ -36,6 +36,18 @@ def tiny_model(seed: int = 0, **overrides):
     return model.eval()
 
 
+def with_running_statistics(model, seed: int = 0):
+    """``model`` with every BatchNorm2d's running mean and variance drawn away from 0 / 1 (as after training)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.copy_(torch.rand(module.num_features, generator=generator) - 0.5)
+            module.running_var.copy_(0.5 + 1.5 * torch.rand(module.num_features, generator=generator))
+    return model
+
+
 def random_crops(count: int, seed: int = 0, min_size: int = 16, max_size: int = 96) -> list[np.ndarray]:
     """Random BGR uint8 crops of varied sizes."""
     rng = np.random.default_rng(seed)

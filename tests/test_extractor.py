@@ -14,7 +14,7 @@ from reid_sdk.inference.extractor import FeatureExtractor, NonFiniteFeaturesErro
 from reid_sdk.model.device import cpu_has_amx
 from reid_sdk.model import save_checkpoint
 from reid_sdk.inference.preprocess import preprocess_batch
-from tests.helpers import random_crops, tiny_model
+from tests.helpers import random_crops, tiny_model, with_running_statistics
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,18 @@ def test_features_equal_the_network_on_the_shared_preprocessing(model):
     np.testing.assert_allclose(FeatureExtractor(model, device="cpu").extract(crops), expected, atol=1e-6)
 
 
+def test_on_the_cpu_the_backend_folds_batch_norms_runs_channels_last_and_keeps_the_features():
+    model = with_running_statistics(tiny_model(seed=6))
+    crops = random_crops(4, seed=9)
+    expected = model(torch.from_numpy(preprocess_batch(crops, model.input_size))).detach().numpy()
+    extractor = FeatureExtractor(model, device="cpu")
+    np.testing.assert_allclose(extractor.extract(crops), expected, atol=1e-5)  # fp32 within rounding
+    network = extractor.backend.network
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in network.modules())
+    assert network.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert isinstance(model.stem[1], torch.nn.BatchNorm2d)  # the caller's module keeps its own
+
+
 def test_rgb_channel_order_matches_flipped_bgr(model):
     crops = random_crops(2, seed=6)
     bgr = FeatureExtractor(model, device="cpu").extract(crops)
@@ -64,7 +76,7 @@ import numpy as np
 import reid_sdk.model.device as device_module
 from reid_sdk.inference.extractor import FeatureExtractor, NonFiniteFeaturesError
 from reid_sdk.model.device import cpu_has_amx
-from tests.helpers import random_crops, tiny_model
+from tests.helpers import random_crops, tiny_model, with_running_statistics
 model = tiny_model(seed=3)
 crops = random_crops(4, seed=8)
 fp32 = FeatureExtractor(model, device="cpu").extract(crops)

@@ -33,24 +33,49 @@ def test_the_script_is_valid_bash():
     assert subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True).returncode == 0
 
 
-def test_dry_run_installs_the_wheels_runs_every_step_and_copies_the_json(tmp_path):
+def _blocked_modules(folder: Path, names: tuple[str, ...]) -> Path:
+    """Packages that refuse to import, put first on PYTHONPATH: the GPU machine has no FAISS nor OpenVINO."""
+    for name in names:
+        (folder / name).mkdir(parents=True)
+        (folder / name / "__init__.py").write_text(f"raise ImportError('{name} is not on this machine')\n")
+    return folder
+
+
+def test_dry_run_installs_the_wheels_runs_every_part_without_faiss_and_copies_the_json(tmp_path):
     _probe_wheel(tmp_path / "wheels")
-    env = {**os.environ, "PYTHON": sys.executable, "REID_GPU_SITE": str(tmp_path / "site"), "OUT": ""}
+    blocked = _blocked_modules(tmp_path / "blocked", ("faiss", "openvino", "tensorrt"))
+    env = {**os.environ, "PYTHON": sys.executable, "REID_GPU_SITE": str(tmp_path / "site"), "OUT": "",
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(blocked), os.environ.get("PYTHONPATH"))))}
     result = subprocess.run(["bash", str(SCRIPT), "--dry-run", str(tmp_path / "wheels"), str(tmp_path / "copy")],
                             capture_output=True, text=True, env=env, timeout=4 * DRY_RUN_LIMIT_S + 300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "reid_probe" / "__init__.py").is_file()
     report = json.loads((tmp_path / "copy" / "gpu_suite.json").read_text())
     assert report["dry_run"] and report["wheels"] == ["reid_probe-0.1-py3-none-any.whl"]
-    assert list(report["steps"]) == ["tests", "extract", "clustering", "train"]
+    assert report["modules"]["faiss"].startswith("not importable") and report["modules"]["torch"]
+    assert list(report["steps"]) == ["extract", "clustering", "train", "tests"]  # priority order
     for name, step in report["steps"].items():
         assert step["returncode"] == 0 and not step["timed_out"], (name, (tmp_path / "copy" / "gpu_suite.log").read_text())
         assert (tmp_path / "copy" / step["output"]).is_file()
     assert report["tests"]["failed"] == report["tests"]["errors"] == 0 and report["tests"]["skipped"] + \
         report["tests"]["passed"] >= 10
-    assert report["extract"]["best_end_to_end"]["eager"]["crops_per_s"] > 0
-    assert set(report["clustering"]["stage_seconds"]) == {"1500"}
-    assert report["train"]["projected_full_run"]["stages"] >= 1 and len(report["train"]["stages"]) == 1
+    assert report["extract"]["best_end_to_end"]["eager fp32"]["crops_per_s"] > 0
+    assert set(report["extract"]["channels_last_speedup"]) == {"fp32 batch 2"}
+    extract = json.loads((tmp_path / "copy" / "gpu_extract_cpu.json").read_text())
+    assert {run["engine"] for run in extract["runs"] if "skipped" in run} == {"tensorrt"}
+    assert set(report["clustering"]["stage_seconds"]) == set(report["clustering"]["stage_over_gram"]) == {"1500"}
+    assert list(report["train"]["images_per_s"]) == ["batch 2, fp32, NCHW"]
+    assert report["train"]["train_gflop_per_image"] > 0
+
+
+def test_a_part_missing_a_module_is_skipped_and_named(tmp_path, monkeypatch):
+    from benchmarks import gpu_suite
+
+    probe = Step("needs-nothing-here", 5, (sys.executable, "-c", "pass"), "none.json", ("reid_no_such_module",))
+    monkeypatch.setattr(gpu_suite, "steps", lambda results, dry_run: [probe])
+    monkeypatch.setattr(gpu_suite, "DEFAULT_STEPS", ("needs-nothing-here",))
+    report = json.loads(gpu_suite.main(["--dry-run", "--results", str(tmp_path)]).read_text())
+    assert report["steps"]["needs-nothing-here"] == {"skipped": "needs reid_no_such_module"}
 
 
 def test_a_step_past_its_limit_is_stopped_with_its_children(tmp_path):

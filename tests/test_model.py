@@ -1,14 +1,17 @@
-"""The network: shapes and modes, non-local blocks (eq. 7-9), pooling, configuration errors."""
+"""The network: shapes and modes, non-local blocks (eq. 7-9), pooling, BatchNorm folding, configuration errors."""
+
+import copy
 
 import numpy as np
 import pytest
 import torch
 
 from reid_sdk.model import ModelConfig, ReIDNet, TrainOutput
+from reid_sdk.model.network import fold_batch_norms
 from reid_sdk.model.non_local import NonLocalBlock
 from reid_sdk.model.pooling import GlobalPool
 from reid_sdk.training.stage_sgd import parameter_groups
-from tests.helpers import tiny_config, tiny_model
+from tests.helpers import tiny_config, tiny_model, with_running_statistics
 
 BACKBONES = [("resnet18", 512), ("resnet34", 512), ("resnet50", 2048), ("mobilenet_v2", 1280)]
 
@@ -178,3 +181,14 @@ def test_config_dict_round_trip_and_unknown_keys():
     assert ModelConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown model config keys: colour"):
         ModelConfig.from_dict({**config.to_dict(), "colour": "red"})
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50", "mobilenet_v2"])
+def test_folding_the_batch_norms_keeps_the_features_and_leaves_none(backbone):
+    model = with_running_statistics(tiny_model(seed=2, backbone=backbone))
+    images = torch.randint(0, 256, (3, 3, 64, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = model(images)
+        folded = fold_batch_norms(copy.deepcopy(model))
+        assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in folded.modules())
+        torch.testing.assert_close(folded(images), expected, atol=1e-5, rtol=0)

@@ -9,12 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
 from reid_sdk.model.backbones import build_trunk
 from reid_sdk.model.config import PIXEL_MEAN, PIXEL_STD, ModelConfig
 from reid_sdk.model.non_local import NonLocalBlock
 from reid_sdk.model.pooling import GlobalPool
 
 _PIXEL_BUFFERS = ("pixel_mean", "pixel_std")
+_BLOCK_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))  # torchvision's BasicBlock / Bottleneck
 
 
 class TrainOutput(NamedTuple):
@@ -117,3 +120,28 @@ class ReIDNet(nn.Module):
         if self.training:
             return self.features_and_embeddings(images)
         return F.normalize(self.pooled_features(images).float(), dim=1)
+
+
+def fold_batch_norms(network: ReIDNet) -> ReIDNet:
+    """Fold, in place, every BatchNorm2d into the convolution that feeds it; returns ``network`` (eval mode).
+
+    For inference on the CPU, where torch runs each BatchNorm as a separate pass over the activations
+    (ONNX Runtime and OpenVINO fold them when they load a model). The outputs stay equal within fp32
+    rounding. The folded network has no BatchNorm2d parameters left: it is for running, not for saving.
+    Pairs are a Conv2d followed by a BatchNorm2d in an nn.Sequential (stems, downsamples, MobileNetV2's
+    blocks, the non-local blocks' W_z) and torchvision's residual blocks' ``convK`` / ``bnK``.
+    """
+    network.eval()
+    for module in list(network.modules()):
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for first, second in zip(names, names[1:]):
+                conv, norm = module._modules[first], module._modules[second]
+                if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                    module._modules[first], module._modules[second] = fuse_conv_bn_eval(conv, norm), nn.Identity()
+        for conv_name, norm_name in _BLOCK_PAIRS:
+            conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                setattr(module, conv_name, fuse_conv_bn_eval(conv, norm))
+                setattr(module, norm_name, nn.Identity())
+    return network

@@ -115,7 +115,7 @@ class TrainConfig:
     temperature: float = 0.1
     memory_momentum: float = 0.5
     amp: str = "auto"  # CUDA: bf16 where supported, else fp16; ignored on CPU
-    channels_last: bool = True
+    channels_last: bool = True  # NHWC activations: faster on CUDA and on oneDNN CPUs (MobileNetV2 1.5x)
     eval_batch_size: int = 128
     init_checkpoint: str | None = None  # start from a reid-sdk checkpoint of the same model config
     select_by: str = "auto"  # which stage best.pt keeps: map (needs query/gallery), label_free, auto = map if possible

@@ -70,7 +70,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
         self.amp_dtype = resolve_amp(config.train.amp, self.device)
-        self.channels_last = config.train.channels_last and self.device.type == "cuda"
+        self.channels_last = config.train.channels_last  # CPU too: oneDNN reorders NCHW activations at every conv
         self.splits = self._load_data()
         self.eval_splits = self._load_eval_data()
         self.schedule = self._merge_schedule()  # refuses a schedule that runs no stage before any work

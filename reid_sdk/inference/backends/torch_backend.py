@@ -1,4 +1,10 @@
-"""The torch backend: eager or compiled ReIDNet on CPU or CUDA (fp16/bf16, channels_last, pinned uploads)."""
+"""The torch backend: eager or compiled ReIDNet on CPU or CUDA (fp16/bf16, channels_last, pinned uploads).
+
+On the CPU the private copy has its BatchNorms folded into the convolutions and runs channels_last: oneDNN's
+NHWC convolutions need no activation reorder around each layer (in NCHW they cost about a third of the time),
+max pooling has a vectorised kernel, and no BatchNorm pass is left. Against the plain NCHW module this gave
+1.3x the crops/s for NL-ResNet-50 at batch 16 and 1.7x for NL-MobileNetV2 (benchmarks/cpu_speed.py).
+"""
 
 from __future__ import annotations
 
@@ -11,14 +17,16 @@ import torch
 
 from reid_sdk.inference.model_contract import weights_fingerprint
 from reid_sdk.model import ReIDNet, load_checkpoint
+from reid_sdk.model.network import fold_batch_norms
 from reid_sdk.model.device import PRECISIONS, resolve_device, resolve_precision, true_fp32
 
 class TorchBackend:
     """Runs a ReIDNet (given, or loaded from a checkpoint) in inference mode.
 
-    The model is copied, so converting it to fp16 / channels_last never alters the
-    caller's (e.g. a trainer's) module. With ``compile`` the batch shape is kept
-    fixed (short batches are padded) so the compiled graph is never rebuilt.
+    The model is copied, so converting it to fp16 / channels_last or folding its
+    BatchNorms (on the CPU) never alters the caller's (e.g. a trainer's) module. With
+    ``compile`` the batch shape is kept fixed (short batches are padded) so the
+    compiled graph is never rebuilt.
     """
 
     def __init__(self, model: ReIDNet | str | Path, device: str = "auto", precision: str = "auto",
@@ -32,9 +40,9 @@ class TorchBackend:
         else:
             raise ValueError(f"expected a ReIDNet or a checkpoint path, got {type(model).__name__}")
         self.model_id: str = weights_fingerprint(network.config.to_dict(), network.state_dict())
-        network = network.eval().to(self.device, self.dtype)
-        if self.device.type == "cuda":
-            network = network.to(memory_format=torch.channels_last)
+        if self.device.type == "cpu":
+            fold_batch_norms(network)  # in fp32, before any cast
+        network = network.eval().to(self.device, self.dtype).to(memory_format=torch.channels_last)
         self.input_size: tuple[int, int] = network.input_size
         self.feature_dim: int = network.feature_dim
         self.max_batch = max_batch
