@@ -116,7 +116,8 @@ def test_label_free_scores_are_the_stage_model_on_its_training_set(market, label
     run_dir = RunDirectory(out)
     trainer = Trainer(_config(market, "market1501", *LABEL_FREE), tmp_path / "check")
     trainer.model.load_state_dict(run_dir.load_stage(1)["model_state"])
-    features = extract_records(trainer.model, trainer.splits.train, torch.device("cpu")).features.numpy()
+    features = extract_records(trainer.model, trainer.splits.train, torch.device("cpu"),
+                               channels_last=trainer.channels_last).features.numpy()
     cameras = np.array([record.camera for record in trainer.splits.train])
     learnt = run_dir.load_stage(0)["labels"]
     assert rows[1].fit_silhouette == pytest.approx(_slow_silhouette(features, learnt.numpy()), abs=1e-5)
@@ -308,7 +309,8 @@ def test_camera_aware_run_merges_the_centred_features_of_its_model(market, tmp_p
     result = trainer.run()[0]
     assert np.isfinite(result.loss) and result.clusters_after == 18
     trainer.model.load_state_dict(RunDirectory(tmp_path / "run").load_stage(0)["model_state"])
-    features = extract_records(trainer.model, trainer.splits.train, torch.device("cpu")).features
+    features = extract_records(trainer.model, trainer.splits.train, torch.device("cpu"),
+                               channels_last=trainer.channels_last).features
     cameras = torch.tensor([record.camera for record in trainer.splits.train])
     expected = merge_stage(center_per_camera(features, cameras), torch.arange(len(features)), 6)
     assert torch.equal(RunDirectory(tmp_path / "run").load_stage(0)["labels"], expected)
