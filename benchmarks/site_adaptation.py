@@ -75,6 +75,7 @@ def run_configuration(site: Path, seed: int, name: str, overrides: list[str], wo
            "chosen_stage": result.training["best_stage"], "stages": result.training["stages"],
            "chosen_stage_pairwise_precision": result.training["best"].get("pairwise_precision"),
            "chosen_stage_pairwise_f": result.training["best"].get("pairwise_f"),
+           "train_seconds": result.training["seconds"], "match_seconds": result.before.seconds + result.after.seconds,
            "step_seconds": result.seconds, "wall_seconds_this_call": round(time.perf_counter() - start, 1)}
     print(f"seed {seed} {name:50s} rank-1 {row['start_rank1']:.3f} -> {row['rank1']:.3f}  "
           f"mAP {row['start_mAP']:.3f} -> {row['mAP']:.3f}  (stage {row['chosen_stage']} of {row['stages']})",
@@ -94,8 +95,8 @@ def summarise(rows: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     """Means over seeds per configuration, the best one, and the cannot-link twins."""
     per = {name: [row for row in rows if row["configuration"] == name] for name in names}
     means = {name: {"rank1": _mean([r["rank1"] for r in runs]), "mAP": _mean([r["mAP"] for r in runs]),
-                    "seeds": len(runs), "minutes": round(statistics.fmean(sum(r["step_seconds"].values())
-                                                                          for r in runs) / 60, 1)}
+                    "seeds": len(runs),
+                    "train_minutes": round(statistics.fmean(r["train_seconds"] for r in runs) / 60, 1)}
              for name, runs in per.items() if runs}
     best = max(means, key=lambda name: (means[name]["rank1"], means[name]["mAP"]))
     twins = [(with_, without) for with_, without in TWINS.items() if with_ in means and without in means]

@@ -8,10 +8,11 @@ import cv2
 import pytest
 
 from reid_sdk.cli.index import main
-from reid_sdk.cli.tracks import MATCH_COLUMNS
 from reid_sdk.gallery import Gallery
 from reid_sdk.synthetic.video import VideoSetConfig, render_videos
 from reid_sdk.tracks import read_track_identities
+from reid_sdk.tracks.match_table import MATCH_COLUMNS
+from reid_sdk.tracks.mot import read_mot
 from tests.helpers import tiny_model
 
 
@@ -53,6 +54,10 @@ def test_ingest_then_match(setup, capsys):
     assert all(r["match_camera"] == "c1" and r["identity"] == second_ids[int(r["track_id"])] for r in rows)
     assert all(r["match_identity"] in first_ids.values() and -1 <= float(r["score"]) <= 1 for r in rows)
     assert [r["rank"] for r in rows if r["track_id"] == rows[0]["track_id"]] == ["1", "2"]
+    mot = read_mot(second.tracks)
+    spans = {track: (mot.frames[mot.track_ids == track].min(), mot.frames[mot.track_ids == track].max())
+             for track in second_ids}
+    assert all((int(r["first_frame"]), int(r["last_frame"])) == spans[int(r["track_id"])] for r in rows)
     image = cv2.imread(str(picture))
     title = image.shape[0] - len(second_ids) * (160 + 8 + 34 + 6)  # a row per track: bordered crop, captions, gap
     assert title % 22 == 2 and 0 < title < 200 and image.shape[1] == 560  # query + 2 matches, widened for the title

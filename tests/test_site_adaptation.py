@@ -14,6 +14,7 @@ import pytest
 
 from reid_sdk.datasets import DatasetLayoutError, load_dataset
 from reid_sdk.synthetic.video import VideoSetConfig, render_videos
+from reid_sdk.tracks.match_table import MATCH_COLUMNS
 from reid_sdk.tracks.mot import read_mot, write_mot
 from reid_sdk.tracks.site import find_site
 from reid_sdk.tracks.site_tracklets import CACHE_FOLDER, TrackletOptions, prepare_site, read_site_tracklets
@@ -263,14 +264,16 @@ def test_adapt_runs_end_to_end_and_resumes_without_repeating_work(rendered, tmp_
                                                                        "matches_c3.png"]
     assert result.before.rank1 is not None and result.after.queries == result.before.queries > 0
     header, *rows = (out / "after" / "matches.csv").read_text().splitlines()
-    assert header.startswith("camera,track_id,identity,first_frame,last_frame,rank,match_camera")
-    assert all(row.split(",")[0] != row.split(",")[6] for row in rows)  # matches come from other cameras
+    assert header == ",".join(MATCH_COLUMNS)  # reid-index match's format
+    assert all(row.split(",")[0] != row.split(",")[8] for row in rows)  # matches come from other cameras
     report = json.loads((out / "report.json").read_text())
     assert report["after"]["tracks"] == result.after.tracks == len(read_site_tracklets(out / "tracklets").tracks)
     records = load_dataset(out / "tracklets", "videos").train
     run = RunDirectory(out / "train")
     labels = run.load_stage(run.completed_stages()[-1])["labels"].numpy()
     assert CannotLink.of_records(records).violations(labels) == 0
+    cost = json.loads((out / "seconds.json").read_text())
+    assert report["seconds"] == cost and set(cost) == {"tracklets", "before", "train", "export", "after"}
 
     def never(*args, **kwargs):
         raise AssertionError("a finished step ran again")
@@ -283,6 +286,8 @@ def test_adapt_runs_end_to_end_and_resumes_without_repeating_work(rendered, tmp_
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "before (ImageNet start):" in printed and "parity with torch: passed" in printed
+    resumed = json.loads((out / "report.json").read_text())["seconds"]
+    assert all(resumed[step] >= cost[step] for step in cost) and resumed["train"] > 0  # what the steps cost
     assert main([str(site), "--out", str(out), "--device", "cpu"]) == 2  # other settings: refused, nothing lost
     assert "holds another adaptation (its settings differ" in capsys.readouterr().err
 

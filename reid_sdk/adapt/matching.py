@@ -14,8 +14,6 @@ camera saw.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import time
@@ -31,6 +29,7 @@ from reid_sdk.gallery import Match
 from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.search.index import ReIDIndex, TrackMatches
 from reid_sdk.tracks import FrameQuality, IngestReport, TrackFeature, read_box, read_track_identities
+from reid_sdk.tracks.match_table import MatchedTrack, write_match_table
 from reid_sdk.tracks.site import SiteLayout
 from reid_sdk.visualize.matches import render_track_matches
 from reid_sdk.visualize.tiles import write_image
@@ -38,8 +37,6 @@ from reid_sdk.visualize.tiles import write_image
 logger = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
-MATCH_COLUMNS = ("camera", "track_id", "identity", "first_frame", "last_frame", "rank", "match_camera",
-                 "match_track_id", "match_identity", "score")
 _OTHER_CAMERA = 4.0  # a cosine distance beyond any real one (<= 2): same-camera entries rank after all others
 
 
@@ -120,7 +117,7 @@ def match_site(model: str | Path, site: SiteLayout, out: str | Path, k: int = 5,
     _score_unlabelled(summary, distances, threshold)
     _score_labelled(summary, distances, entries, cameras)
     results = _top_matches(index, entries, vectors, k)
-    _write_csv(out / "matches.csv", results)
+    write_match_table(out / "matches.csv", [_table_row(result) for result in results])
     for camera in site.cameras:
         shown = [result for result in results if str(result.entry.camera) == camera.name][:picture_tracks]
         if shown:
@@ -158,9 +155,9 @@ class _TrackResult:
 
 def _entries(index: ReIDIndex) -> list[_Entry]:
     """Every entry of the gallery with its stored labels, by camera then track id."""
-    ids = index.gallery.ids()
-    rows = index.gallery.matches(np.zeros((1, len(ids)), np.float32), ids[None])[0] if len(ids) else []
-    entries = [_Entry(m.entry_id, m.camera, int(m.track_id), m.identity, m.metadata) for m in rows]
+    rows = index.gallery.rows(index.gallery.ids())
+    entries = [_Entry(entry_id, row.camera, int(row.track_id), row.identity, row.metadata)
+               for entry_id, row in rows.items()]
     return sorted(entries, key=lambda e: (str(e.camera), e.track_id))
 
 
@@ -190,6 +187,12 @@ def _score_labelled(summary: SiteMatching, distances: np.ndarray, entries: list[
     summary.queries = result.num_valid_queries
 
 
+def _table_row(result: _TrackResult) -> MatchedTrack:
+    entry, meta = result.entry, result.entry.metadata
+    return MatchedTrack(entry.camera, entry.track_id, entry.identity, int(meta["first_frame"]), int(meta["last_frame"]),
+                        float(meta["first_time"]), float(meta["last_time"]), result.matches)
+
+
 def _query_track(entry: _Entry, feature: np.ndarray) -> TrackFeature:
     """The TrackFeature a gallery entry was made from, its best crop read back from the video (for pictures)."""
     meta = entry.metadata
@@ -207,20 +210,3 @@ def _top_matches(index: ReIDIndex, entries: list[_Entry], vectors: np.ndarray, k
         matches = index.search_features(vectors[position : position + 1], k=k, exclude_camera=entry.camera)[0]
         results.append(_TrackResult(entry, vectors[position], matches))
     return results
-
-
-def _write_csv(path: Path, results: list[_TrackResult]) -> None:
-    """``matches.csv``: one row per (track, match), best first; a track without a match gets one row."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(MATCH_COLUMNS)
-    for result in results:
-        entry = result.entry
-        head = [entry.camera, entry.track_id, entry.identity or "", entry.metadata["first_frame"],
-                entry.metadata["last_frame"]]
-        for rank, match in enumerate(result.matches, start=1):
-            writer.writerow(head + [rank, match.camera, match.track_id, match.identity or "", f"{match.score:.4f}"])
-        if not result.matches:
-            writer.writerow(head + [""] * (len(MATCH_COLUMNS) - len(head)))
-    with atomic_write(path) as handle:
-        handle.write(buffer.getvalue().encode())

@@ -15,6 +15,7 @@ resumes an interrupted run (training from its last finished stage):
 6. ``report.json``: before and after side by side.
 
 ``adapt.json`` records the site and the settings; a run folder refuses to continue with other ones.
+``seconds.json`` keeps what each step has cost, summed over the calls that finished it.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class AdaptPaths:
         self.parity = self.root / "parity.json"
         self.after = self.root / "after"
         self.report = self.root / "report.json"
+        self.seconds = self.root / "seconds.json"
 
 
 @dataclass
@@ -112,37 +114,36 @@ def adapt_site(site: str | Path, out: str | Path, settings: AdaptSettings = Adap
     layout = find_site(site)
     require_two_cameras([camera.name for camera in layout.cameras], layout.root)  # before any work
     _claim(paths, layout.root, settings)
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
+    clock = StepClock(paths.seconds)
 
     log.info("[1/%d] tracklets of %d camera(s) into %s", STEPS, len(layout.cameras), paths.tracklets)
     tracklets = prepare_site(layout, paths.tracklets, settings.tracklet_options(), progress=progress)
     site_splits(tracklets)  # refuses a site with tracks from fewer than two cameras, before any training
     config = settings.run_config(paths.tracklets, paths.start)
-    seconds["tracklets"], clock = _lap(clock)
+    clock.lap("tracklets")
 
     log.info("[2/%d] the ImageNet start (%s) on the site: %s", STEPS, config.model.backbone, paths.before)
     _save_start(config, paths.start)
     before = read_matching(paths.before) or _match(paths.start, layout, paths.before, settings, settings.device,
                                                    progress)
     log.info("before: %s", before.line())
-    seconds["before"], clock = _lap(clock)
+    clock.lap("before")
 
     log.info("[3/%d] training on the tracklets (reid-train run in %s)", STEPS, paths.train)
     training = _train(config, paths)
-    seconds["train"], clock = _lap(clock)
+    clock.lap("train")
 
     log.info("[4/%d] exporting stage %d to %s and checking parity", STEPS, training["best_stage"], paths.model)
     parity = _export(paths, tracklets, settings)
-    seconds["export"], clock = _lap(clock)
+    clock.lap("export")
 
     log.info("[5/%d] the adapted model on the site: %s", STEPS, paths.after)
     after = read_matching(paths.after) or _match(paths.model, layout, paths.after, settings,
                                                  _onnx_device(settings.device), progress)
     log.info("after: %s", after.line())
-    seconds["after"], clock = _lap(clock)
+    clock.lap("after")
 
-    result = AdaptResult(paths, tracklets, before, after, training, parity, seconds)
+    result = AdaptResult(paths, tracklets, before, after, training, parity, dict(clock.seconds))
     log.info("[6/%d] report: %s", STEPS, paths.report)
     with atomic_write(paths.report) as handle:
         handle.write(json.dumps(result.to_dict(), indent=1).encode())
@@ -172,9 +173,28 @@ def _claim(paths: AdaptPaths, site: Path, settings: AdaptSettings) -> None:
         handle.write(json.dumps(record, indent=1).encode())
 
 
-def _lap(clock: float) -> tuple[float, float]:
-    now = time.perf_counter()
-    return round(now - clock, 1), now
+class StepClock:
+    """Seconds per step, summed over the calls that finished it and kept in a file after each step, so a resumed
+    run reports what its steps cost (not the instant the last call spent skipping them); an interrupted call's
+    time on its unfinished step is not counted."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seconds: dict[str, float] = {}
+        if path.is_file():
+            try:
+                self.seconds = {str(step): float(value) for step, value in json.loads(path.read_text()).items()}
+            except (ValueError, AttributeError) as error:
+                log.warning("%s is damaged (%s): step times start again from this call", path, error)
+        self._clock = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        """Add the time since the last lap (or the start of this call) to ``step`` and save."""
+        now = time.perf_counter()
+        self.seconds[step] = round(self.seconds.get(step, 0.0) + now - self._clock, 1)
+        self._clock = now
+        with atomic_write(self.path) as handle:
+            handle.write(json.dumps(self.seconds, indent=1).encode())
 
 
 def _save_start(config: RunConfig, path: Path) -> None:

@@ -17,7 +17,6 @@ empty match fields.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -28,12 +27,10 @@ from reid_sdk.search.gallery_writer import GalleryTarget, IngestInterrupted
 from reid_sdk.search.index import ReIDIndex, TrackMatches
 from reid_sdk.search.units import VideoUnit
 from reid_sdk.tracks import FrameQuality, read_track_identities
+from reid_sdk.tracks.match_table import MatchedTrack, write_match_table
 from reid_sdk.tracks.site import find_site
 from reid_sdk.visualize.matches import render_track_matches
 from reid_sdk.visualize.tiles import write_image
-
-MATCH_COLUMNS = ("camera", "track_id", "identity", "first_time", "last_time", "rank", "match_camera",
-                 "match_track_id", "match_identity", "score", "match_entry_id", "match_first_time")
 
 
 def _index(args: argparse.Namespace) -> ReIDIndex:
@@ -87,17 +84,6 @@ def ingest(args: argparse.Namespace) -> int:
     return engines.report_failed_units("reid-index", summary)
 
 
-def _rows(result: TrackMatches, camera: str, identity: str | None, threshold: float) -> list[list]:
-    track = result.track
-    head = [camera, track.track_id, identity or "", f"{track.first_time:.2f}", f"{track.last_time:.2f}"]
-    kept = [match for match in result.matches if match.score >= threshold]
-    if not kept:
-        return [head + [""] * (len(MATCH_COLUMNS) - len(head))]
-    return [head + [rank, match.camera, match.track_id, "" if match.identity is None else match.identity,
-                    f"{match.score:.4f}", match.entry_id, "" if match.timestamp is None else f"{match.timestamp:.2f}"]
-            for rank, match in enumerate(kept, start=1)]
-
-
 def match(args: argparse.Namespace) -> int:
     if not -1.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold is a cosine similarity in [-1, 1], got {args.threshold}")
@@ -106,17 +92,14 @@ def match(args: argparse.Namespace) -> int:
     results = index.search_tracks(args.video, args.tracks, args.camera, k=args.k, rerank=args.rerank,
                                   **_video_options(args))
     results.sort(key=lambda result: result.track.track_id)
-    with open(args.out, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(MATCH_COLUMNS)
-        for result in results:
-            writer.writerows(_rows(result, args.camera, identities.get(result.track.track_id), args.threshold))
-    matched = sum(any(m.score >= args.threshold for m in result.matches) for result in results)
+    kept = [TrackMatches(r.track, [m for m in r.matches if m.score >= args.threshold]) for r in results]
+    write_match_table(args.out, [MatchedTrack.of(args.camera, r.track, identities.get(r.track.track_id), r.matches)
+                                 for r in kept])
+    matched = sum(bool(result.matches) for result in kept)
     print(f"{len(results)} tracks of camera {args.camera}, {matched} with a match >= {args.threshold} in another "
           f"camera; written to {args.out}")
     if args.picture:
-        shown = [TrackMatches(r.track, [m for m in r.matches if m.score >= args.threshold]) for r in results]
-        write_image(render_track_matches(shown, args.camera, identities, args.threshold), args.picture)
+        write_image(render_track_matches(kept, args.camera, identities, args.threshold), args.picture)
         print(f"picture written to {args.picture}")
     return EXIT_OK
 
