@@ -6,9 +6,10 @@ training images/s against the cores' fp32 peak.
    channels_last) and on ONNX Runtime fp32 (the same network exported), and the plain module in NCHW (what
    the torch backend ran before; the trainer's extraction runs it so), end to end from uint8 crops, timed
    in interleaved rounds (medians). Target: torch within 1.5x of ONNX Runtime.
-2. Training: reid-train's SGD step (``benchmarks.train_steps``) for NL-ResNet-18 at 128 x 64 (the demo's and
-   cpu-smoke's network, batch 32) and NL-MobileNetV2 at 256 x 128 (batch 16), in NCHW (what reid-train runs
-   on a CPU) and channels_last, images/s and the share of the fp32 peak (``benchmarks.cpu_peak``; aim >= 30 %).
+2. Training: reid-train's SGD step (``benchmarks.train_steps``) for NL-ResNet-18 at 128 x 64 (cpu-smoke's
+   network, batch 32) and NL-MobileNetV2 at 256 x 128 (batch 16), in NCHW and channels_last (reid-train's
+   layout on every device), images/s and the share of the fp32 peak (``benchmarks.cpu_peak``; aim >= 30 %);
+   ``benchmarks.train_profile`` splits a step's time by kind of layer.
 3. The data path of training: milliseconds per image to decode a rendered crop and augment it (the trainer's
    transforms) in the calling process, against a training step's milliseconds per image.
 

@@ -44,7 +44,6 @@ CONFIGURATIONS: dict[str, list[str]] = {
     "imd_cpd+camera_centering": ["clustering.camera_centering=true"],
     "imd_cpd+camera_proxy": ["train.loss=camera_proxy"],
     "imd_cpd+both": ["clustering.camera_centering=true", "train.loss=camera_proxy"],
-    "buc+both": ["clustering.linkage=buc", "clustering.camera_centering=true", "train.loss=camera_proxy"],
 }
 #: The network and a schedule that suits an ImageNet start on a CPU: MobileNetV2 at 128 x 64, a short first
 #: stage of instance discrimination, then Algorithm 1 with 10 % merges per stage.

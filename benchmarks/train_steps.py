@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> Path:
                         help="16 is the paper's (reid-train's default)")
     parser.add_argument("--amp", nargs="+", choices=AMP_MODES, help="default: bf16 and fp16 on CUDA, off on a CPU")
     parser.add_argument("--memory-format", nargs="+", choices=("channels_last", "nchw"),
-                        help="default: channels_last on CUDA (as reid-train), NCHW on a CPU")
+                        help="default: channels_last (as reid-train)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=3, help="steps before timing (allocator, cuDNN autotuning)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> Path:
         torch.backends.cudnn.benchmark = True  # as reid-train on CUDA
     on_cuda = device.type == "cuda"
     amp_modes = args.amp or (["bf16", "fp16"] if on_cuda else ["off"])
-    layouts = [name == "channels_last" for name in args.memory_format or (["channels_last"] if on_cuda else ["nchw"])]
+    layouts = [name == "channels_last" for name in args.memory_format or ["channels_last"]]
     config = ModelConfig(backbone=args.backbone, input_size=tuple(args.input_size), embedding_dim=args.embedding_dim,
                          pretrained=None)
     name = f"train_steps_{device.type}"
