@@ -13,7 +13,7 @@ import pytest
 
 from reid_sdk.cli.demo import main
 from reid_sdk.demo.run import MARKER, prepare_output
-from reid_sdk.demo.settings import DEEP_SORT_INSTALL, demo_settings
+from reid_sdk.demo.settings import CAMERA_AWARE, DEEP_SORT_INSTALL, PAPER, demo_settings
 from reid_sdk.model.pretrained import find_deep_sort_weights
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -24,11 +24,11 @@ VARIANT_ROWS = {"imd_cpd": TABLE_ROWS[1], "camera_aware": TABLE_ROWS[2]}
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """Run the quick demo once; (exit code, printed text, output folder)."""
+    """Run the quick demo once, both variants; (exit code, printed text, output folder)."""
     out = tmp_path_factory.mktemp("demo") / "out"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):  # capsys is per test; this fixture is per module
-        code = main(["--quick", "--out", str(out), "--device", "cpu"])
+        code = main(["--quick", "--compare", "--out", str(out), "--device", "cpu"])
     return code, printed.getvalue(), out
 
 
@@ -87,6 +87,12 @@ def test_variants_train_from_one_start_with_their_options(demo):
     trained, _ = load_checkpoint(out / "runs" / "camera_aware" / "best.pt")
     assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(initial.state_dict().values(),
                                                                        trained.state_dict().values()))
+
+
+def test_the_demo_trains_the_camera_aware_variant_and_compares_on_request():
+    for mode in ("quick", "cpu", "cuda"):
+        assert demo_settings(mode, "cpu").variants == (CAMERA_AWARE,)
+        assert demo_settings(mode, "cpu", compare=True).variants == (PAPER, CAMERA_AWARE)  # the exported one last
 
 
 def test_start_is_imagenet_when_the_weights_are_installed_else_random_with_a_hint(monkeypatch, tmp_path):

