@@ -28,17 +28,19 @@ from reid_sdk.adapt.pipeline import adapt_site
 from reid_sdk.adapt.settings import ADAPT_DEFAULTS, AdaptSettings
 from reid_sdk.synthetic.video import VideoSetConfig, render_videos
 
+_PAPER = ["train.loss=repelled", "clustering.camera_centering=false"]
 _BOTH = ["clustering.camera_centering=true", "train.loss=camera_proxy"]
 _NO_CANNOT_LINK = ["clustering.cannot_link=false"]
-#: The paper's method (IMD + 0.3 CPD, repelled loss), the camera-aware options alone and together; cannot-link
-#: is on unless the name says otherwise (it is reid-adapt's default).
+#: The paper's method (IMD + 0.3 CPD, repelled loss), the camera-aware options alone and together (reid-adapt's
+#: default); cannot-link is on unless the name says otherwise (reid-adapt's default too).
 CONFIGURATIONS: dict[str, list[str]] = {
-    "imd_cpd": [],
-    "imd_cpd, no cannot-link": _NO_CANNOT_LINK,
-    "camera_centering": ["clustering.camera_centering=true"],
-    "camera_proxy": ["train.loss=camera_proxy"],
+    "imd_cpd": _PAPER,
+    "imd_cpd, no cannot-link": [*_PAPER, *_NO_CANNOT_LINK],
+    "camera_centering": ["train.loss=repelled", "clustering.camera_centering=true"],
+    "camera_proxy": ["train.loss=camera_proxy", "clustering.camera_centering=false"],
     "camera_centering + camera_proxy": _BOTH,
     "camera_centering + camera_proxy, no cannot-link": [*_BOTH, *_NO_CANNOT_LINK],
+    "camera_centering + camera_proxy, 6 epochs per stage": [*_BOTH, "train.later_stage_epochs_video=6"],
 }
 #: Each configuration with cannot-link and its twin without.
 TWINS = {"imd_cpd": "imd_cpd, no cannot-link",

@@ -8,8 +8,9 @@ resumes an interrupted run (training from its last finished stage):
    matching across cameras);
 2. ``start.pt`` and ``before/``: the ImageNet start, and what it makes of the site (gallery, matches,
    pictures, summary);
-3. ``train/``: Algorithm 1 on the tracklets from that start (a ``reid-train`` run directory), two tracks one
-   camera saw at overlapping times never merged (cannot-link), the stage chosen without labels;
+3. ``train/``: Algorithm 1 on the tracklets from that start (a ``reid-train`` run directory; camera-aware by
+   default, see :mod:`reid_sdk.adapt.settings`), two tracks one camera saw at overlapping times never merged
+   (cannot-link), the stage chosen without labels;
 4. ``model.onnx`` and ``parity.json``: the chosen model exported, its features checked against torch's;
 5. ``after/``: the adapted model's gallery, matches, pictures and summary;
 6. ``report.json``: before and after side by side.

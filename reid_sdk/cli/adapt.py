@@ -1,12 +1,13 @@
 """``reid-adapt SITE --out RUN``: adapt a model to a site without labels, from its camera videos and MOT tracks.
 
-    reid-adapt site/ --out adapted/                                   # the paper's method, cannot-link on
-    reid-adapt site/ --out adapted/ --set clustering.camera_centering=true --set train.loss=camera_proxy
+    reid-adapt site/ --out adapted/                        # camera-aware training, cannot-link on
+    reid-adapt site/ --out paper/ --set train.loss=repelled --set clustering.camera_centering=false
 
 SITE holds one folder per camera with its video and its tracker's MOT file (or c1.avi + c1.txt pairs, or the
 manifest.json reid-synth --layout videos writes). Steps: tracklets of every track, the ImageNet start measured
-on the site, training (no labels; two tracks one camera saw at once are never merged), ONNX export with parity
-checked, the adapted model measured: galleries, matches.csv and pictures before/ and after/, report.json.
+on the site, camera-aware training (no labels; two tracks one camera saw at once are never merged; the paper's
+method as published with the second line's settings), ONNX export with parity checked, the adapted model
+measured: galleries, matches.csv and pictures before/ and after/, report.json.
 Running the same command again resumes: finished steps are skipped, training continues from its last stage.
 """
 
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="run folder (created; an earlier run there resumes)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="change the training run, as reid-train --set (repeatable), e.g. "
-                             "clustering.camera_centering=true, train.loss=camera_proxy, clustering.cannot_link=false")
+                             "model.input_size=[128,64], clustering.cannot_link=false, train.loss=repelled")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--seed", type=int, default=0, help="seeds the start and the training")
     parser.add_argument("--min-boxes", type=int, default=3, help="tracks with fewer boxes are left out")
