@@ -64,7 +64,7 @@ def test_dry_run_installs_the_wheels_runs_every_part_without_faiss_and_copies_th
     extract = json.loads((tmp_path / "copy" / "gpu_extract_cpu.json").read_text())
     assert {run["engine"] for run in extract["runs"] if "skipped" in run} == {"tensorrt"}
     assert set(report["clustering"]["stage_seconds"]) == set(report["clustering"]["stage_over_gram"]) == {"1500"}
-    assert list(report["train"]["images_per_s"]) == ["batch 2, fp32, NCHW"]
+    assert list(report["train"]["images_per_s"]) == ["batch 2, fp32, channels_last"]  # reid-train's layout
     assert report["train"]["train_gflop_per_image"] > 0
 
 
