@@ -295,6 +295,19 @@ def test_adapt_runs_end_to_end_and_resumes_without_repeating_work(rendered, tmp_
 # ---------------------------------------------------------------------------------------------- bad input
 
 
+@pytest.mark.parametrize("damaged", ["not json", "[1, 2]", '{"train": null}'])
+def test_a_damaged_step_time_file_is_reported_and_started_again(tmp_path, caplog, damaged):
+    from reid_sdk.adapt.pipeline import StepClock
+
+    path = tmp_path / "seconds.json"
+    path.write_text(damaged)
+    with caplog.at_level(logging.WARNING):
+        clock = StepClock(path)
+    assert "is damaged" in caplog.text and clock.seconds == {}
+    clock.lap("tracklets")
+    assert set(json.loads(path.read_text())) == {"tracklets"}  # rewritten whole, readable again
+
+
 def test_a_camera_with_no_tracks_or_a_bad_video_is_skipped_and_counted(rendered, tmp_path):
     site = camera_folders(rendered, tmp_path / "site")
     (site / "c2" / "c2.txt").write_text("1,-1,10,10,20,40\n")  # a detection no tracker claimed: no track

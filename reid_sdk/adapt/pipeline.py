@@ -185,7 +185,7 @@ class StepClock:
         if path.is_file():
             try:
                 self.seconds = {str(step): float(value) for step, value in json.loads(path.read_text()).items()}
-            except (ValueError, AttributeError) as error:
+            except (ValueError, TypeError, AttributeError) as error:  # not JSON, not a mapping, not numbers
                 log.warning("%s is damaged (%s): step times start again from this call", path, error)
         self._clock = time.perf_counter()
 
