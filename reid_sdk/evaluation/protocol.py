@@ -12,7 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from reid_sdk.evaluation.camera_standardisation import DEFAULT_SHRINKAGE, camera_standardise_query_gallery
 from reid_sdk.evaluation.metrics import RankResult, rank_metrics
+
+CAMSTD = "_camstd"  # suffix of the camera-standardised metrics' keys: mAP_camstd, rank1_camstd
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,29 @@ class LabelledFeatures:
         return {f"num_{split}": len(self.records), f"unreadable_{split}": self.unreadable}
 
 
-def query_gallery_metrics(query: LabelledFeatures, gallery: LabelledFeatures) -> RankResult:
-    """Market-protocol retrieval of ``query`` against ``gallery`` by cosine distance (features L2-normalised)."""
-    distances = 1.0 - query.features @ gallery.features.T
+def query_gallery_metrics(query: LabelledFeatures, gallery: LabelledFeatures, camera_standardised: bool = False,
+                          shrinkage: float = DEFAULT_SHRINKAGE) -> RankResult:
+    """Market-protocol retrieval of ``query`` against ``gallery`` by cosine distance (features L2-normalised).
+
+    ``camera_standardised``: on features minus their camera's mean, the statistics taken from the query and
+    gallery features together (:func:`~reid_sdk.evaluation.camera_standardisation.camera_standardise_query_gallery`).
+    """
+    query_features, gallery_features = query.features, gallery.features
+    if camera_standardised:
+        query_features, gallery_features = camera_standardise_query_gallery(
+            query_features, query.cameras, gallery_features, gallery.cameras, shrinkage)
+    distances = 1.0 - query_features @ gallery_features.T
     return rank_metrics(distances, query.pids, gallery.pids, query.cameras, gallery.cameras)
+
+
+def camera_standardised_summary(result: RankResult) -> dict[str, float]:
+    """The keys under which a report gives camera-standardised metrics: ``mAP_camstd`` and ``rank1_camstd``."""
+    return {f"mAP{CAMSTD}": result.mAP, f"rank1{CAMSTD}": result.rank(1)}
+
+
+def query_gallery_report(query: LabelledFeatures, gallery: LabelledFeatures,
+                         shrinkage: float = DEFAULT_SHRINKAGE) -> dict[str, float | int]:
+    """The plain metrics (:meth:`RankResult.as_dict`) beside the camera-standardised ``mAP_camstd`` and
+    ``rank1_camstd``."""
+    standardised = query_gallery_metrics(query, gallery, camera_standardised=True, shrinkage=shrinkage)
+    return {**query_gallery_metrics(query, gallery).as_dict(), **camera_standardised_summary(standardised)}
