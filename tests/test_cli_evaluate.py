@@ -45,7 +45,20 @@ def test_reid_eval_writes_metrics(setup, layout, fmt, capsys):
     assert 0.0 < report["mAP"] <= 1.0 and 0.0 < report["mINP"] <= 1.0
     assert report["num_valid_queries"] == report["num_query"] > 0
     assert len(report["cmc"]) == 50
-    assert "mAP" in capsys.readouterr().out
+    assert 0.0 < report["mAP_camstd"] <= 1.0 and 0.0 <= report["rank1_camstd"] <= 1.0
+    assert report["camera_shrinkage"] == 10.0
+    printed = capsys.readouterr().out
+    assert "mAP" in printed and f"camera-standardised: rank1 {report['rank1_camstd']:.2%}" in printed
+
+
+@pytest.mark.parametrize("shrinkage", ["-1", "inf", "nan"])
+def test_reid_eval_refuses_a_bad_camera_shrinkage_in_one_line(setup, shrinkage, capsys):
+    root, checkpoint = setup
+    code = main(["--data", str(root / "market"), "--format", "market1501", "--checkpoint", str(checkpoint),
+                 "--camera-shrinkage", shrinkage])
+    assert code == 2
+    error = capsys.readouterr().err.strip()
+    assert "--camera-shrinkage must be a finite number >= 0" in error and "\n" not in error
 
 
 def test_tracklet_feature_is_normalised_mean_of_frame_features(setup):

@@ -18,6 +18,7 @@ import numpy as np
 from reid_sdk.datasets import ImageRecord, TrackletRecord, load_dataset
 from reid_sdk.datasets.files import read_image
 from reid_sdk.datasets.records import record_paths
+from reid_sdk.evaluation.camera_standardisation import DEFAULT_SHRINKAGE, camera_standardise_query_gallery
 from reid_sdk.evaluation.metrics import RankResult, rank_metrics
 from reid_sdk.evaluation.protocol import LabelledFeatures
 from reid_sdk.search.reranking import RerankConfig, average_query_expansion, reranked_distances
@@ -77,12 +78,15 @@ def labelled_split(extractor: Any, records: Sequence[ImageRecord | TrackletRecor
 @dataclass(frozen=True)
 class Retrieval:
     """A scored query / gallery retrieval: both splits' readable records and features, the (Q, G) distances that
-    ranked them (smaller = closer), the metrics and the details (dataset, counts, re-ranking used)."""
+    ranked them (smaller = closer), the metrics, the same metrics on camera-standardised features
+    (``standardised``: each camera's mean removed, statistics from query and gallery together) and the details
+    (dataset, counts, re-ranking used, shrinkage)."""
 
     query: LabelledFeatures
     gallery: LabelledFeatures
     distances: np.ndarray
     result: RankResult
+    standardised: RankResult
     details: dict[str, Any]
 
 
@@ -98,8 +102,10 @@ def retrieval_distances(query: np.ndarray, gallery: np.ndarray, rerank: RerankCo
 
 
 def retrieve(extractor: Any, root: str | Path, format: str, max_frames: int | None = None,
-             rerank: RerankConfig | None = None, query_expansion: int = 0) -> Retrieval:
-    """Load ``root`` as ``format``, extract query and gallery features, rank and score them."""
+             rerank: RerankConfig | None = None, query_expansion: int = 0,
+             shrinkage: float = DEFAULT_SHRINKAGE) -> Retrieval:
+    """Load ``root`` as ``format``, extract query and gallery features, rank and score them, plain and
+    camera-standardised (``shrinkage``: see :func:`~reid_sdk.evaluation.camera_standardisation.camera_standardise`)."""
     if query_expansion < 0:
         raise ValueError(f"query_expansion must be >= 0 neighbours, got {query_expansion}")
     splits = load_dataset(root, format)
@@ -114,9 +120,14 @@ def retrieve(extractor: Any, root: str | Path, format: str, max_frames: int | No
                        gallery.unreadable)
     distances = retrieval_distances(query.features, gallery.features, rerank, query_expansion)
     result = rank_metrics(distances, query.pids, gallery.pids, query.cameras, gallery.cameras)
+    standardised_query, standardised_gallery = camera_standardise_query_gallery(
+        query.features, query.cameras, gallery.features, gallery.cameras, shrinkage)
+    standardised = rank_metrics(retrieval_distances(standardised_query, standardised_gallery, rerank, query_expansion),
+                                query.pids, gallery.pids, query.cameras, gallery.cameras)
     details = {"dataset": str(splits.root), "format": format, **query.counts("query"), **gallery.counts("gallery"),
-               "rerank": None if rerank is None else asdict(rerank), "query_expansion": query_expansion}
-    return Retrieval(query, gallery, distances, result, details)
+               "rerank": None if rerank is None else asdict(rerank), "query_expansion": query_expansion,
+               "camera_shrinkage": shrinkage}
+    return Retrieval(query, gallery, distances, result, standardised, details)
 
 
 def evaluate_model(extractor: Any, root: str | Path, format: str, max_frames: int | None = None,
