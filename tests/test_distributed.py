@@ -90,14 +90,14 @@ def _first_step_gradients(sgd: StageSGD, trainer: Trainer) -> dict[str, np.ndarr
 
     labels = torch.arange(len(trainer.splits.train)) % 5
     memory = ClusterMemory(torch.randn(5, trainer.model.config.embedding_dim, generator=torch.Generator().manual_seed(1)))
-    sgd.train_model.train()
+    sgd.pass_.train_model.train()
     for module in trainer.model.modules():
         if isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
             module.eval()
     sgd.sampler.set_seed(7)
     images, _, _, index = next(iter(sgd.loader))
     optimizer = torch.optim.SGD(trainer.model.parameters(), lr=0.0)
-    sgd._step(images, labels[index], memory, optimizer, torch.amp.GradScaler("cuda", enabled=False))
+    sgd.pass_._step(images, labels[index], memory, optimizer, torch.amp.GradScaler("cuda", enabled=False))
     return {name: p.grad.numpy().copy() for name, p in trainer.model.named_parameters() if p.grad is not None}
 
 

@@ -24,6 +24,8 @@ SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 SELECT_BY = ("auto", "map", "label_free")
 LOSSES = ("repelled", "camera_proxy")
+SCHEDULES = ("stages", "recluster")
+PSEUDO_LABELS = ("dbscan", "linkage")
 
 
 class ConfigError(ValueError):
@@ -125,6 +127,7 @@ class TrainConfig:
     loss: str = "repelled"  # the paper's; camera_proxy: one proxy per (cluster, camera), needs cameras
     camera_proxy_weight: float = 0.5  # camera_proxy: weight of the cross-camera term beside the within-camera one
     camera_proxy_negatives: int = 50  # camera_proxy: hardest negative proxies in the cross-camera term
+    schedule: str = "stages"  # stages: Algorithm 1 (the paper); recluster: re-cluster every epoch (section recluster)
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 2, f"train.batch_size must be >= 2, got {self.batch_size}")
@@ -151,6 +154,56 @@ class TrainConfig:
         _require(self.loss in LOSSES, f"train.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         _require(self.camera_proxy_weight >= 0, "train.camera_proxy_weight must be >= 0")
         _require(self.camera_proxy_negatives >= 1, "train.camera_proxy_negatives must be >= 1")
+        _require(self.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}, "
+                                             f"got {self.schedule!r}")
+
+
+@dataclass(frozen=True)
+class ReclusterConfig:
+    """The re-clustering schedule (``train.schedule=recluster``), after Cluster Contrast and CAP.
+
+    Every epoch re-clusters the whole training set from the current features (DBSCAN on the k-reciprocal Jaccard
+    distance, or the paper's linkage run from singletons until ``linkage_threshold``), leaves the outliers out of
+    that epoch, rebuilds the memory from the clusters and trains ``iterations`` P x K batches with Adam. Defaults
+    are Cluster Contrast's (eps 0.6, k1 30, k2 6, min_samples 4, temperature 0.05, momentum 0.1, lr 3.5e-4 x 0.1
+    every 20 epochs) and CAP's for camera proxies (temperature 0.07, momentum 0.2, cross-camera term from epoch 5).
+    """
+
+    epochs: int = 50
+    iterations: int = 400  # P x K batches per epoch
+    instances: int = 4  # K: samples per cluster (per proxy with camera_proxy) in a batch; P = batch_size / K
+    pseudo_labels: str = "dbscan"  # dbscan: DBSCAN on the Jaccard distance; linkage: clustering.linkage to a threshold
+    eps: float = 0.6
+    min_samples: int = 4
+    k1: int = 30
+    k2: int = 6
+    linkage_threshold: float = 0.6  # linkage: merge while D <= this (IMD/CPD on unit vectors: 0..2)
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    lr_step_epochs: int = 20  # lr x 0.1 every this many epochs
+    backbone_lr_scale: float = 1.0  # the ImageNet backbone at lr x this (Cluster Contrast trains all at one lr)
+    cluster_temperature: float = 0.05
+    cluster_momentum: float = 0.1
+    proxy_temperature: float = 0.07
+    proxy_momentum: float = 0.2
+    cross_camera_from_epoch: int = 5  # camera_proxy: the cross-camera term starts at this epoch (CAP)
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1 and self.iterations >= 1, "recluster.epochs and recluster.iterations must be >= 1")
+        _require(self.instances >= 1, f"recluster.instances must be >= 1, got {self.instances}")
+        _require(self.pseudo_labels in PSEUDO_LABELS, f"recluster.pseudo_labels must be one of "
+                                                       f"{', '.join(PSEUDO_LABELS)}, got {self.pseudo_labels!r}")
+        _require(self.eps > 0, f"recluster.eps must be > 0, got {self.eps}")
+        _require(self.min_samples >= 1 and self.k1 >= 1 and self.k2 >= 1,
+                 "recluster.min_samples, recluster.k1 and recluster.k2 must be >= 1")
+        _require(self.linkage_threshold > 0, f"recluster.linkage_threshold must be > 0, got {self.linkage_threshold}")
+        _require(self.lr > 0 and self.weight_decay >= 0, "recluster.lr must be > 0 and recluster.weight_decay >= 0")
+        _require(self.lr_step_epochs >= 1, "recluster.lr_step_epochs must be >= 1")
+        _require(self.backbone_lr_scale >= 0, "recluster.backbone_lr_scale must be >= 0 (0 freezes the backbone)")
+        _require(self.cluster_temperature > 0 and self.proxy_temperature > 0, "recluster temperatures must be > 0")
+        _require(0.0 <= self.cluster_momentum < 1.0 and 0.0 <= self.proxy_momentum < 1.0,
+                 "recluster memory momenta must be in [0, 1)")
+        _require(self.cross_camera_from_epoch >= 0, "recluster.cross_camera_from_epoch must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -161,6 +214,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    recluster: ReclusterConfig = field(default_factory=ReclusterConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

@@ -31,10 +31,13 @@ class StageResult:
     rank10: float | None = None
     mAP: float | None = None
     mINP: float | None = None
+    mAP_camstd: float | None = None  # mAP / rank-1 with each camera's mean feature removed at search time
+    rank1_camstd: float | None = None
     pairwise_precision: float | None = None
     pairwise_recall: float | None = None
     pairwise_f: float | None = None
     nmi: float | None = None
+    outliers: int | None = None  # the re-clustering schedule: samples its clustering left out of the next epoch
     train_seconds: float = 0.0
     extract_seconds: float = 0.0
     merge_seconds: float = 0.0

@@ -127,12 +127,8 @@ class StageSGD:
         self.amp_dtype = amp_dtype
         self.video = video
         self.distributed = distributed or Distributed()
-        self.train_model: torch.nn.Module = model
-        if self.distributed.enabled:
-            if train.sync_batchnorm:
-                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            self.train_model = DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.pass_ = TrainingPass(training_module(model, train, device, self.distributed), device, amp_dtype,
+                                  self.distributed, train.batch_size)
         self.lr_scale = lr_scale(train, self.distributed.world_size)
         self.sampler = EpochSampler(len(dataset), self.distributed.rank, self.distributed.world_size)
         self.loader = DataLoader(dataset, batch_size=train.batch_size, sampler=self.sampler, num_workers=num_workers,
@@ -150,36 +146,62 @@ class StageSGD:
                                     weight_decay=train.weight_decay, nesterov=train.nesterov)
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         labels = labels.cpu()
-        self.train_model.train()
         mean_loss = float("nan")
         for epoch, lr in enumerate(plan.learning_rates):
             for group in optimizer.param_groups:
                 group["lr"] = lr * self.lr_scale * group["scale"]
             self.sampler.set_seed(seed * 1000 + epoch)
-            total = torch.zeros((), device=self.device)
-            steps, start = 0, time.perf_counter()
-            bar = progress(self.loader, f"stage {stage}/{stages - 1} epoch {epoch + 1}/{plan.epochs}", unit="batch")
-            for images, _, _, index in bar:
-                total += self._step(images, labels[index], memory, optimizer, scaler)
-                steps += 1
-                if steps % LOSS_CHECK_STEPS == 0:  # one host sync every few steps, not one per step
-                    mean_loss = self._checked_mean(total, steps, stage, epoch)
-                    bar.set_postfix(loss=f"{mean_loss:.3f}",
-                                    img_s=f"{steps * train.batch_size * self.distributed.world_size / (time.perf_counter() - start):.0f}")
-            mean_loss = self._checked_mean(total, max(steps, 1), stage, epoch)
+            mean_loss = self.pass_.run(self.loader, labels, memory, optimizer, scaler,
+                                       f"stage {stage}/{stages - 1} epoch {epoch + 1}/{plan.epochs}")
         self.distributed.sync_buffers(self.model)
         return mean_loss
 
-    @staticmethod
-    def _checked_mean(total: torch.Tensor, steps: int, stage: int, epoch: int) -> float:
-        value = float(total) / steps
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"loss became {value} at stage {stage} epoch {epoch + 1} (by step {steps})")
-        return value
+    def samples_per_second(self, stage: int, num_samples: int, seconds: float) -> float:
+        """Training throughput of a stage that took ``seconds`` over ``num_samples`` samples per epoch."""
+        return stage_plan(stage, self.train_config, self.video).epochs * num_samples / max(seconds, 1e-9)
+
+
+def training_module(model: ReIDNet, train: TrainConfig, device: torch.device, distributed: Distributed) -> torch.nn.Module:
+    """The module the steps call: ``model`` itself, or under ``torchrun`` wrapped in DistributedDataParallel
+    (SyncBatchNorm first with ``train.sync_batchnorm``)."""
+    if not distributed.enabled:
+        return model
+    if train.sync_batchnorm:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+class TrainingPass:
+    """One pass of a data loader through the network: a step per batch on the memory's loss, the loss read every
+    :data:`LOSS_CHECK_STEPS` steps (progress bar, divergence check). Shared by both schedules."""
+
+    def __init__(self, train_model: torch.nn.Module, device: torch.device, amp_dtype: torch.dtype | None,
+                 distributed: Distributed, batch_size: int) -> None:
+        self.train_model = train_model
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.distributed = distributed
+        self.global_batch = batch_size * distributed.world_size
+
+    def run(self, loader: DataLoader, targets: torch.Tensor, memory: ClusterMemory | CameraProxyMemory,
+            optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, desc: str) -> float:
+        """Train on every batch of ``loader`` (items (images, pid, camera, index)); ``targets`` (CPU) holds each
+        sample's row of ``memory``. Returns the pass's mean loss; TrainingDiverged when it is not finite."""
+        self.train_model.train()
+        total = torch.zeros((), device=self.device)
+        steps, start = 0, time.perf_counter()
+        bar = progress(loader, desc, unit="batch")
+        for images, _, _, index in bar:
+            total += self._step(images, targets[index], memory, optimizer, scaler)
+            steps += 1
+            if steps % LOSS_CHECK_STEPS == 0:  # one host sync every few steps, not one per step
+                bar.set_postfix(loss=f"{_checked_mean(total, steps, desc):.3f}",
+                                img_s=f"{steps * self.global_batch / (time.perf_counter() - start):.0f}")
+        return _checked_mean(total, max(steps, 1), desc)
 
     def _step(self, images: torch.Tensor, targets: torch.Tensor, memory: ClusterMemory | CameraProxyMemory,
               optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> torch.Tensor:
-        """One SGD step; returns the detached loss on the device (no host sync)."""
+        """One optimiser step, then the memory's update; returns the detached loss on the device (no host sync)."""
         targets_on_device = targets.to(self.device, non_blocking=True)
         with autocast_context(self.device, self.amp_dtype):
             embedding = self.train_model(images.to(self.device, non_blocking=True)).embedding
@@ -195,6 +217,9 @@ class StageSGD:
             memory.update(embedding, targets)
         return loss.detach()
 
-    def samples_per_second(self, stage: int, num_samples: int, seconds: float) -> float:
-        """Training throughput of a stage that took ``seconds`` over ``num_samples`` samples per epoch."""
-        return stage_plan(stage, self.train_config, self.video).epochs * num_samples / max(seconds, 1e-9)
+
+def _checked_mean(total: torch.Tensor, steps: int, where: str) -> float:
+    value = float(total) / steps
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"loss became {value} at {where} (by step {steps})")
+    return value

@@ -22,7 +22,7 @@ import torch
 
 from reid_sdk.datasets import DatasetSplits, load_dataset
 from reid_sdk.datasets.records import UNKNOWN_CAMERA, UNKNOWN_PID
-from reid_sdk.evaluation import LabelledFeatures, clustering_quality, query_gallery_metrics
+from reid_sdk.evaluation import LabelledFeatures, clustering_quality, query_gallery_report
 from reid_sdk.model import ReIDNet, load_checkpoint, save_checkpoint
 from reid_sdk.model.checkpoint import config_differences
 from reid_sdk.model.device import resolve_device
@@ -46,12 +46,25 @@ log = logging.getLogger(__name__)
 class Trainer:
     """Runs Algorithm 1 for a RunConfig into a run directory; inputs are validated in ``__init__``.
 
+    With ``train.schedule=recluster`` the same call builds a
+    :class:`~reid_sdk.training.recluster.ReclusterTrainer` (re-clustering every epoch), which shares this
+    class's data, model, extraction, evaluation, checkpoints, resume and model choice.
+
     Example:
         ```python
         trainer = Trainer(load_config("paper-market", ["data.root=/data/Market-1501"]), "runs/market")
         results = trainer.run()       # one StageResult per stage; RUN/best.pt is the chosen stage's model
         ```
     """
+
+    STEP = "stage"  # what one metrics row is: an Algorithm 1 stage (the re-clustering schedule: an epoch)
+
+    def __new__(cls, config: RunConfig, *args: Any, **kwargs: Any) -> Trainer:
+        if cls is Trainer and config.train.schedule == "recluster":
+            from reid_sdk.training.recluster import ReclusterTrainer
+
+            cls = ReclusterTrainer
+        return super().__new__(cls)
 
     def __init__(self, config: RunConfig, out: str | Path, resume: bool = False) -> None:
         self.config = config
@@ -73,7 +86,7 @@ class Trainer:
         self.channels_last = config.train.channels_last  # CPU too: oneDNN reorders NCHW activations at every conv
         self.splits = self._load_data()
         self.eval_splits = self._load_eval_data()
-        self.schedule = self._merge_schedule()  # refuses a schedule that runs no stage before any work
+        self._check_schedule()  # refuses a schedule that runs nothing before any work
         cameras = {record.camera for record in self.splits.train}
         self.cameras_known = UNKNOWN_CAMERA not in cameras and len(cameras) > 1  # picks the label-free score
         self._check_camera_options()
@@ -196,11 +209,7 @@ class Trainer:
 
     def run(self) -> list[StageResult]:
         """Train stage by stage until C <= m (or the target / max_stages); returns every stage's result."""
-        if self.distributed.is_main:
-            self.run_dir.prepare(self.config)
-            if self.resume_state is None or not self.run_dir.data_fingerprint.is_file():
-                self.run_dir.write_data_fingerprint(self.data_fingerprint)  # what a resume must find again
-        extracted = self._drop_unreadable(self._extract_train())
+        extracted = self._begin()
         self.schedule = self._merge_schedule()  # unreadable samples may have left fewer
         self.labels = torch.arange(len(self.splits.train))
         if self.resume_state is not None:
@@ -211,11 +220,26 @@ class Trainer:
                             self.device, self.amp_dtype, self.video, self.distributed)
         for stage in range(self.start_stage, len(stage_merges)):
             extracted = self._run_stage(stage, len(stage_merges), stage_merges[stage], extracted)
+        self._end()
+        return self.results
+
+    def _begin(self) -> Extracted:
+        """The run directory prepared (rank 0), the training set extracted, undecodable samples left out."""
+        if self.distributed.is_main:
+            self.run_dir.prepare(self.config)
+            if self.resume_state is None or not self.run_dir.data_fingerprint.is_file():
+                self.run_dir.write_data_fingerprint(self.data_fingerprint)  # what a resume must find again
+        return self._drop_unreadable(self._extract_train())
+
+    def _end(self) -> None:
+        """Release DDP and close the process group, in a distributed run."""
         if self.distributed.enabled:
             self.sgd = None  # DDP holds the process group: release it before the group is closed
             gc.collect()
             self.distributed.close()
-        return self.results
+
+    def _check_schedule(self) -> None:
+        self.schedule = self._merge_schedule()
 
     def _merge_schedule(self) -> MergeSchedule:
         """Algorithm 1's schedule for the training samples; ConfigError when it would run no stage."""
@@ -295,7 +319,7 @@ class Trainer:
         timer = time.perf_counter()
         scores = {**label_free_scores(extracted.features.to(self.device), learnt_from, self.labels,
                                       self._train_cameras(), seed=seed),
-                  **self._evaluate(), **self._cluster_quality()}
+                  **self._evaluate(), **self._cluster_quality(self.labels)}
         result = StageResult(stage=stage, clusters_before=clusters_before, clusters_after=int(self.labels.max()) + 1,
                              loss=loss, **scores, train_seconds=train_seconds, extract_seconds=extract_seconds,
                              merge_seconds=merge_seconds, eval_seconds=time.perf_counter() - timer,
@@ -333,7 +357,8 @@ class Trainer:
     # ------------------------------------------------------------------------------------- evaluation
 
     def _evaluate(self) -> dict[str, Any]:
-        """Rank-k / mAP / mINP on query vs gallery (Market protocol), when there is a labelled split."""
+        """Rank-k / mAP / mINP on query vs gallery (Market protocol), when there is a labelled split, and the
+        camera-standardised mAP / rank-1 (``mAP_camstd``, ``rank1_camstd``: each camera's mean feature removed)."""
         if not self.evaluates:
             return {}
         splits = {}
@@ -342,16 +367,16 @@ class Trainer:
             extracted = self._extract(records, f"evaluating: {len(records)} {split} records")
             found = extracted.found.numpy()
             splits[split] = LabelledFeatures.of(records, extracted.features[found].numpy(), found, split)
-        result = query_gallery_metrics(splits["query"], splits["gallery"])
-        return {key: value for key, value in result.as_dict().items() if key in ("rank1", "rank5", "rank10", "mAP",
-                                                                                 "mINP")}
+        report = query_gallery_report(splits["query"], splits["gallery"])
+        return {key: value for key, value in report.items() if key in ("rank1", "rank5", "rank10", "mAP", "mINP",
+                                                                       "mAP_camstd", "rank1_camstd")}
 
-    def _cluster_quality(self) -> dict[str, Any]:
-        """Pairwise precision / recall / F and NMI of the pseudo-labels, when the training pids are known."""
+    def _cluster_quality(self, labels: torch.Tensor) -> dict[str, Any]:
+        """Pairwise precision / recall / F and NMI of pseudo-``labels`` 0..C-1, when the training pids are known."""
         pids = np.array([record.pid for record in self.splits.train])
         if (pids == UNKNOWN_PID).any():
             return {}
-        quality = clustering_quality(self.labels.numpy(), pids)
+        quality = clustering_quality(labels.numpy(), pids)
         return {"pairwise_precision": quality.pairwise_precision, "pairwise_recall": quality.pairwise_recall,
                 "pairwise_f": quality.pairwise_f_score, "nmi": quality.nmi}
 
@@ -376,13 +401,17 @@ class Trainer:
         self.run_dir.save_stage(stage, {  # exactly what _restore reads; the config is config.yaml beside it
             "model_config": self.config.model.to_dict(),
             "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "labels": self.labels.cpu(), "metrics": rows,
+            "labels": self.labels.cpu(), "metrics": rows, **self._schedule_state(),
         })
         self.run_dir.prune_stages(self.config.train.keep_checkpoints)
         self.run_dir.write_metrics(rows)
         plot_stages(rows, self.run_dir.plot, title=f"{self.splits.name}: {self.config.clustering.linkage}",
                     criterion=self.model_choice.metric)
-        log.info(_stage_line(result, stages, self.model_choice))
+        log.info(_stage_line(result, stages, self.model_choice, self.STEP))
+
+    def _schedule_state(self) -> dict[str, Any]:
+        """What a schedule adds to each stage checkpoint for an exact resume (Algorithm 1: nothing)."""
+        return {}
 
 
 def _no_stage_reason(schedule: MergeSchedule) -> str:
@@ -395,8 +424,9 @@ def _no_stage_reason(schedule: MergeSchedule) -> str:
             f"C <= m): use a smaller merge_percent")
 
 
-def _stage_line(result: StageResult, stages: int, model_choice: ModelChoiceRule) -> str:
-    parts = [f"stage {result.stage}/{stages - 1}: clusters {result.clusters_before} -> {result.clusters_after}",
+def _stage_line(result: StageResult, stages: int, model_choice: ModelChoiceRule, step: str) -> str:
+    parts = [f"{step} {result.stage}/{stages - 1}: clusters {result.clusters_before} -> {result.clusters_after}"
+             + (f" ({result.outliers} outliers)" if result.outliers is not None else ""),
              f"loss {result.loss:.3f}", f"train {result.train_seconds:.1f} s",
              f"merge {result.merge_seconds:.2f} s", f"label-free {result.label_free_score:.3f}"]
     if result.mAP is not None:

@@ -32,6 +32,7 @@ def merge_stage(
     block_size: int | None = None,
     matmul_precision: str = "ieee",
     cannot_link: CannotLink | None = None,
+    max_distance: float | None = None,
 ) -> Any:
     """One merge stage: the ``num_merges`` closest cluster pairs under ``linkage``, joined with a union-find.
 
@@ -59,9 +60,9 @@ def merge_stage(
     if target == 0:
         return labels_like(job.data.labels, labels)  # already contiguous; nothing merges
     apart = cannot_link.cluster_pairs(job.data.labels) if cannot_link is not None else None
-    cluster_labels = contiguous_labels(job.merge_groups(target, apart), job.data.num_clusters)
+    cluster_labels = contiguous_labels(job.merge_groups(target, apart, max_distance), job.data.num_clusters)
     merged = job.data.num_clusters - int(cluster_labels.max()) - 1
-    if merged < target:
+    if merged < target and max_distance is None:
         logger.info("cannot-link: %d of %d merges made; every other pair of clusters holds two samples that must "
                     "stay apart", merged, target)
     return labels_like(cluster_labels[job.data.labels], labels)
@@ -120,19 +121,26 @@ class _DistanceJob:
                 rows = self.cluster_ids[panel.cluster_start : panel.cluster_stop]
                 yield rows, self.cluster_ids[panel.cluster_start :], distances
 
-    def merge_groups(self, target: int, apart: np.ndarray | None = None) -> DisjointSet:
+    def merge_groups(self, target: int, apart: np.ndarray | None = None,
+                     max_distance: float | None = None) -> DisjointSet:
         """Walk the closest pairs until ``target`` merges; if skipped pairs use up the candidates, fetch more.
 
         ``apart``: cluster pairs that must stay apart (each may cost a skipped candidate, so room is made for
-        them). Fewer than ``target`` merges only when the pool held every pair (no allowed pair is left)."""
+        them). ``max_distance``: only pairs with D <= it are walked. Fewer than ``target`` merges only when the
+        pool held every pair that may be walked."""
         capacity = _initial_capacity(target) + (0 if apart is None else len(apart))
         while True:
             pool = CandidatePool(capacity, self.data.num_clusters)
             for rows, cols, distances in self.blocks():
                 pool.offer(distances, rows, cols)
-            _, first, second = pool.sorted_pairs()
+            distances, first, second = pool.sorted_pairs()
+            complete = not pool.truncated  # the pool holds every pair that may be walked
+            if max_distance is not None:
+                within = int(np.searchsorted(distances, max_distance, side="right"))
+                complete = complete or within < len(distances)  # it reaches past the threshold
+                first, second = first[:within], second[:within]
             groups, merges = walk_merges(first, second, target, apart)
-            if merges == target or not pool.truncated:
+            if merges == target or complete:
                 return groups
             capacity *= 4  # the same D values again, more of the sorted list kept
 
