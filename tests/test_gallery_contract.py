@@ -23,7 +23,7 @@ from reid_sdk.search.index import ReIDIndex
 from reid_sdk.search.reranking import RerankConfig, reranked_distances
 from reid_sdk.synthetic.vectors import clustered_features
 from tests.helpers import refuse_writes_under
-from tests.test_gallery import brute_force, normalised
+from tests.test_gallery import brute_force, normalised, standardised_brute_force
 
 BACKENDS = ["faiss", "milvus-lite"]
 _collections = itertools.count()
@@ -77,8 +77,8 @@ def test_exact_search_returns_the_brute_force_top_k_with_its_rows(new_location, 
     ids = fill(gallery, labelled)
     assert len(ids) == N == len(gallery) and len(set(ids.tolist())) == N
     np.testing.assert_array_equal(gallery.ids(), np.sort(ids))
-    scores, found = gallery.search_ids(labelled["queries"], k=10)
-    expected_scores, rows = brute_force(labelled["x"], labelled["queries"], 10)
+    scores, found = gallery.search_ids(labelled["queries"], k=10)  # camera-standardised: the entries have cameras
+    expected_scores, rows = standardised_brute_force(labelled["x"], labelled["cameras"], labelled["queries"], 10)
     np.testing.assert_array_equal(found, ids[rows])
     np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
     for match, row in zip(gallery.search(labelled["queries"][0], k=10), rows[0]):
@@ -118,7 +118,8 @@ def test_filters_select_the_same_entries_as_numpy(new_location, labelled):
         ]
     for filters, mask in cases:
         scores, found = gallery.search_ids(labelled["queries"], k=10, **filters)
-        expected_scores, rows = brute_force(labelled["x"], labelled["queries"], min(10, mask.sum()), mask)
+        expected_scores, rows = standardised_brute_force(labelled["x"], labelled["cameras"], labelled["queries"],
+                                                         min(10, mask.sum()), mask)
         np.testing.assert_array_equal(found, ids[rows], err_msg=str(filters))
         np.testing.assert_allclose(scores, expected_scores, atol=1e-5, err_msg=str(filters))
     with pytest.raises(ValueError, match=r"cameras=\[\] keeps no entry"):
@@ -145,7 +146,10 @@ def test_removal_by_id_identity_and_time(new_location, labelled):
         gallery.remove_before(None)
     assert len(gallery) == keep.sum()
     np.testing.assert_array_equal(gallery.ids(), np.sort(ids[keep]))
-    _, found = gallery.search_ids(labelled["queries"], k=10)
+    _, found = gallery.search_ids(labelled["queries"], k=10)  # the statistics count the kept entries only
+    np.testing.assert_array_equal(found, ids[standardised_brute_force(labelled["x"], labelled["cameras"],
+                                                                      labelled["queries"], 10, live=keep)[1]])
+    _, found = gallery.search_ids(labelled["queries"], k=10, camera_standardise=False)
     np.testing.assert_array_equal(found, ids[brute_force(labelled["x"], labelled["queries"], 10, keep)[1]])
     new = gallery.add(labelled["x"][:3])
     assert not set(new.tolist()) & set(ids.tolist())  # ids are never reused
@@ -243,8 +247,8 @@ def test_reid_index_on_every_backend(new_location):
     index.save()
     index.gallery.close()
     reloaded = ReIDIndex.load(ProjectionExtractor("model-a"), location)
-    assert reloaded.search(crops[4], k=1)[0].entry_id == ids[4]
-    assert reloaded.identify(crops[5], threshold=0.999) == "p5"
+    assert reloaded.search(crops[4], k=1, query_camera=1)[0].entry_id == ids[4]
+    assert reloaded.identify(crops[5], threshold=0.999, query_camera=2) == "p5"
     reloaded.gallery.close()
     with pytest.raises(ModelMismatchError, match="model-a.*model-b"):
         ReIDIndex.load(ProjectionExtractor("model-b"), location)
@@ -259,25 +263,34 @@ class FeaturesOnly:
         raise AssertionError("not used")
 
 
+@pytest.mark.parametrize("standardise", [False, True])
 def test_reranking_reorders_the_exact_candidates_and_reads_labels_of_the_kept_only(new_location, labelled,
-                                                                                   monkeypatch):
+                                                                                   monkeypatch, standardise):
     gallery = Gallery(16, path=new_location())
     ids = fill(gallery, labelled)
     queries, x = labelled["queries"], labelled["x"]
-    scores, found, vectors = gallery.search_with_vectors(queries, k=30, exclude_camera=2)
-    np.testing.assert_array_equal(vectors, gallery.vectors(found.ravel()).reshape(vectors.shape))
+    scores, found, vectors = gallery.search_with_vectors(queries, k=30, exclude_camera=2,
+                                                         camera_standardise=standardise)
+    cameras = [labelled["cameras"][row] for row in np.searchsorted(ids, found.ravel())]
+    stored = gallery.vectors(found.ravel())
+    expected = gallery.camera_statistics.standardise(stored, cameras) if standardise else stored
+    np.testing.assert_allclose(vectors, expected.reshape(vectors.shape), atol=1e-6)
     labelled_rows = []
     rows = gallery._backend.rows
     monkeypatch.setattr(gallery._backend, "rows", lambda wanted: labelled_rows.append(len(wanted)) or rows(wanted))
     monkeypatch.setattr(index_module, "_RERANK_BATCH_BYTES", 5 * 30 * 16 * 4)  # batches of 5 queries
     config = RerankConfig(k1=5, k2=3, candidates=30)
-    got = ReIDIndex(FeaturesOnly(), gallery).search_features(queries, k=4, rerank=config, exclude_camera=2)
+    got = ReIDIndex(FeaturesOnly(), gallery, standardise).search_features(queries, k=4, rerank=config,
+                                                                           exclude_camera=2)
     assert len(labelled_rows) == 3 and sum(labelled_rows) <= 4 * len(queries)
     # the gallery's own candidates (the filter tests hold them to brute force): a float32 near-tie at the 30th
     # candidate on another CPU cannot make the expectation differ from what the index re-ranked
     row_of = {int(entry): row for row, entry in enumerate(ids)}
     candidates = [np.array([row_of[int(entry)] for entry in entries if entry >= 0]) for entries in found]
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)  # as the gallery stores them
+    if standardise:  # as the search compared them
+        unit = gallery.camera_statistics.standardise(unit, labelled["cameras"])
+    queries = gallery.query_vectors(queries, camera_standardise=standardise)
     for query, rows_of_query, scores_of_query, matches in zip(queries, candidates, scores, got):
         order = np.argsort(reranked_distances(query[None], unit[rows_of_query], config)[0], kind="stable")[:4]
         kept = rows_of_query[order]

@@ -59,7 +59,7 @@ def test_save_generations_and_search_param_override(tmp_path):
     gallery.save(tmp_path)
     gallery.add(x[500:])
     gallery.save()
-    assert gallery_files(tmp_path) == ["g000002.metadata.sqlite", "g000002.vectors.faiss", "manifest.json"]
+    assert gallery_files(tmp_path) == ["g000002.camera_statistics.json", "g000002.metadata.sqlite", "g000002.vectors.faiss", "manifest.json"]
     reopened = Gallery.open(tmp_path, nprobe=3)
     assert len(reopened) == 1000 and reopened.config.nprobe == 3
 
@@ -84,7 +84,7 @@ def test_interrupted_save_leaves_previous_state(tmp_path, monkeypatch):
     assert len(Gallery.open(tmp_path)) == 100  # new generation's files exist but were never committed
     gallery.save()
     assert len(Gallery.open(tmp_path)) == 300
-    assert gallery_files(tmp_path) == ["g000002.metadata.sqlite", "g000002.vectors.faiss", "manifest.json"]
+    assert gallery_files(tmp_path) == ["g000002.camera_statistics.json", "g000002.metadata.sqlite", "g000002.vectors.faiss", "manifest.json"]
 
 
 def test_leftovers_of_a_killed_save_are_removed_by_the_next(tmp_path):
@@ -94,7 +94,7 @@ def test_leftovers_of_a_killed_save_are_removed_by_the_next(tmp_path):
     gallery = Gallery(4)
     gallery.add(np.eye(4))
     gallery.save(tmp_path)  # leftovers are no foreign files
-    assert gallery_files(tmp_path) == ["g000001.metadata.sqlite", "g000001.vectors.faiss", "manifest.json"]
+    assert gallery_files(tmp_path) == ["g000001.camera_statistics.json", "g000001.metadata.sqlite", "g000001.vectors.faiss", "manifest.json"]
     (tmp_path / "notes.g000001.vectors.faiss.tmp").write_text("someone else's")
     gallery.save()
     assert "notes.g000001.vectors.faiss.tmp" in gallery_files(tmp_path)
@@ -112,7 +112,7 @@ def test_a_killed_first_save_never_blocks_the_next_build(tmp_path, leftover, ove
     gallery = Gallery(4, path=tmp_path, overwrite=overwrite)
     gallery.add(np.eye(4))
     gallery.save()
-    assert gallery_files(tmp_path) == ["g000001.metadata.sqlite", "g000001.vectors.faiss", "manifest.json"]
+    assert gallery_files(tmp_path) == ["g000001.camera_statistics.json", "g000001.metadata.sqlite", "g000001.vectors.faiss", "manifest.json"]
 
 
 def test_opening_a_gallery_removes_leftovers_unless_a_save_is_under_way(tmp_path):
@@ -125,7 +125,7 @@ def test_opening_a_gallery_removes_leftovers_unless_a_save_is_under_way(tmp_path
         assert len(Gallery.open(tmp_path)) == 4
         assert set(KILLED_DUMP_LEFTOVERS) <= set(gallery_files(tmp_path))
     assert len(Gallery.open(tmp_path)) == 4
-    assert gallery_files(tmp_path) == ["g000001.metadata.sqlite", "g000001.vectors.faiss", "manifest.json"]
+    assert gallery_files(tmp_path) == ["g000001.camera_statistics.json", "g000001.metadata.sqlite", "g000001.vectors.faiss", "manifest.json"]
 
 
 @pytest.fixture()
@@ -231,7 +231,7 @@ def test_saving_onto_another_gallery_needs_overwrite(tmp_path):
     mine.save(tmp_path / "g", overwrite=True)
     replaced = Gallery.open(tmp_path / "g")
     assert (replaced.dim, len(replaced)) == (4, 4)
-    assert gallery_files(tmp_path / "g") == ["g000002.metadata.sqlite", "g000002.vectors.faiss", "manifest.json"]
+    assert gallery_files(tmp_path / "g") == ["g000002.camera_statistics.json", "g000002.metadata.sqlite", "g000002.vectors.faiss", "manifest.json"]
     fresh = Gallery(4, path=tmp_path / "g", overwrite=True)  # replaces it at its first save
     fresh.save()
     assert len(Gallery.open(tmp_path / "g")) == 0
@@ -273,7 +273,7 @@ def test_a_damaged_lock_is_one_clear_error_and_an_overwrite_replaces_it(saved, d
     replacement.add(np.eye(16))
     replacement.save(saved, overwrite=True)
     assert len(Gallery.open(saved)) == 16
-    assert gallery_files(saved) == ["g000002.metadata.sqlite", "g000002.vectors.faiss", "manifest.json"]
+    assert gallery_files(saved) == ["g000002.camera_statistics.json", "g000002.metadata.sqlite", "g000002.vectors.faiss", "manifest.json"]
 
 
 @pytest.mark.parametrize("with_gallery", [False, True])
@@ -324,7 +324,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_keeps_the_gallery(tmp_path,
         gallery.save()
     monkeypatch.undo()
     assert len(Gallery.open(tmp_path)) == 4
-    assert gallery_files(tmp_path) == ["g000001.metadata.sqlite", "g000001.vectors.faiss", "manifest.json"]
+    assert gallery_files(tmp_path) == ["g000001.camera_statistics.json", "g000001.metadata.sqlite", "g000001.vectors.faiss", "manifest.json"]
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
@@ -394,7 +394,7 @@ def test_a_reader_lease_keeps_the_old_generation_until_it_ends(tmp_path):
         assert old <= set(gallery_files(tmp_path))  # generation 1 is still there for the reader
     gallery.save()
     assert not old & set(gallery_files(tmp_path))
-    assert len(gallery_files(tmp_path)) == 3
+    assert len(gallery_files(tmp_path)) == 4  # the manifest and generation 3: statistics, metadata, vectors
 
 
 def test_a_gallery_on_a_read_only_mount_opens_without_a_lease_and_refuses_saves_in_one_line(tmp_path, monkeypatch):

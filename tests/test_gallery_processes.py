@@ -148,5 +148,5 @@ def test_killed_at_random_points_of_saves_leaves_the_old_or_the_new_state(tmp_pa
         reopened.close()
     Gallery.open(tmp_path).save()  # the next save clears what the killed ones left behind
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert len(names) == 4 and names[0] == ".lock" and names[-1] == "manifest.json", names
+    assert len(names) == 5 and names[0] == ".lock" and names[-1] == "manifest.json", names
     assert names[1].split(".")[0] == names[2].split(".")[0]  # the two files of one generation

@@ -39,7 +39,7 @@ def index() -> ReIDIndex:
 
 def test_search_single_and_batch(index):
     crops = random_crops(30, seed=1)
-    matches = index.search(crops[4], k=3)
+    matches = index.search(crops[4], k=3, query_camera="c1")  # crop 4 is camera c1's: scores itself 1
     assert isinstance(matches[0], Match) and len(matches) == 3
     assert (matches[0].entry_id, matches[0].identity, matches[0].camera) == (4, 2, "c1")
     assert matches[0].score == pytest.approx(1.0, abs=1e-5) and matches[0].metadata == {"source": "test"}
@@ -62,7 +62,7 @@ def test_tracklet_entry_is_the_normalised_mean(index):
 
 def test_identify_uses_the_threshold(index):
     crops = random_crops(30, seed=1)
-    assert index.identify(crops[9], threshold=0.99) == 4
+    assert index.identify(crops[9], threshold=0.99, query_camera="c2") == 4
     stranger = random_crops(1, seed=123)[0]
     best = index.search(stranger, k=1)[0].score
     assert index.identify(stranger, threshold=min(1.0, best + 1e-3)) is None

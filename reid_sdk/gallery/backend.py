@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from reid_sdk.gallery.camera_statistics import CameraStatistics
 from reid_sdk.gallery.config import GalleryConfig
 from reid_sdk.gallery.entries import EntryRow
 from reid_sdk.gallery.filters import EntryFilter
@@ -36,6 +37,11 @@ class GalleryBackend(Protocol):
     @property
     def is_trained(self) -> bool: ...
 
+    @property
+    def camera_statistics(self) -> CameraStatistics:
+        """Per-camera sums and counts of the stored vectors, kept up to date by every write."""
+        ...
+
     def __len__(self) -> int: ...
 
     def tune(self, **search_params: Any) -> None: ...
@@ -57,6 +63,16 @@ class GalleryBackend(Protocol):
     def search(self, vectors: np.ndarray, k: int, entry_filter: EntryFilter) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of width min(k, entries passing the filter), best first; -inf / -1 where an
         approximate index found fewer."""
+        ...
+
+    def search_standardised(self, vectors: np.ndarray, k: int,
+                            entry_filter: EntryFilter) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` of camera-standardised queries among the entries' camera-standardised vectors, exactly
+        as a brute force with the current statistics would rank them."""
+        ...
+
+    def standardised_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The camera-standardised vectors of existing ids, as :meth:`search_standardised` compared them."""
         ...
 
     def rows(self, ids: np.ndarray) -> dict[int, EntryRow]: ...

@@ -69,10 +69,20 @@ class CameraStatistics:
 
     def __init__(self, dim: int, shrinkage: float = DEFAULT_SHRINKAGE) -> None:
         self.dim = int(dim)
-        self.shrinkage = check_shrinkage(shrinkage)
+        self._shrinkage = check_shrinkage(shrinkage)
         self._sums: dict[Any, np.ndarray] = {}   # camera -> fixed-point int64 sum of its unit features
         self._counts: dict[Any, int] = {}
         self.version = 0                         # bumped by every change: derived data compares it
+
+    @property
+    def shrinkage(self) -> float:
+        """How many features' worth of the global mean each camera's mean is shrunk with."""
+        return self._shrinkage
+
+    @shrinkage.setter
+    def shrinkage(self, value: float) -> None:
+        self._shrinkage = check_shrinkage(value)
+        self.version += 1
 
     @classmethod
     def of(cls, features: np.ndarray, cameras: Sequence[Any], shrinkage: float = DEFAULT_SHRINKAGE) -> CameraStatistics:
@@ -91,7 +101,9 @@ class CameraStatistics:
         self._update(features, cameras, -1)
 
     def _update(self, features: np.ndarray, cameras: Sequence[Any], sign: int) -> None:
-        unit = l2_normalised(features) if len(features) else np.empty((0, self.dim), np.float32)
+        if not len(features) and not len(cameras):
+            return
+        unit = l2_normalised(features)
         if unit.shape[1] != self.dim or len(unit) != len(cameras):
             raise ValueError(f"expected ({len(cameras)}, {self.dim}) features for {len(cameras)} cameras, got "
                              f"{unit.shape}")
@@ -162,23 +174,24 @@ class CameraStatistics:
 
     # -- persistence ----------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly state: the exact fixed-point sums, per camera (labels keep their type)."""
-        return {"dim": self.dim, "shrinkage": self.shrinkage,
+        """JSON-friendly state: the exact fixed-point sums, per camera (labels keep their type); the shrinkage is a
+        setting, not a statistic, so it is left to whoever keeps the statistics."""
+        return {"dim": self.dim,
                 "cameras": [{"camera": camera, "count": self._counts[camera], "sum": self._sums[camera].tolist()}
                             for camera in self._counts]}
 
     @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> CameraStatistics:
+    def from_dict(cls, state: dict[str, Any], shrinkage: float = DEFAULT_SHRINKAGE) -> CameraStatistics:
         """The statistics :meth:`to_dict` wrote; ValueError naming what is malformed."""
         try:
-            statistics = cls(state["dim"], state["shrinkage"])
+            statistics = cls(state["dim"], shrinkage)
             for each in state["cameras"]:
                 total = np.asarray(each["sum"], dtype=np.int64)
                 if total.shape != (statistics.dim,) or int(each["count"]) < 1:
                     raise ValueError(f"camera {each['camera']!r}: sum of shape {total.shape}, count {each['count']}")
                 statistics._sums[each["camera"]] = total
                 statistics._counts[each["camera"]] = int(each["count"])
-        except (KeyError, TypeError, OverflowError) as error:
+        except (KeyError, TypeError, OverflowError, ValueError) as error:
             raise ValueError(f"malformed camera statistics: {error!r}") from error
         return statistics
 

@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from reid_sdk.gallery.camera_statistics import DEFAULT_SHRINKAGE, check_shrinkage
+
 INDEX_TYPES = ("flat", "ivf", "hnsw", "ivfpq")
 METRICS = ("cosine",)
 DEVICES = ("auto", "cpu", "gpu")
@@ -32,6 +34,9 @@ class GalleryConfig:
     tombstone_rebuild_fraction: float = 0.25  # hnsw: rebuild the graph when this share of it is removed entries
     device: str = "auto"                # "gpu" uses faiss-gpu for flat / ivf search; "auto" when a GPU is visible
     gpu_device: int = 0                 # which CUDA device holds the GPU copy of the index
+    camera_standardise: bool | None = None  # None: searches are camera-standardised once an entry has a camera
+    camera_shrinkage: float = DEFAULT_SHRINKAGE  # camera standardisation: a camera's mean counts this many
+    #                                      features at the global mean (see reid_sdk.gallery.camera_statistics)
 
     def __post_init__(self) -> None:
         if self.index not in INDEX_TYPES:
@@ -49,6 +54,10 @@ class GalleryConfig:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
         if not 1 <= self.pq_nbits <= 16:
             raise ValueError(f"pq_nbits must be in 1..16, got {self.pq_nbits}")
+        check_shrinkage(self.camera_shrinkage)
+        if self.camera_standardise not in (None, True, False):
+            raise ValueError(f"camera_standardise must be True, False or None (on where entries have cameras), got "
+                             f"{self.camera_standardise!r}")
         if not 0.0 < self.tombstone_rebuild_fraction <= 1.0:
             raise ValueError(f"tombstone_rebuild_fraction must be in (0, 1], got {self.tombstone_rebuild_fraction}")
 
@@ -86,8 +95,10 @@ class GalleryConfig:
         return cls(**{key: value for key, value in values.items() if key in known})
 
     def with_search_params(self, **changes: Any) -> GalleryConfig:
-        """A copy with new query-time parameters (nprobe, ef_search, rerank_factor, device, gpu_device)."""
-        allowed = {"nprobe", "ef_search", "rerank_factor", "device", "gpu_device"}
+        """A copy with new query-time parameters (nprobe, ef_search, rerank_factor, device, gpu_device,
+        camera_standardise, camera_shrinkage)."""
+        allowed = {"nprobe", "ef_search", "rerank_factor", "device", "gpu_device", "camera_standardise",
+                   "camera_shrinkage"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"only {sorted(allowed)} can change after creation, got {sorted(unknown)}")

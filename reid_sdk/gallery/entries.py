@@ -70,7 +70,7 @@ def metadata(value: Any) -> dict[str, Any]:
         raise ValueError(f"metadata must be JSON-serialisable (no NaN): {error}") from error
 
 
-def _column(value: Any, n: int, name: str) -> list[Any]:
+def column(value: Any, n: int, name: str) -> list[Any]:
     """One value per entry: a scalar is repeated, a list / array must have length ``n``."""
     if isinstance(value, (list, tuple, np.ndarray)):
         if len(value) != n:
@@ -83,10 +83,10 @@ def entry_rows(n: int, identities: Any = None, cameras: Any = None, timestamps: 
                metadata_values: Any = None) -> list[EntryRow]:
     """``n`` validated rows; each column is a scalar for all entries or one value per entry."""
     columns = (
-        [label(v, "identity") for v in _column(identities, n, "identities")],
-        [label(v, "camera") for v in _column(cameras, n, "cameras")],
-        [timestamp(v) for v in _column(timestamps, n, "timestamps")],
-        [label(v, "track id") for v in _column(track_ids, n, "track_ids")],
-        [metadata(v) for v in _column(metadata_values, n, "metadata")],
+        [label(v, "identity") for v in column(identities, n, "identities")],
+        [label(v, "camera") for v in column(cameras, n, "cameras")],
+        [timestamp(v) for v in column(timestamps, n, "timestamps")],
+        [label(v, "track id") for v in column(track_ids, n, "track_ids")],
+        [metadata(v) for v in column(metadata_values, n, "metadata")],
     )
     return [EntryRow(*values) for values in zip(*columns)]

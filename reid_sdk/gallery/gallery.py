@@ -12,6 +12,7 @@ import numpy as np
 
 from reid_sdk.gallery import entries
 from reid_sdk.gallery.backend import GalleryBackend, create_gallery_backend, open_gallery_backend
+from reid_sdk.gallery.camera_statistics import CameraStatistics
 from reid_sdk.gallery.config import METRICS, GalleryConfig
 from reid_sdk.gallery.entries import EntryRow
 from reid_sdk.gallery.errors import ModelMismatchError
@@ -26,6 +27,13 @@ def _positive_k(k: Any) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
     return int(k)
+
+
+def _standardise_switch(camera_standardise: Any) -> bool | None:
+    if camera_standardise is None or isinstance(camera_standardise, bool):
+        return camera_standardise
+    raise ValueError(f"camera_standardise must be True, False or None (on where entries have cameras), got "
+                     f"{camera_standardise!r}")
 
 
 def _id_array(ids: Iterable[int]) -> np.ndarray:
@@ -47,6 +55,13 @@ class Gallery:
     (FAISS + SQLite, the embedded default), ``milvus-lite:FILE.db`` or ``http://host:19530``
     (Milvus). ``index_type``: "flat" (exact), "ivf", "hnsw" or "ivfpq" (approximate). Features are
     normalised on add and on query, so scores are cosine similarities. Thread-safe.
+
+    Camera standardisation (on by default once an entry has a camera; ``camera_standardise=False`` turns it off
+    per search, ``tune(camera_standardise=False)`` or ``Gallery.open(path, camera_standardise=False)`` for the
+    handle): queries and entries are compared after removing their camera's mean feature (kept by the
+    gallery, shrunk towards the global mean by ``GalleryConfig.camera_shrinkage``; a query's ``query_camera``,
+    or the global mean when it is None or unseen), and the score is that standardised cosine. See
+    :mod:`reid_sdk.gallery.camera_statistics` and the gallery guide for why and what it costs.
 
     Example:
         ```python
@@ -113,8 +128,22 @@ class Gallery:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
+    @property
+    def camera_statistics(self) -> CameraStatistics:
+        """The per-camera statistics of the entries (read them; the gallery keeps them up to date)."""
+        return self._backend.camera_statistics
+
+    def standardises(self, camera_standardise: bool | None = None) -> bool:
+        """Whether a search with ``camera_standardise`` compares camera-standardised features: as asked, else as
+        the gallery's ``config.camera_standardise`` says, else (None) when some entry has a camera."""
+        switch = _standardise_switch(camera_standardise)
+        if switch is None:
+            switch = self.config.camera_standardise
+        return self.camera_statistics.has_cameras if switch is None else switch
+
     def tune(self, **search_params: Any) -> None:
-        """Change query-time parameters (nprobe, ef_search, rerank_factor, device, gpu_device)."""
+        """Change query-time parameters (nprobe, ef_search, rerank_factor, device, gpu_device, camera_standardise,
+        camera_shrinkage)."""
         self._backend.tune(**search_params)
 
     def check_model(self, model_id: str | None) -> None:
@@ -195,17 +224,34 @@ class Gallery:
                            exclude_cameras=entries.label_set(exclude_camera, "camera") or (),
                            since=entries.timestamp(since), until=entries.timestamp(until))
 
+    def query_vectors(self, queries: Any, query_camera: Any = None, camera_standardise: bool | None = None) -> np.ndarray:
+        """(Q, dim) queries as a search compares them: normalised, and camera-standardised when it is on
+        (``query_camera``: one camera for all queries or one per query; None or unseen: the global mean)."""
+        vectors = self._prepare(queries)
+        if not self.standardises(camera_standardise):
+            return vectors
+        cameras = [entries.label(camera, "query camera") for camera in entries.column(query_camera, len(vectors),
+                                                                                       "query_camera")]
+        return self.camera_statistics.standardise(vectors, cameras)
+
     def search_ids(self, queries: Any, k: int = 10, cameras: Any = None, exclude_camera: Any = None,
-                   since: float | None = None, until: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   since: float | None = None, until: float | None = None, query_camera: Any = None,
+                   camera_standardise: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) arrays of shape (Q, min(k, entries passing the filters)), best first.
 
-        -inf / -1 mark the cells where an approximate index found fewer results than exist.
+        -inf / -1 mark the cells where an approximate index found fewer results than exist. Camera-standardised
+        (see the class) unless ``camera_standardise=False``; its scores are then the standardised cosines.
         """
-        vectors = self._prepare(queries)
-        return self._backend.search(vectors, _positive_k(k), self._filter(cameras, exclude_camera, since, until))
+        k = _positive_k(k)
+        entry_filter = self._filter(cameras, exclude_camera, since, until)
+        vectors = self.query_vectors(queries, query_camera, camera_standardise)
+        if self.standardises(camera_standardise):
+            return self._backend.search_standardised(vectors, k, entry_filter)
+        return self._backend.search(vectors, k, entry_filter)
 
     def search(self, queries: Any, k: int = 10, cameras: Any = None, exclude_camera: Any = None,
-               since: float | None = None, until: float | None = None) -> list[Match] | list[list[Match]]:
+               since: float | None = None, until: float | None = None, query_camera: Any = None,
+               camera_standardise: bool | None = None) -> list[Match] | list[list[Match]]:
         """Matches for one (dim,) query (a list) or a (Q, dim) batch (a list of lists), best first.
 
         Filters: ``cameras`` keeps only those cameras, ``exclude_camera`` drops one or
@@ -217,23 +263,31 @@ class Gallery:
         camera 1 and the entries without a camera, ``exclude_camera=[2, None]`` drops both
         (``exclude_camera=2`` keeps them). ``cameras=[]`` is a ValueError (it would keep
         nothing); ``exclude_camera=[]`` drops nothing.
+
+        ``query_camera`` is the camera that saw the query (one for all, or one per query), whose mean camera
+        standardisation removes from it; ``camera_standardise`` is None (on where entries have cameras), True or
+        False.
         """
         single = np.ndim(queries) == 1
-        matches = self.matches(*self.search_ids(queries, k, cameras, exclude_camera, since, until))
+        matches = self.matches(*self.search_ids(queries, k, cameras, exclude_camera, since, until, query_camera,
+                                                camera_standardise))
         return matches[0] if single else matches
 
     def search_with_vectors(self, queries: Any, k: int = 10, cameras: Any = None, exclude_camera: Any = None,
-                            since: float | None = None,
-                            until: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`search_ids` plus the found entries' stored vectors, (Q, width, dim), zero where an id is -1.
+                            since: float | None = None, until: float | None = None, query_camera: Any = None,
+                            camera_standardise: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`search_ids` plus the found entries' vectors as the search compared them (stored, or
+        camera-standardised), (Q, width, dim), zero where an id is -1; :meth:`query_vectors` gives the queries'.
 
         Reads no metadata: a re-ranker orders the candidates first, then :meth:`matches` labels the few it keeps.
         """
-        scores, ids = self.search_ids(queries, k, cameras, exclude_camera, since, until)
+        scores, ids = self.search_ids(queries, k, cameras, exclude_camera, since, until, query_camera,
+                                      camera_standardise)
         found = ids >= 0
         unique, positions = np.unique(ids[found], return_inverse=True)
         vectors = np.zeros((*ids.shape, self.dim), dtype=np.float32)
-        vectors[found] = self._backend.vectors(unique)[positions]
+        stored = self._backend.standardised_vectors if self.standardises(camera_standardise) else self._backend.vectors
+        vectors[found] = stored(unique)[positions]
         return scores, ids, vectors
 
     def matches(self, scores: np.ndarray, ids: np.ndarray) -> list[list[Match]]:

@@ -11,6 +11,15 @@ has many writers and no atomic counter: there the count is not recorded.
 Filters become Milvus boolean expressions; every write is durable once Milvus acknowledges it, and
 ``save`` flushes. Index types: flat = FLAT, ivf = IVF_FLAT, hnsw = HNSW, ivfpq = IVF_PQ (a server only;
 Milvus Lite has no IVF_PQ).
+
+Camera standardisation: the handle keeps the per-camera statistics of the collection's vectors as it writes, and
+records them in the property at each save and close. Opening uses them where the entry count is recorded and
+matches (Milvus Lite); otherwise (a server, whose other writers it cannot follow, or a count left unknown, or a
+gallery written before they were kept) it counts them from every stored vector: O(N * D) read once. Standardised
+searches are exact and local: every entry's standardised vector is held in memory (N * D float32) and searched by
+one matrix product per batch of queries, the filter's ids asked of Milvus; the copy is rebuilt (all vectors read
+again) at the first standardised search after the statistics changed. Fine for Milvus Lite sizes; a large server
+gallery should search with camera standardisation off.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import numpy as np
 
 from reid_sdk._utils.atomic_file import DiskFullError
 from reid_sdk._utils.optional import require
+from reid_sdk.gallery.camera_statistics import CameraStatistics
 from reid_sdk.gallery.config import GalleryConfig
 from reid_sdk.gallery.entries import EntryRow
 from reid_sdk.gallery.errors import NOT_WRITABLE, CorruptGalleryError, unknown_entries, unwritable, writing_in
@@ -160,6 +170,9 @@ class MilvusBackend:
         self._recorded: int | None = None       # the count the property holds; None: unknown (written since)
         self._wrote = False                     # this handle wrote since it last recorded the count
         self._count_lock = threading.RLock()
+        self._statistics = CameraStatistics(dim, config.camera_shrinkage)
+        self._standardised: tuple[int, np.ndarray, np.ndarray] | None = None  # (statistics version, ids, vectors)
+        self._standardised_lock = threading.Lock()
 
     # -- connection ---------------------------------------------------------------------------------------------
     @staticmethod
@@ -229,6 +242,7 @@ class MilvusBackend:
                 backend = cls(client, location, dim, config, model_id)
                 if backend._lite:
                     backend._check_count(info.get("entries"))
+                backend._statistics = backend._saved_statistics(info.get("camera_statistics"))
         except BaseException:
             client.close()
             raise
@@ -246,9 +260,25 @@ class MilvusBackend:
                                       "or its data was lost; restore the file from a copy or rebuild the gallery")
         self._recorded = recorded
 
+    def _saved_statistics(self, saved: dict[str, Any] | None) -> CameraStatistics:
+        """The recorded camera statistics where the recorded entry count vouches for them, else counted afresh."""
+        if saved is not None and self._recorded is not None:
+            try:
+                return CameraStatistics.from_dict(saved, self._config.camera_shrinkage)
+            except ValueError as error:
+                raise CorruptGalleryError(f"the Milvus gallery {self._where.text} records damaged camera statistics: "
+                                          f"{error}") from error
+        ids = self.ids()
+        rows = self.rows(ids)
+        logger.info("counting the camera statistics of %s from its %d stored vectors", self._where.text, len(ids))
+        statistics = CameraStatistics(self.dim, self._config.camera_shrinkage)
+        statistics.add(self.vectors(ids), [rows[int(i)].camera for i in ids])
+        return statistics
+
     def _properties(self) -> dict[str, str]:
         info = {"format": PROPERTY_FORMAT, "dim": self.dim, "config": self._config.to_dict(), "model_id": self.model_id,
-                "entries": self._recorded}
+                "entries": self._recorded,
+                "camera_statistics": self._statistics.to_dict() if self._recorded is not None else None}
         return {PROPERTY: json.dumps(info, sort_keys=True)}
 
     def _write_properties(self) -> None:
@@ -319,8 +349,13 @@ class MilvusBackend:
     def __len__(self) -> int:
         return self.count(EntryFilter())
 
+    @property
+    def camera_statistics(self) -> CameraStatistics:
+        return self._statistics
+
     def tune(self, **search_params: Any) -> None:
         self._config = self._config.with_search_params(**search_params)
+        self._statistics.shrinkage = self._config.camera_shrinkage
 
     def set_model_id(self, model_id: str) -> None:
         self.model_id = model_id
@@ -336,13 +371,16 @@ class MilvusBackend:
         with self._writing(), _lite_errors(self._where):
             ids = [self._client.insert(self._name, entities[start : start + per_request])["ids"]
                    for start in range(0, len(entities), per_request)]
+            self._statistics.add(vectors, [row.camera for row in rows])
         return np.concatenate([np.asarray(chunk, dtype=np.int64) for chunk in ids])
 
     def remove_ids(self, ids: np.ndarray) -> int:
         existing = self._existing(ids)
         if len(existing):
+            rows, vectors = self.rows(existing), self.vectors(existing)
             with self._writing(), _lite_errors(self._where):
                 self._client.delete(self._name, ids=existing.tolist())
+                self._statistics.remove(vectors, [rows[int(i)].camera for i in existing])
         return len(existing)
 
     def remove_where(self, entry_filter: EntryFilter) -> int:
@@ -419,6 +457,36 @@ class MilvusBackend:
                 ids[row, : len(found)] = [hit["id"] for hit in found]
                 scores[row, : len(found)] = [hit["distance"] for hit in found]
         return scores, ids
+
+    def search_standardised(self, vectors: np.ndarray, k: int,
+                            entry_filter: EntryFilter) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over the in-memory standardised vectors of the entries that pass the filter."""
+        ids, standardised = self._standardised_entries()
+        if not entry_filter.is_empty:
+            kept = np.isin(ids, self._query_ids(expression(entry_filter)))
+            ids, standardised = ids[kept], standardised[kept]
+        k = min(k, len(ids))
+        scores = vectors @ standardised.T
+        best = np.argpartition(-scores, k - 1, axis=1)[:, :k] if 0 < k < len(ids) else np.tile(
+            np.arange(k), (len(vectors), 1))
+        order = np.take_along_axis(best, np.argsort(-np.take_along_axis(scores, best, 1), axis=1, kind="stable"), 1)
+        return np.take_along_axis(scores, order, 1).astype(np.float32), ids[order]
+
+    def standardised_vectors(self, ids: np.ndarray) -> np.ndarray:
+        stored_ids, standardised = self._standardised_entries()
+        positions = np.searchsorted(stored_ids, ids)
+        return standardised[np.minimum(positions, len(stored_ids) - 1)]
+
+    def _standardised_entries(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted ids, their standardised vectors) of every entry, read again when the statistics changed since."""
+        with self._standardised_lock:
+            version = self._statistics.version
+            if self._standardised is None or self._standardised[0] != version:
+                ids = self.ids()
+                rows = self.rows(ids)
+                standardised = self._statistics.standardise(self.vectors(ids), [rows[int(i)].camera for i in ids])
+                self._standardised = (version, ids, standardised)
+            return self._standardised[1], self._standardised[2]
 
     def rows(self, ids: np.ndarray) -> dict[int, EntryRow]:
         return {int(entity["id"]): _row(entity) for entity in self._query(np.asarray(ids), _ROW_FIELDS)}

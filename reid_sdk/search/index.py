@@ -84,24 +84,31 @@ class ReIDIndex:
     re-orders each query's ``candidates`` nearest entries by k-reciprocal re-ranking.
     ``add_tracks`` / ``search_tracks`` take a video and its MOTChallenge tracks file.
 
+    Camera standardisation (see :class:`~reid_sdk.gallery.Gallery`): ``camera_standardise`` (constructor, or a
+    search keyword that overrides it) is None (on where the gallery's entries have cameras), True or False;
+    ``query_camera=`` names the camera that saw the query crops (``search_tracks`` passes its ``camera``).
+
     Example:
         ```python
         index = ReIDIndex.create(FeatureExtractor("model.onnx"), index_type="flat", path="gallery/")
         index.add(crops, identity=names, camera=2, timestamp=times)
         index.save()                                            # atomic; reload with ReIDIndex.load
-        for match in index.search(query_crop, k=10, exclude_camera=2):
-            print(match.identity, match.camera, match.score)
+        for match in index.search(query_crop, k=10, query_camera=2, exclude_camera=2):
+            print(match.identity, match.camera, match.score)   # score: the camera-standardised cosine
+        plain = index.search(query_crop, k=10, camera_standardise=False)
         ```
     """
 
-    def __init__(self, extractor: Extractor, gallery: Gallery) -> None:
+    def __init__(self, extractor: Extractor, gallery: Gallery, camera_standardise: bool | None = None) -> None:
         check_fits(gallery, int(extractor.feature_dim), model_id_of(extractor))
+        gallery.standardises(camera_standardise)  # refuses anything but True, False and None
         self.extractor = extractor
         self.gallery = gallery
+        self.camera_standardise = camera_standardise
 
     @classmethod
     def create(cls, extractor: Extractor, index_type: str = "flat", path: str | Path | None = None,
-               **gallery_options: Any) -> ReIDIndex:
+               camera_standardise: bool | None = None, **gallery_options: Any) -> ReIDIndex:
         """A ReIDIndex over a new, empty gallery sized for the extractor's features and recording its model.
 
         ``path``: None (in memory), a directory or a Milvus URI; ``gallery_options`` go to :class:`Gallery`
@@ -109,14 +116,15 @@ class ReIDIndex:
         """
         gallery = Gallery(int(extractor.feature_dim), index_type=index_type, path=path, model_id=model_id_of(extractor),
                           **gallery_options)
-        return cls(extractor, gallery)
+        return cls(extractor, gallery, camera_standardise)
 
     @classmethod
-    def load(cls, extractor: Extractor, path: str | Path, **search_params: Any) -> ReIDIndex:
+    def load(cls, extractor: Extractor, path: str | Path, camera_standardise: bool | None = None,
+             **search_params: Any) -> ReIDIndex:
         """Open a saved gallery for this extractor; ValueError if it holds another dimension or model."""
         gallery = Gallery.open(path, **search_params)
         try:
-            return cls(extractor, gallery)
+            return cls(extractor, gallery, camera_standardise)
         except ValueError:
             gallery.close()
             raise
@@ -158,8 +166,10 @@ class ReIDIndex:
                         **filters: Any) -> list[list[Match]]:
         """Top-k matches of each (Q, D) feature row; with ``rerank`` the ``candidates`` nearest entries of each
         query (after the filters) are re-ordered by k-reciprocal re-ranking, and ``score`` stays the cosine
-        similarity. Memory is bounded by the candidate count: no gallery x gallery matrix."""
+        similarity (camera-standardised, as the candidates were compared, when that is on). Memory is bounded by the
+        candidate count: no gallery x gallery matrix."""
         config = _rerank_config(rerank)
+        filters.setdefault("camera_standardise", self.camera_standardise)
         if config is None:
             return self.gallery.search(features, k=k, **filters)
         width = max(k, config.candidates)
@@ -174,6 +184,7 @@ class ReIDIndex:
         """Top-k matches of each query among its ``width`` nearest entries after re-ranking; only the kept
         entries' metadata is read."""
         scores, ids, vectors = self.gallery.search_with_vectors(queries, k=width, **filters)
+        queries = self.gallery.query_vectors(queries, filters.get("query_camera"), filters["camera_standardise"])
         kept_scores = np.full((len(queries), min(k, ids.shape[1])), -np.inf, dtype=np.float32)
         kept_ids = np.full(kept_scores.shape, -1, dtype=np.int64)
         for row, query in enumerate(queries):
@@ -207,8 +218,9 @@ class ReIDIndex:
                       rerank: bool | RerankConfig = False, progress: bool = False,
                       **filters: Any) -> list[TrackMatches]:
         """Every track of ``video`` and its top-k matches in OTHER cameras (``exclude_camera=camera`` unless
-        ``filters`` say otherwise), in the order tracks end."""
+        ``filters`` say otherwise), in the order tracks end; camera standardisation takes ``camera`` as the tracks'."""
         filters.setdefault("exclude_camera", camera)
+        filters.setdefault("query_camera", camera)
         return [TrackMatches(track, self.search_features(track.feature[None], k, rerank, **filters)[0])
                 for track in self._video_tracks(video, tracks, fps, start_time, quality, progress)]
 

@@ -6,18 +6,28 @@ process saved since this one opened or last saved) first merges that process's c
 removals into this gallery, then writes the union: nothing another process committed is lost. A save
 onto a different gallery needs ``overwrite=True``. Merging re-adds the other process's vectors as
 stored (exact for flat / ivf / hnsw; 8-bit scalar-quantised for ivfpq).
+
+Camera standardisation: the per-camera statistics of the stored vectors follow every add, removal and merge and are
+saved with each generation (``camera_statistics.json``; computed from the stored vectors when a gallery written
+before it is opened). Standardised searches run on a second FAISS index of the same type holding every entry's
+standardised vector, rebuilt at the first standardised search after the statistics changed: O(N * D) to standardise
+plus the index's build (training for ivf / ivfpq, the graph for hnsw; flat when too few entries to train), and a
+second copy of the vectors in memory.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from reid_sdk.gallery.camera_statistics import CameraStatistics
 from reid_sdk.gallery.config import GalleryConfig
 from reid_sdk.gallery.entries import EntryRow
 from reid_sdk.gallery.errors import CorruptGalleryError, GalleryChangedError, unknown_entries, writing_in
@@ -33,9 +43,33 @@ from reid_sdk.gallery.filters import EntryFilter
 logger = logging.getLogger(__name__)
 
 _METADATA_FILE = "metadata.sqlite"
+_STATISTICS_FILE = "camera_statistics.json"
 
 
-def _load_generation(root: Path, manifest: Manifest, config: GalleryConfig) -> tuple[VectorStore, MetadataStore]:
+def _counted_statistics(store: VectorStore, metadata: MetadataStore, config: GalleryConfig) -> CameraStatistics:
+    """The camera statistics of every stored entry, counted from its stored vector."""
+    ids = metadata.ids()
+    rows = metadata.rows(ids)
+    statistics = CameraStatistics(store.dim, config.camera_shrinkage)
+    statistics.add(store.reconstruct(ids), [rows[int(i)].camera for i in ids])
+    return statistics
+
+
+def _read_statistics(root: Path, paths: dict[str, Path], store: VectorStore, metadata: MetadataStore,
+                     config: GalleryConfig) -> CameraStatistics:
+    """The generation's saved camera statistics, or (a gallery saved before they were kept) counted afresh."""
+    if _STATISTICS_FILE not in paths:
+        logger.info("%s keeps no camera statistics (saved by an older reid-sdk): counted from its %d stored vectors",
+                    root, len(metadata))
+        return _counted_statistics(store, metadata, config)
+    try:
+        return CameraStatistics.from_dict(json.loads(paths[_STATISTICS_FILE].read_text()), config.camera_shrinkage)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CorruptGalleryError(f"{paths[_STATISTICS_FILE]} holds no camera statistics: {error}") from error
+
+
+def _load_generation(root: Path, manifest: Manifest,
+                     config: GalleryConfig) -> tuple[VectorStore, MetadataStore, CameraStatistics]:
     """The verified files of one generation, loaded into memory and checked against the manifest's counts."""
     paths = verified_files(root, manifest)
     if _METADATA_FILE not in paths:
@@ -47,7 +81,11 @@ def _load_generation(root: Path, manifest: Manifest, config: GalleryConfig) -> t
         raise CorruptGalleryError(f"gallery {root} is inconsistent: {len(metadata)} metadata rows and {store.ntotal} "
                                   f"vectors, its manifest says {manifest.entries} and {manifest.vectors}")
     store.restore_tombstones(metadata.ids())
-    return store, metadata
+    try:
+        return store, metadata, _read_statistics(root, paths, store, metadata, config)
+    except BaseException:
+        metadata.close()
+        raise
 
 
 def _same_directory(a: Path, b: Path) -> bool:
@@ -57,8 +95,8 @@ def _same_directory(a: Path, b: Path) -> bool:
 class FaissSqliteBackend:
     """FAISS + SQLite gallery storage; see the module docstring for how processes share a directory."""
 
-    def __init__(self, dim: int, store: VectorStore, metadata: MetadataStore, model_id: str | None,
-                 root: Path | None, lineage: str, generation: int | None, next_id: int,
+    def __init__(self, dim: int, store: VectorStore, metadata: MetadataStore, statistics: CameraStatistics,
+                 model_id: str | None, root: Path | None, lineage: str, generation: int | None, next_id: int,
                  replace_existing: bool = False) -> None:
         self.dim = dim
         self.model_id = model_id
@@ -73,6 +111,9 @@ class FaissSqliteBackend:
         self._removed: list[np.ndarray] = []  # to merge with what other processes committed
         self._lock = ReadWriteLock()
         self._save_lock = threading.Lock()
+        self._statistics = statistics
+        self._standardised: tuple[int, VectorStore] | None = None  # (statistics version, standardised vectors)
+        self._standardised_lock = threading.Lock()
 
     @classmethod
     def create(cls, dim: int, config: GalleryConfig, model_id: str | None = None, root: Path | None = None,
@@ -83,8 +124,9 @@ class FaissSqliteBackend:
                 raise FileExistsError(f"a gallery already exists at {root}: open it with Gallery.open({str(root)!r}) "
                                       "or pass overwrite=True to replace it")
             check_target(Path(root))
-        return cls(dim, VectorStore(dim, config), MetadataStore(), model_id, None if root is None else Path(root),
-                   uuid.uuid4().hex, None, 0, replace_existing=overwrite)
+        return cls(dim, VectorStore(dim, config), MetadataStore(), CameraStatistics(dim, config.camera_shrinkage),
+                   model_id, None if root is None else Path(root), uuid.uuid4().hex, None, 0,
+                   replace_existing=overwrite)
 
     @classmethod
     def open(cls, root: Path, **search_params: Any) -> FaissSqliteBackend:
@@ -95,12 +137,12 @@ class FaissSqliteBackend:
         with reading(root):
             manifest = read_manifest(root)
             config = GalleryConfig.from_dict(manifest.config).with_search_params(**search_params)
-            store, metadata = _load_generation(root, manifest, config)
+            store, metadata, statistics = _load_generation(root, manifest, config)
         removed = remove_leftovers(root)
         logger.debug("opened generation %d of %s (%d leftovers of interrupted saves removed)", manifest.generation,
                      root, removed)
-        return cls(manifest.dim, store, metadata, manifest.model_id, root, manifest.lineage, manifest.generation,
-                   manifest.next_id)
+        return cls(manifest.dim, store, metadata, statistics, manifest.model_id, root, manifest.lineage,
+                   manifest.generation, manifest.next_id)
 
     # -- properties ---------------------------------------------------------------------------------------------
     @property
@@ -118,9 +160,15 @@ class FaissSqliteBackend:
     def __len__(self) -> int:
         return len(self._metadata)
 
+    @property
+    def camera_statistics(self) -> CameraStatistics:
+        return self._statistics
+
     def tune(self, **search_params: Any) -> None:
         with self._lock.write():
             self._store.config = self._store.config.with_search_params(**search_params)
+            self._statistics.shrinkage = self._store.config.camera_shrinkage
+            self._standardised = None
 
     def set_model_id(self, model_id: str) -> None:
         self.model_id = model_id
@@ -135,14 +183,26 @@ class FaissSqliteBackend:
             if not self._store.is_trained:
                 self._store.train(vectors)
             ids = self._new_ids(len(vectors))
-            self._store.add(vectors, ids)
-            try:
-                self._metadata.insert(ids, rows)
-            except Exception:
-                self._store.remove(ids)
-                raise
+            self._store_entries(vectors, ids, rows)
             self._added.append(ids)
         return ids
+
+    def _store_entries(self, vectors: np.ndarray, ids: np.ndarray, rows: list[EntryRow]) -> None:
+        """Vectors, metadata and camera statistics of new entries (the statistics count the vectors as stored)."""
+        self._store.add(vectors, ids)
+        try:
+            self._metadata.insert(ids, rows)
+        except Exception:
+            self._store.remove(ids)
+            raise
+        self._statistics.add(self._store.reconstruct(ids), [row.camera for row in rows])
+
+    def _forget(self, ids: np.ndarray) -> None:
+        """Take existing entries out of the camera statistics, the vectors and the metadata."""
+        rows = self._metadata.rows(ids)
+        self._statistics.remove(self._store.reconstruct(ids), [rows[int(i)].camera for i in ids])
+        self._store.remove(ids)
+        self._metadata.delete(ids)
 
     def _new_ids(self, count: int) -> np.ndarray:
         """Ids for new entries: from the directory's shared counter once the gallery is saved, else local."""
@@ -161,8 +221,7 @@ class FaissSqliteBackend:
             return self._remove(self._metadata.ids(*where(entry_filter)))
 
     def _remove(self, ids: np.ndarray) -> int:
-        self._store.remove(ids)
-        self._metadata.delete(ids)
+        self._forget(ids)
         self._removed.append(ids)
         return len(ids)
 
@@ -183,6 +242,32 @@ class FaissSqliteBackend:
     def search(self, vectors: np.ndarray, k: int, entry_filter: EntryFilter) -> tuple[np.ndarray, np.ndarray]:
         with self._lock.read():
             return self._store.search(vectors, k, self._id_filter(entry_filter), len(self._metadata))
+
+    def search_standardised(self, vectors: np.ndarray, k: int,
+                            entry_filter: EntryFilter) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock.read():
+            return self._standardised_store().search(vectors, k, self._id_filter(entry_filter), len(self._metadata))
+
+    def standardised_vectors(self, ids: np.ndarray) -> np.ndarray:
+        with self._lock.read():
+            return self._standardised_store().reconstruct(ids)
+
+    def _standardised_store(self) -> VectorStore:
+        """The index of every entry's camera-standardised vector, rebuilt when the statistics changed since."""
+        with self._standardised_lock:
+            version = self._statistics.version
+            if self._standardised is None or self._standardised[0] != version:
+                ids = self._metadata.ids()
+                rows = self._metadata.rows(ids)
+                vectors = self._statistics.standardise(self._store.reconstruct(ids), [rows[int(i)].camera for i in ids])
+                config = self.config
+                if config.trainable and len(ids) < config.min_training_size(len(ids)):
+                    config = replace(config, index="flat")  # too few entries to train the index type on
+                store = VectorStore(self.dim, config)
+                store.train(vectors)
+                store.add(vectors, ids)
+                self._standardised = (version, store)
+            return self._standardised[1]
 
     def rows(self, ids: np.ndarray) -> dict[int, EntryRow]:
         return self._metadata.rows(ids)
@@ -242,7 +327,7 @@ class FaissSqliteBackend:
 
     def _merge(self, root: Path, on_disk: Manifest) -> None:
         """Bring in what other processes committed since this gallery's base generation: their adds and removals."""
-        store, metadata = _load_generation(root, on_disk, self.config)
+        store, metadata, statistics = _load_generation(root, on_disk, self.config)
         adopted = False
         try:
             theirs = metadata.ids()
@@ -259,17 +344,15 @@ class FaissSqliteBackend:
                                               f"process's new ids {clash[:5].tolist()}: reopen the gallery")
                 if not self._store.is_trained:  # nothing here yet: take their state whole
                     store.config = self.config
-                    self._store, self._metadata, adopted = store, metadata, True
+                    self._store, self._metadata, self._statistics, adopted = store, metadata, statistics, True
                 else:
                     ours = self._metadata.ids()
                     gone = np.setdiff1d(np.setdiff1d(ours, added), theirs)
                     new = np.setdiff1d(theirs, np.union1d(ours, removed))
-                    self._store.remove(gone)
-                    self._metadata.delete(gone)
+                    self._forget(gone)
                     if len(new):
                         rows = metadata.rows(new)
-                        self._store.add(store.reconstruct(new), new)
-                        self._metadata.insert(new, [rows[int(i)] for i in new])
+                        self._store_entries(store.reconstruct(new), new, [rows[int(i)] for i in new])
                 self.model_id = self.model_id or on_disk.model_id
                 self._next_id = max(self._next_id, on_disk.next_id)
         finally:
@@ -282,6 +365,7 @@ class FaissSqliteBackend:
         writers = {name: (lambda path, index=index: write_index(index, path))
                    for name, index in self._store.indexes().items()}
         writers[_METADATA_FILE] = self._metadata.dump
+        writers[_STATISTICS_FILE] = lambda path: path.write_text(json.dumps(self._statistics.to_dict()))
         return writers
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from reid_sdk.gallery.errors import CorruptGalleryError
 
 _CHUNK = 1 << 20
 # The only names a manifest may list: plain file names of one generation, never a path.
-GENERATION_FILE = re.compile(r"^g(\d{6,})\.(vectors\.faiss|rescore\.faiss|metadata\.sqlite)$")
+GENERATION_FILE = re.compile(r"^g(\d{6,})\.(vectors\.faiss|rescore\.faiss|metadata\.sqlite|camera_statistics\.json)$")
 
 
 def file_sha256(path: Path) -> str:
