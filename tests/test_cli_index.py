@@ -51,14 +51,24 @@ def test_build_then_search(checkpoint, tmp_path, capsys, monkeypatch):
     assert (best.identity, best.camera, best.metadata["path"].endswith(names[5])) == (2, 3, True)
 
     monkeypatch.chdir(tmp_path)
+    # camera-standardised (the names give cameras): the query's camera 3 is typed, as the names store it (an int)
     assert run("search", "--gallery", str(tmp_path / "g"), str(tmp_path / "images" / names[5]), "-k", "3",
-               checkpoint=checkpoint) == 0
+               "--query-camera", "3", checkpoint=checkpoint) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0] == f"query 1/1: {tmp_path / 'images' / names[5]}"
     assert table[1].split() == ["rank", "score", "identity", "camera", "entry", "path"]
     first = table[2].split()
     assert first[0] == "1" and float(first[1]) == pytest.approx(1.0, abs=1e-3) and first[2:5] == ["2", "3", "5"]
     assert not list(tmp_path.glob("*.png"))  # no strip unless asked for
+    scores = {}
+    for flag in ("--camera-standardise", "--no-camera-standardise"):  # without --query-camera: the global mean
+        assert run("search", "--gallery", str(tmp_path / "g"), str(tmp_path / "images" / names[5]), "-k", "3", flag,
+                   checkpoint=checkpoint) == 0
+        first = capsys.readouterr().out.splitlines()[2].split()
+        assert first[2:5] == ["2", "3", "5"]
+        scores[flag] = float(first[1])
+    assert scores["--no-camera-standardise"] == pytest.approx(1.0, abs=1e-3)  # plain cosine of itself
+    assert scores["--camera-standardise"] < 0.999  # its camera's mean is not the global one
 
     strip = tmp_path / "strip.png"
     assert run("search", "--gallery", str(tmp_path / "g"), str(tmp_path / "images" / names[5]), "-k", "3",

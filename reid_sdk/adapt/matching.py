@@ -9,7 +9,8 @@ track's top-k matches), ``matches_<camera>.png`` (a camera's first tracks and th
 scoring at least the threshold and how many best matches are mutual (a's best is b and b's best is a, a sign of
 consistent features that reads no identity); where the site ships identities (rendered sites, or a hand-labelled
 ``track_id,identity`` file per camera) it adds cross-camera rank-1 and mAP over the tracks whose person another
-camera saw.
+camera saw. Tracks are compared camera-standardised (each camera's mean feature removed, as the gallery's searches
+do; see :mod:`reid_sdk.gallery.camera_statistics`) unless ``camera_standardise=False``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class SiteMatching:
     rank1: float | None = None
     mAP: float | None = None
     queries: int | None = None
+    camera_standardised: bool = False
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,14 +85,16 @@ def read_matching(folder: str | Path) -> SiteMatching | None:
 
 def match_site(model: str | Path, site: SiteLayout, out: str | Path, k: int = 5, threshold: float = 0.5,
                picture_tracks: int = 12, device: str = "auto", quality: FrameQuality = FrameQuality(),
-               progress: bool = True) -> SiteMatching:
+               progress: bool = True, camera_standardise: bool | None = None) -> SiteMatching:
     """Ingest every camera of ``site`` with ``model``, match each track among the other cameras, write the folder
     ``out`` (see the module docstring) and return its summary. A camera whose files cannot be read is skipped
-    and counted; ``picture_tracks`` tracks per camera are drawn."""
+    and counted; ``picture_tracks`` tracks per camera are drawn; ``camera_standardise`` as :class:`ReIDIndex`'s
+    (None: on, the tracks have cameras)."""
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    index = ReIDIndex.create(FeatureExtractor(model, device=device), path=out / "gallery", overwrite=True)
+    index = ReIDIndex.create(FeatureExtractor(model, device=device), path=out / "gallery", overwrite=True,
+                             camera_standardise=camera_standardise)
     summary = SiteMatching(str(model), threshold=threshold)
     identities: dict[str, dict[int, str]] = {}
     for camera in site.cameras:
@@ -112,7 +116,9 @@ def match_site(model: str | Path, site: SiteLayout, out: str | Path, k: int = 5,
         raise ValueError(f"{model}: tracks from {summary.cameras} camera(s) only; matching needs at least two")
     vectors = index.gallery.vectors([entry.entry_id for entry in entries])
     cameras = np.array([str(entry.camera) for entry in entries])
-    distances = 1.0 - vectors @ vectors.T
+    summary.camera_standardised = index.gallery.standardises(camera_standardise)
+    compared = index.gallery.query_vectors(vectors, [entry.camera for entry in entries], camera_standardise)
+    distances = 1.0 - compared @ compared.T
     distances[cameras[:, None] == cameras[None, :]] = _OTHER_CAMERA
     _score_unlabelled(summary, distances, threshold)
     _score_labelled(summary, distances, entries, cameras)
@@ -207,6 +213,7 @@ def _top_matches(index: ReIDIndex, entries: list[_Entry], vectors: np.ndarray, k
     """Every track's top-k matches in the other cameras, searched in the gallery itself."""
     results = []
     for position, entry in enumerate(entries):
-        matches = index.search_features(vectors[position : position + 1], k=k, exclude_camera=entry.camera)[0]
+        matches = index.search_features(vectors[position : position + 1], k=k, exclude_camera=entry.camera,
+                                        query_camera=entry.camera)[0]
         results.append(_TrackResult(entry, vectors[position], matches))
     return results

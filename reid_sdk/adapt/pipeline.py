@@ -210,7 +210,7 @@ def _match(model: Path, layout: Any, folder: Path, settings: AdaptSettings, devi
            progress: bool) -> SiteMatching:
     return match_site(model, layout, folder, k=settings.top_k, threshold=settings.threshold,
                       picture_tracks=settings.picture_tracks, device=device, quality=settings.quality,
-                      progress=progress)
+                      progress=progress, camera_standardise=settings.camera_standardise)
 
 
 def _train(config: RunConfig, paths: AdaptPaths) -> dict[str, Any]:

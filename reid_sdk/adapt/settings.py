@@ -49,7 +49,8 @@ class AdaptSettings:
     """The steps' options: training overrides (``section.key=value``), the device, how tracks become
     tracklets (``min_boxes``, ``max_frames``, ``min_height``) and how matches are reported (``top_k`` per track,
     ``threshold`` for the count of matched tracks, ``picture_tracks`` per camera, ``parity_crops`` for the ONNX
-    check); ``seed`` seeds the start and the training."""
+    check, ``camera_standardise``: matches compare features with their camera's mean removed, None: on);
+    ``seed`` seeds the start and the training."""
 
     overrides: tuple[str, ...] = ()
     device: str = "auto"
@@ -61,6 +62,7 @@ class AdaptSettings:
     picture_tracks: int = 12
     parity_crops: int = 16
     seed: int = 0
+    camera_standardise: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", tuple(self.overrides))

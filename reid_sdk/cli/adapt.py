@@ -18,7 +18,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reid_sdk.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, configure_logging, fail, make_parser
+from reid_sdk.cli.common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_camera_standardise_option, configure_logging,
+                                 fail, make_parser)
 from reid_sdk.tracks import FrameQuality
 
 PROG = "reid-adapt"
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-k", "--top-k", type=int, default=5, help="matches per track in matches.csv")
     parser.add_argument("--threshold", type=float, default=0.5, help="score that counts a track as matched")
     parser.add_argument("--pictures", type=int, default=12, help="tracks drawn per camera in the pictures")
+    add_camera_standardise_option(parser)
     return parser
 
 
@@ -57,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = AdaptSettings(overrides=tuple(args.overrides), device=args.device, seed=args.seed,
                                  min_boxes=args.min_boxes, max_frames=args.max_frames, min_height=args.min_height,
-                                 top_k=args.top_k, threshold=args.threshold, picture_tracks=args.pictures)
+                                 top_k=args.top_k, threshold=args.threshold, picture_tracks=args.pictures,
+                                 camera_standardise=args.camera_standardise)
         result = adapt_site(args.site, args.out, settings)
     except (TrainingDiverged, ParityFailed) as error:
         print(f"{PROG}: stopped: {error}", file=sys.stderr)

@@ -84,3 +84,10 @@ def fail(prog: str, error: BaseException | str, code: int = EXIT_BAD_INPUT) -> i
     """Print ``prog: error: ...`` to stderr and return ``code`` (the bad-input code unless told otherwise)."""
     print(f"{prog}: error: {error}", file=sys.stderr)
     return code
+
+
+def add_camera_standardise_option(parser: argparse.ArgumentParser) -> None:
+    """``--camera-standardise`` / ``--no-camera-standardise``: one grammar for every command that searches a gallery."""
+    parser.add_argument("--camera-standardise", action=argparse.BooleanOptionalAction, default=None,
+                        help="compare features with their camera's mean removed (default: on when the gallery's "
+                             "entries have cameras)")

@@ -25,8 +25,8 @@ from typing import Any
 
 from reid_sdk._utils.progress import PROGRESS_MODES
 from reid_sdk.cli import engines
-from reid_sdk.cli.common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_subparser, configure_logging, fail,
-                                 make_parser)
+from reid_sdk.cli.common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_camera_standardise_option, add_subparser,
+                                 configure_logging, fail, make_parser)
 from reid_sdk.cli.tracks import add_track_commands, check_video_source
 from reid_sdk.datasets.market import parse_image_name
 from reid_sdk.gallery import GalleryConfig, Match
@@ -84,6 +84,11 @@ def label_forms(text: str) -> list[Any]:
         return [text]
 
 
+def stored_label(text: str, gallery: Any) -> Any:
+    """The form of a typed camera the gallery's entries have (the int where it holds that, else the text)."""
+    return next((form for form in reversed(label_forms(text)) if gallery.camera_statistics.count(form)), text)
+
+
 def _strip_paths(strip: Path | None, queries: list[Path]) -> list[Path | None]:
     """Where each query's strip goes: nowhere, the one file named, or ``<n>_<stem>_matches.png`` in a folder."""
     if strip is None:
@@ -108,10 +113,12 @@ def _print_matches(number: int, total: int, query: Path, matches: list[Match]) -
 def search(args: argparse.Namespace) -> int:
     queries = query_images(args.queries)
     strips = _strip_paths(args.strip, queries)
-    index = ReIDIndex.load(_extractor(args), args.gallery)
+    index = ReIDIndex.load(_extractor(args), args.gallery, args.camera_standardise)
     exclude = label_forms(args.exclude_camera) if args.exclude_camera is not None else None
+    query_camera = None if args.query_camera is None else stored_label(args.query_camera, index.gallery)
     searched = 0
-    for result in search_images(index, queries, k=args.k, batch_size=args.batch_size, exclude_camera=exclude):
+    for result in search_images(index, queries, k=args.k, batch_size=args.batch_size, exclude_camera=exclude,
+                                query_camera=query_camera):
         searched += 1
         _print_matches(result.position + 1, len(queries), result.path, result.matches)
         if strips[result.position] is not None:
@@ -157,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     search_parser.add_argument("-k", type=int, default=10, help="matches per query")
     search_parser.add_argument("--exclude-camera",
                                help="leave out matches from this camera (a number matches it stored as number or text)")
+    search_parser.add_argument("--query-camera",
+                               help="the camera that took the queries, whose mean camera standardisation removes "
+                                    "(default: the gallery's global mean)")
+    add_camera_standardise_option(search_parser)
     search_parser.add_argument("--strip", type=Path,
                                help="write the query and its matches as an image: a .png for one query, else a folder")
     add_track_commands(commands)  # ingest, match: videos and their MOT tracks

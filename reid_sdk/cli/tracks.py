@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from reid_sdk.cli import engines
-from reid_sdk.cli.common import EXIT_INTERRUPTED, EXIT_OK, add_subparser
+from reid_sdk.cli.common import EXIT_INTERRUPTED, EXIT_OK, add_camera_standardise_option, add_subparser
 from reid_sdk.gallery.config import INDEX_TYPES
 from reid_sdk.search.gallery_writer import GalleryTarget, IngestInterrupted
 from reid_sdk.search.index import ReIDIndex, TrackMatches
@@ -36,7 +36,8 @@ from reid_sdk.visualize.tiles import write_image
 def _index(args: argparse.Namespace) -> ReIDIndex:
     from reid_sdk.inference.extractor import FeatureExtractor  # torch or ONNX Runtime, from the model file
 
-    return ReIDIndex.load(FeatureExtractor(args.model, device=args.device, batch_size=args.batch_size), args.gallery)
+    return ReIDIndex.load(FeatureExtractor(args.model, device=args.device, batch_size=args.batch_size), args.gallery,
+                          getattr(args, "camera_standardise", None))
 
 
 def _quality(args: argparse.Namespace) -> FrameQuality:
@@ -137,3 +138,4 @@ def add_track_commands(commands: argparse._SubParsersAction) -> None:
     match_parser.add_argument("--rerank", action="store_true",
                               help="k-reciprocal re-ranking of each track's candidates")
     match_parser.add_argument("--picture", type=Path, help="PNG of each track and its matches")
+    add_camera_standardise_option(match_parser)
