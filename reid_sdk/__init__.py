@@ -27,6 +27,7 @@ _PUBLIC = {
     "evaluate_model": "reid_sdk.evaluation.on_dataset",
     # training and export (need the train extra: torch)
     "Trainer": "reid_sdk.training.trainer",
+    "build_trainer": "reid_sdk.training.schedules",
     "RunConfig": "reid_sdk.training.config",
     "load_config": "reid_sdk.training.config",
     "export_model": "reid_sdk.export",

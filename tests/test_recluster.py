@@ -17,7 +17,7 @@ from reid_sdk.training.memory import CameraProxyMemory, ClusterMemory
 from reid_sdk.training.pseudo_labels import epoch_pseudo_labels, linkage_to_threshold, outliers_marked
 from reid_sdk.training.recluster import ReclusterTrainer
 from reid_sdk.training.run_dir import RunDirectory
-from reid_sdk.training.trainer import Trainer
+from reid_sdk.training.schedules import build_trainer
 from tests.test_trainer import TINY_RUN
 
 RECLUSTER = ["train.schedule=recluster", "recluster.epochs=3", "recluster.iterations=3", "recluster.instances=2",
@@ -156,7 +156,7 @@ def full_run(request, market, tmp_path_factory):
     labels, memory = request.param.split("+")
     extra = [f"recluster.pseudo_labels={labels}"] + (["train.loss=camera_proxy"] if memory == "camera_proxy" else [])
     out = tmp_path_factory.mktemp("runs") / request.param
-    trainer = Trainer(_config(market, *extra), out)
+    trainer = build_trainer(_config(market, *extra), out)
     return out, trainer, trainer.run()
 
 
@@ -194,7 +194,7 @@ def test_resume_mid_run_repeats_the_uninterrupted_run(full_run, tmp_path):
     stopped = tmp_path / "stopped"
     shutil.copytree(out, stopped)
     RunDirectory(stopped).stage_path(2).unlink()  # as if killed during epoch 2
-    resumed = Trainer(load_config(RunDirectory(stopped).config), stopped, resume=True)
+    resumed = build_trainer(load_config(RunDirectory(stopped).config), stopped, resume=True)
     assert resumed.start_stage == 2
     rows = resumed.run()
     assert [r.loss for r in rows] == pytest.approx([r.loss for r in results], rel=1e-5)
@@ -203,7 +203,7 @@ def test_resume_mid_run_repeats_the_uninterrupted_run(full_run, tmp_path):
 
 
 def test_camera_proxies_use_caps_settings_and_train_within_camera_only_before_the_cross_camera_epoch(market, tmp_path):
-    trainer = Trainer(_config(market, "train.loss=camera_proxy"), tmp_path / "run")
+    trainer = build_trainer(_config(market, "train.loss=camera_proxy"), tmp_path / "run")
     extracted = trainer._extract_train()
     labels = torch.tensor([index % 3 if index % 5 else -1 for index in range(len(trainer.splits.train))])
     early, targets = trainer._epoch_memory(extracted, labels, epoch=0)
@@ -216,7 +216,7 @@ def test_camera_proxies_use_caps_settings_and_train_within_camera_only_before_th
 
 
 def test_cluster_memory_uses_cluster_contrasts_settings(market, tmp_path):
-    trainer = Trainer(_config(market), tmp_path / "run")
+    trainer = build_trainer(_config(market), tmp_path / "run")
     extracted = trainer._extract_train()
     labels = torch.tensor([index % 3 if index % 5 else -1 for index in range(len(trainer.splits.train))])
     memory, targets = trainer._epoch_memory(extracted, labels, epoch=0)
@@ -227,8 +227,8 @@ def test_cluster_memory_uses_cluster_contrasts_settings(market, tmp_path):
 
 def test_refusals_at_start_up_and_when_everything_is_an_outlier(market, tmp_path):
     with pytest.raises(ConfigError, match="not a multiple of recluster.instances"):
-        Trainer(_config(market, "recluster.instances=3"), tmp_path / "a")
+        build_trainer(_config(market, "recluster.instances=3"), tmp_path / "a")
     with pytest.raises(ConfigError, match="clustering.max_stages limits Algorithm 1"):
-        Trainer(_config(market, "clustering.max_stages=2"), tmp_path / "b")
+        build_trainer(_config(market, "clustering.max_stages=2"), tmp_path / "b")
     with pytest.raises(ConfigError, match="every one of the 24 samples out as an outlier: raise recluster.eps"):
-        Trainer(_config(market, "recluster.eps=0.0001", "recluster.min_samples=4"), tmp_path / "c").run()
+        build_trainer(_config(market, "recluster.eps=0.0001", "recluster.min_samples=4"), tmp_path / "c").run()

@@ -43,7 +43,7 @@ from reid_sdk.tracks.site import find_site
 from reid_sdk.tracks.site_tracklets import SiteTracklets, prepare_site
 from reid_sdk.training.config import RunConfig
 from reid_sdk.training.run_dir import RunDirectory
-from reid_sdk.training.trainer import Trainer
+from reid_sdk.training.schedules import build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def _train(config: RunConfig, paths: AdaptPaths) -> dict[str, Any]:
     if paths.training_summary.is_file():
         return json.loads(paths.training_summary.read_text())
     start = time.perf_counter()
-    trainer = Trainer(config, paths.train, resume=bool(RunDirectory(paths.train).completed_stages()))
+    trainer = build_trainer(config, paths.train, resume=bool(RunDirectory(paths.train).completed_stages()))
     results = trainer.run()
     best = next(result for result in results if result.best)
     metric = trainer.model_choice.metric

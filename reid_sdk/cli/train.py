@@ -61,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(timestamps=True)
     from reid_sdk.training.stage_sgd import TrainingDiverged
-    from reid_sdk.training.trainer import Trainer
+    from reid_sdk.training.schedules import build_trainer
 
     try:
-        trainer = Trainer(resolve_config(args), args.out, resume=args.resume)
+        trainer = build_trainer(resolve_config(args), args.out, resume=args.resume)
         results = trainer.run()
     except TrainingDiverged as exc:
         print(f"{PROG}: stopped: {exc}", file=sys.stderr)

@@ -27,7 +27,7 @@ from reid_sdk.evaluation.on_dataset import evaluate_model
 from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
 from reid_sdk.training.config import RunConfig, apply_override, build
 from reid_sdk.training.stage_result import StageResult
-from reid_sdk.training.trainer import Trainer
+from reid_sdk.training.schedules import build_trainer
 from reid_sdk.visualize.matches import render_strip
 from reid_sdk.visualize.tiles import stack_rows, write_image
 
@@ -94,7 +94,7 @@ def save_initial_weights(model_config: ModelConfig, seed: int, path: Path) -> Pa
 
 def train(run: RunConfig, data_root: Path, name: str, overrides: Sequence[str], initial: Path,
           out: Path) -> TrainedRun:
-    """Algorithm 1 (reid-train's Trainer) with ``run`` changed by ``overrides`` (``reid-train --set`` assignments,
+    """reid-train's trainer with ``run`` changed by ``overrides`` (``reid-train --set`` assignments,
     e.g. ``train.loss=camera_proxy``), from the initial weights, into ``out``; ``name`` names the variant."""
     document = dataclasses.replace(
         run,
@@ -104,7 +104,7 @@ def train(run: RunConfig, data_root: Path, name: str, overrides: Sequence[str], 
     for assignment in overrides:
         apply_override(document, assignment)
     start = time.perf_counter()
-    results = Trainer(build(RunConfig, document), out).run()
+    results = build_trainer(build(RunConfig, document), out).run()
     return TrainedRun(name, out, results, time.perf_counter() - start)
 
 

@@ -37,13 +37,13 @@ log = logging.getLogger(__name__)
 
 
 class ReclusterTrainer(Trainer):
-    """Re-clusters every epoch, outliers out; built by ``Trainer(config, out)`` when ``train.schedule=recluster``.
+    """Re-clusters every epoch, outliers out (``train.schedule=recluster``; ``build_trainer`` picks it).
 
     Example:
         ```python
         config = load_config(None, ["data.root=/data/site-crops", "data.format=market1501",
                                     "train.schedule=recluster", "recluster.epochs=20", "recluster.iterations=100"])
-        results = Trainer(config, "runs/site").run()  # a ReclusterTrainer: one StageResult per epoch
+        results = ReclusterTrainer(config, "runs/site").run()  # one StageResult per epoch
         ```
     """
 

@@ -46,9 +46,9 @@ log = logging.getLogger(__name__)
 class Trainer:
     """Runs Algorithm 1 for a RunConfig into a run directory; inputs are validated in ``__init__``.
 
-    With ``train.schedule=recluster`` the same call builds a
-    :class:`~reid_sdk.training.recluster.ReclusterTrainer` (re-clustering every epoch), which shares this
-    class's data, model, extraction, evaluation, checkpoints, resume and model choice.
+    :class:`~reid_sdk.training.recluster.ReclusterTrainer` (``train.schedule=recluster``) shares this class's data,
+    model, extraction, evaluation, checkpoints, resume and model choice;
+    :func:`~reid_sdk.training.schedules.build_trainer` builds the one a config names.
 
     Example:
         ```python
@@ -58,13 +58,6 @@ class Trainer:
     """
 
     STEP = "stage"  # what one metrics row is: an Algorithm 1 stage (the re-clustering schedule: an epoch)
-
-    def __new__(cls, config: RunConfig, *args: Any, **kwargs: Any) -> Trainer:
-        if cls is Trainer and config.train.schedule == "recluster":
-            from reid_sdk.training.recluster import ReclusterTrainer
-
-            cls = ReclusterTrainer
-        return super().__new__(cls)
 
     def __init__(self, config: RunConfig, out: str | Path, resume: bool = False) -> None:
         self.config = config
@@ -239,6 +232,9 @@ class Trainer:
             self.distributed.close()
 
     def _check_schedule(self) -> None:
+        if self.config.train.schedule != "stages":
+            raise ConfigError(f"train.schedule={self.config.train.schedule} is not Algorithm 1's: build the trainer "
+                              f"with reid_sdk.training.schedules.build_trainer(config, out)")
         self.schedule = self._merge_schedule()
 
     def _merge_schedule(self) -> MergeSchedule:
