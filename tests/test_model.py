@@ -101,12 +101,19 @@ def test_non_local_block_matches_equations(height, width, channels):
     assert not torch.allclose(actual, x)
 
 
-@pytest.mark.parametrize("mode", ["avg", "max", "mixed"])
+@pytest.mark.parametrize("mode", ["avg", "max", "mixed", "gem"])
 def test_pooling_against_direct_computation(mode):
     x = torch.randn(3, 5, 4, 2)
-    flat = x.numpy().reshape(3, 5, -1)
-    expected = {"avg": flat.mean(-1), "max": flat.max(-1), "mixed": 0.5 * (flat.mean(-1) + flat.max(-1))}[mode]
-    np.testing.assert_allclose(GlobalPool(mode)(x).numpy(), expected, rtol=1e-6, atol=1e-6)
+    flat = x.numpy().astype(np.float64).reshape(3, 5, -1)
+    gem = (np.maximum(flat, 1e-6) ** 3).mean(-1) ** (1 / 3)
+    expected = {"avg": flat.mean(-1), "max": flat.max(-1), "mixed": 0.5 * (flat.mean(-1) + flat.max(-1)), "gem": gem}[mode]
+    np.testing.assert_allclose(GlobalPool(mode)(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gem_lies_between_avg_and_max_of_non_negative_maps():
+    x = torch.rand(4, 6, 5, 3)  # after a ReLU
+    gem, avg, largest = GlobalPool("gem")(x), GlobalPool("avg")(x), GlobalPool("max")(x)
+    assert bool((gem >= avg - 1e-6).all() and (gem <= largest + 1e-6).all()) and not torch.allclose(gem, avg)
 
 
 def test_pooling_mode_changes_the_feature():
@@ -168,7 +175,7 @@ def test_wrong_input_shape_is_rejected():
 
 @pytest.mark.parametrize(
     "field,value,message",
-    [("backbone", "resnet101", "backbone"), ("pooling", "gem", "pooling"), ("last_stride", 3, "last_stride"),
+    [("backbone", "resnet101", "backbone"), ("pooling", "sum", "pooling"), ("last_stride", 3, "last_stride"),
      ("dropout", 1.0, "dropout"), ("input_size", (16, 8), "input_size"), ("embedding_dim", 0, "embedding_dim")],
 )
 def test_config_rejects_bad_values(field, value, message):

@@ -7,7 +7,7 @@ from typing import Any
 
 # The torchvision trunks ReIDNet builds on and the width of their last feature map (the pooled feature).
 BACKBONE_WIDTHS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "mobilenet_v2": 1280}
-POOLINGS = ("avg", "max", "mixed")
+POOLINGS = ("avg", "max", "mixed", "gem")
 
 # ImageNet statistics on the 0..255 scale: the model normalises raw RGB itself.
 PIXEL_MEAN = (123.675, 116.28, 103.53)
