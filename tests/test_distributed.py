@@ -15,11 +15,15 @@ import torch.multiprocessing as mp
 from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
 from reid_sdk.training.config import load_config
 from reid_sdk.training.stage_sgd import StageSGD
+from reid_sdk.training.schedules import build_trainer
 from reid_sdk.training.trainer import Trainer
 from tests.test_trainer import TINY_RUN
 
 WORLD = 2
 RUN = [*TINY_RUN, "clustering.max_stages=2", "model.dropout=0", "train.batch_size=4"]
+RUN_RECLUSTER = [*TINY_RUN, "model.dropout=0", "train.batch_size=4", "train.schedule=recluster", "recluster.epochs=2",
+                 "recluster.iterations=2", "recluster.instances=2", "recluster.k1=6", "recluster.k2=2",
+                 "recluster.min_samples=2", "recluster.eps=0.7"]
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +61,11 @@ def _join(rank: int, port: int) -> None:
     torch.set_num_threads(1)
 
 
-def _run_rank(rank: int, port: int, data: str, out: str) -> None:
+def _run_rank(rank: int, port: int, data: str, out: str, schedule: str = "stages") -> None:
     """One rank of a whole run; records per-stage digests of weights, V and labels, and its extraction."""
     _join(rank, port)
-    trainer = Trainer(load_config(None, [f"data.root={data}", *RUN]), out)
+    overrides = RUN if schedule == "stages" else [*RUN_RECLUSTER]
+    trainer = build_trainer(load_config(None, [f"data.root={data}", *overrides]), out)
     stages = []
     finish = trainer._finish_stage
 
@@ -120,6 +125,15 @@ def test_two_ranks_train_in_lockstep_and_rank_0_writes(market, tmp_path):
     assert len(ranks[0]["stages"]) == 2 and (out / "best.pt").is_file() and len(
         (out / "metrics.jsonl").read_text().splitlines()) == 2
     np.testing.assert_array_equal(np.load(out / "features-0.npy"), np.load(out / "features-1.npy"))
+
+
+def test_two_ranks_run_the_recluster_schedule_in_lockstep(market, tmp_path):
+    """One rank clusters and broadcasts the labels, both train on their shares of every P x K batch."""
+    out = tmp_path / "run"
+    _spawn(_run_rank, str(market), str(out), "recluster")
+    ranks = [json.loads((out / f"rank-{rank}.json").read_text()) for rank in range(WORLD)]
+    assert ranks[0]["rows"] == 2 and ranks[0]["stages"] == ranks[1]["stages"]
+    assert (out / "best.pt").is_file() and len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
 
 def test_sharded_extraction_equals_one_process(market, tmp_path):

@@ -20,7 +20,7 @@ from reid_sdk.training.run_dir import RunDirectory
 from reid_sdk.training.schedules import build_trainer
 from tests.test_trainer import TINY_RUN
 
-RECLUSTER = ["train.schedule=recluster", "recluster.epochs=3", "recluster.iterations=3", "recluster.instances=2",
+RECLUSTER = ["train.schedule=recluster", "recluster.epochs=3", "recluster.warmup_epochs=1", "recluster.iterations=3", "recluster.instances=2",
              "recluster.k1=6", "recluster.k2=2", "recluster.min_samples=2", "recluster.eps=0.7",
              "recluster.cross_camera_from_epoch=1", "recluster.linkage_threshold=1.0"]
 
@@ -166,6 +166,7 @@ def test_trainer_builds_the_recluster_schedule_and_writes_a_row_per_epoch(full_r
     run_dir = RunDirectory(out)
     assert run_dir.completed_stages() == [0, 1, 2] and [r.stage for r in results] == [0, 1, 2]
     assert run_dir.best.is_file() and sum(r.best for r in results) == 1
+    assert results[0].clusters_before == len(trainer.splits.train)  # the warm-up epoch: every sample alone
     for result in results:
         assert result.outliers is not None and 0 <= result.outliers <= len(trainer.splits.train)
         assert result.clusters_before >= 1 and result.mAP is not None and result.mAP_camstd is not None
@@ -232,3 +233,19 @@ def test_refusals_at_start_up_and_when_everything_is_an_outlier(market, tmp_path
         build_trainer(_config(market, "clustering.max_stages=2"), tmp_path / "b")
     with pytest.raises(ConfigError, match="every one of the 24 samples out as an outlier: raise recluster.eps"):
         build_trainer(_config(market, "recluster.eps=0.0001", "recluster.min_samples=4"), tmp_path / "c").run()
+
+
+@pytest.mark.parametrize("schedule", ["stages", "recluster"])
+def test_patience_stops_once_the_chosen_score_has_not_improved(market, tmp_path, monkeypatch, caplog, schedule):
+    """mAP falls after the first stage / epoch: with patience 1 the run stops after the second, best.pt the first."""
+    from reid_sdk.training.trainer import Trainer
+
+    scores = iter([0.5, 0.4, 0.3, 0.2])
+    monkeypatch.setattr(Trainer, "_evaluate", lambda self: {"mAP": (score := next(scores)), "rank1": score})
+    extra = ["train.patience=1", "train.select_by=map", "recluster.epochs=4"]
+    config = _config(market, *extra) if schedule == "recluster" else load_config(
+        None, [f"data.root={market}", *TINY_RUN, "clustering.merge_percent=0.2", *extra])
+    with caplog.at_level("INFO"):
+        results = build_trainer(config, tmp_path / "run").run()
+    assert [result.stage for result in results] == [0, 1] and results[0].best
+    assert "has not improved for 1" in caplog.text and "not run" in caplog.text

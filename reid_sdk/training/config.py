@@ -128,6 +128,7 @@ class TrainConfig:
     camera_proxy_weight: float = 0.5  # camera_proxy: weight of the cross-camera term beside the within-camera one
     camera_proxy_negatives: int = 50  # camera_proxy: hardest negative proxies in the cross-camera term
     schedule: str = "stages"  # stages: Algorithm 1 (the paper); recluster: re-cluster every epoch (section recluster)
+    patience: int | None = None  # stop once best.pt's score has not improved for this many stages / epochs
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 2, f"train.batch_size must be >= 2, got {self.batch_size}")
@@ -154,6 +155,7 @@ class TrainConfig:
         _require(self.loss in LOSSES, f"train.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         _require(self.camera_proxy_weight >= 0, "train.camera_proxy_weight must be >= 0")
         _require(self.camera_proxy_negatives >= 1, "train.camera_proxy_negatives must be >= 1")
+        _require(self.patience is None or self.patience >= 1, "train.patience must be >= 1, or null to never stop early")
         _require(self.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}, "
                                              f"got {self.schedule!r}")
 
@@ -171,6 +173,7 @@ class ReclusterConfig:
 
     epochs: int = 50
     iterations: int = 400  # P x K batches per epoch
+    warmup_epochs: int = 0  # first epochs: every sample its own cluster (instance discrimination, as stage 0)
     instances: int = 4  # K: samples per cluster (per proxy with camera_proxy) in a batch; P = batch_size / K
     pseudo_labels: str = "dbscan"  # dbscan: DBSCAN on the Jaccard distance; linkage: clustering.linkage to a threshold
     eps: float = 0.6
@@ -191,6 +194,8 @@ class ReclusterConfig:
     def __post_init__(self) -> None:
         _require(self.epochs >= 1 and self.iterations >= 1, "recluster.epochs and recluster.iterations must be >= 1")
         _require(self.instances >= 1, f"recluster.instances must be >= 1, got {self.instances}")
+        _require(0 <= self.warmup_epochs < self.epochs, f"recluster.warmup_epochs must be in [0, epochs), "
+                                                         f"got {self.warmup_epochs}")
         _require(self.pseudo_labels in PSEUDO_LABELS, f"recluster.pseudo_labels must be one of "
                                                        f"{', '.join(PSEUDO_LABELS)}, got {self.pseudo_labels!r}")
         _require(self.eps > 0, f"recluster.eps must be > 0, got {self.eps}")

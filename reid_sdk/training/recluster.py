@@ -8,6 +8,10 @@ place out of that epoch, build the memory from the clusters' mean embeddings (a 
 ``recluster.cross_camera_from_epoch``), and train ``recluster.iterations`` P x K batches with Adam. Each epoch is
 one metrics row, one checkpoint and one candidate for ``best.pt``, like a stage of Algorithm 1.
 
+With ``recluster.warmup_epochs`` the first epochs train every sample as its own cluster (instance
+discrimination, Algorithm 1's stage 0, in batches of distinct samples): from a weak start the first clusterings
+mix people, and training on them spoils the features the next clustering reads.
+
 Order within an epoch: the labels it trains on were computed from the features extracted at the end of the
 previous epoch (the start model's for epoch 0); after training, the set is extracted once, and those features
 score the epoch's model and give the next epoch's labels, which the epoch's checkpoint holds.
@@ -82,6 +86,8 @@ class ReclusterTrainer(Trainer):
         epochs = self.config.recluster.epochs
         for epoch in range(self.start_stage, epochs):
             extracted = self._run_epoch(epoch, epochs, extracted)
+            if self._out_of_patience(epochs):
+                break
         self._end()
         return self.results
 
@@ -89,7 +95,8 @@ class ReclusterTrainer(Trainer):
         seed = self.config.train.seed * 1000 + epoch
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
-        learnt_from = self.labels
+        warmup = epoch < self.config.recluster.warmup_epochs
+        learnt_from = torch.arange(len(self.labels)) if warmup else self.labels
         clusters = int(learnt_from.max()) + 1
         if clusters == 0:
             raise ConfigError(f"epoch {epoch}: the clustering left every one of the {len(learnt_from)} samples out "
@@ -98,7 +105,7 @@ class ReclusterTrainer(Trainer):
         timer = time.perf_counter()
         try:
             groups = targets.numpy()  # P x K over clusters, or over camera proxies (CAP's proxy-balanced batches)
-            loss = self.sgd.train_epoch(epoch, epochs, groups, targets, memory, seed)
+            loss = self.sgd.train_epoch(epoch, epochs, groups, targets, memory, seed, instances=1 if warmup else None)
             self.memory = memory
         except TrainingDiverged as error:
             raise TrainingDiverged(f"{error}; the last good checkpoint is kept in {self.run_dir.stages}") from error

@@ -43,20 +43,22 @@ class ReclusterSGD:
         self.optimizer = torch.optim.Adam(parameter_groups(model, self.base_lr, recluster.backbone_lr_scale),
                                           lr=self.base_lr, weight_decay=recluster.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-        self.groups_per_batch = train.batch_size * self.distributed.world_size // recluster.instances
+        self.global_batch = train.batch_size * self.distributed.world_size
 
     def learning_rate(self, epoch: int) -> float:
         """The (head) learning rate of ``epoch``: lr x 0.1 every ``recluster.lr_step_epochs`` epochs."""
         return self.base_lr * 0.1 ** (epoch // self.recluster.lr_step_epochs)
 
     def train_epoch(self, epoch: int, epochs: int, groups: np.ndarray, targets: torch.Tensor,
-                    memory: ClusterMemory | CameraProxyMemory, seed: int) -> float:
-        """``recluster.iterations`` batches of P groups x K samples (``groups``: -1 = left out); ``targets`` (CPU)
-        holds each sample's row of ``memory``. Returns the epoch's mean loss."""
+                    memory: ClusterMemory | CameraProxyMemory, seed: int, instances: int | None = None) -> float:
+        """``recluster.iterations`` batches of P groups x K samples (``groups``: -1 = left out; K = ``instances``,
+        by default ``recluster.instances``); ``targets`` (CPU) holds each sample's row of ``memory``. Returns the
+        epoch's mean loss."""
+        instances = instances or self.recluster.instances
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(epoch) * group["scale"]
-        sampler = GroupBatchSampler(groups, self.groups_per_batch, self.recluster.instances,
-                                    self.recluster.iterations, self.distributed.rank, self.distributed.world_size)
+        sampler = GroupBatchSampler(groups, self.global_batch // instances, instances, self.recluster.iterations,
+                                    self.distributed.rank, self.distributed.world_size)
         sampler.set_seed(seed)
         loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.num_workers,
                             pin_memory=self.device.type == "cuda")
@@ -67,7 +69,7 @@ class ReclusterSGD:
 
     def samples_per_second(self, seconds: float) -> float:
         """Training throughput of an epoch that took ``seconds``."""
-        return self.recluster.iterations * self.groups_per_batch * self.recluster.instances / max(seconds, 1e-9)
+        return self.recluster.iterations * self.global_batch / max(seconds, 1e-9)
 
     def state_dict(self) -> dict[str, Any]:
         """The optimiser's state, for an exact resume."""

@@ -213,6 +213,8 @@ class Trainer:
                             self.device, self.amp_dtype, self.video, self.distributed)
         for stage in range(self.start_stage, len(stage_merges)):
             extracted = self._run_stage(stage, len(stage_merges), stage_merges[stage], extracted)
+            if self._out_of_patience(len(stage_merges)):
+                break
         self._end()
         return self.results
 
@@ -230,6 +232,19 @@ class Trainer:
             self.sgd = None  # DDP holds the process group: release it before the group is closed
             gc.collect()
             self.distributed.close()
+
+    def _out_of_patience(self, planned: int) -> bool:
+        """``train.patience``: whether the chosen stage's score has not improved for that many stages since; says
+        so, with the share of the planned stages saved."""
+        patience = self.config.train.patience
+        best = next(result for result in self.results if result.best)
+        last = self.results[-1].stage
+        if patience is None or last - best.stage < patience or last == planned - 1:
+            return False
+        log.info("stopping after %s %d of %d: %s has not improved for %d %ss (best: %s %d); %d %ss (%.0f %%) not run",
+                 self.STEP, last, planned - 1, self.model_choice.metric, patience, self.STEP, self.STEP, best.stage,
+                 planned - 1 - last, self.STEP, 100 * (planned - 1 - last) / planned)
+        return True
 
     def _check_schedule(self) -> None:
         if self.config.train.schedule != "stages":
