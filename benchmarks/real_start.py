@@ -28,14 +28,14 @@ import torch
 
 from benchmarks.common import write_results
 from reid_sdk.datasets import load_dataset
-from reid_sdk.evaluation.on_dataset import evaluate_model
+from reid_sdk.evaluation.on_dataset import retrieve
 from reid_sdk.inference import FeatureExtractor
 from reid_sdk.model import ModelConfig, ReIDNet
 from reid_sdk.synthetic.layouts import LayoutSizes, SyntheticConfig, generate
 from reid_sdk.training.config import load_config
 from reid_sdk.training.extraction import extract_records
 from reid_sdk.training.model_choice import label_free_scores, model_choice_rule
-from reid_sdk.training.trainer import Trainer
+from reid_sdk.training.schedules import build_trainer
 
 #: The paper's method, BUC's linkage, and the camera-aware options alone and together.
 CONFIGURATIONS: dict[str, list[str]] = {
@@ -44,6 +44,11 @@ CONFIGURATIONS: dict[str, list[str]] = {
     "imd_cpd+camera_centering": ["clustering.camera_centering=true"],
     "imd_cpd+camera_proxy": ["train.loss=camera_proxy"],
     "imd_cpd+both": ["clustering.camera_centering=true", "train.loss=camera_proxy"],
+    "recluster": ["train.schedule=recluster"],
+    "recluster+both": ["train.schedule=recluster", "clustering.camera_centering=true", "train.loss=camera_proxy"],
+    "recluster_linkage+both": ["train.schedule=recluster", "recluster.pseudo_labels=linkage",
+                               "recluster.linkage_threshold=0.9", "clustering.camera_centering=true",
+                               "train.loss=camera_proxy"],
 }
 #: The network and a schedule that suits an ImageNet start on a CPU: MobileNetV2 at 128 x 64, a short first
 #: stage of instance discrimination, then Algorithm 1 with 10 % merges per stage.
@@ -57,7 +62,12 @@ QUICK_SIZES = LayoutSizes(train_ids=12, test_ids=12, num_cameras=4, cameras_per_
                           gallery_images=80)
 QUICK_SCHEDULE = ["train.first_stage_epochs=1", "train.lr_step_epoch=1", "train.later_stage_epochs=1",
                   "clustering.merge_percent=0.2", "clustering.max_stages=3"]
-ROW_KEYS = ("stage", "clusters_after", "mAP", "rank1", "label_free_score", "neighbour_agreement",
+#: The re-clustering schedule here: 4 warm-up epochs of instance discrimination, then 16 re-clustering epochs, 40 P x K
+#: batches each (P = 8 clusters x K = 4): about 43 passes over the 600 crops, twice Algorithm 1's schedule above.
+#: DBSCAN's settings follow the data's size (pseudo_labels.dbscan_settings: eps 0.5, min_samples 2, k1 10 here).
+RECLUSTER_SCHEDULE = ["recluster.epochs=20", "recluster.warmup_epochs=4", "recluster.iterations=40"]
+QUICK_RECLUSTER_SCHEDULE = ["recluster.epochs=3", "recluster.warmup_epochs=1", "recluster.iterations=4"]
+ROW_KEYS = ("stage", "clusters_after", "outliers", "mAP", "rank1", "mAP_camstd", "rank1_camstd", "label_free_score", "neighbour_agreement",
             "cross_camera_agreement", "cross_camera_share", "fit_silhouette", "pairwise_precision", "pairwise_f")
 
 
@@ -73,21 +83,31 @@ def start_scores(root: Path, overrides: list[str]) -> dict[str, Any]:
     """The untrained ImageNet start: its mAP / rank-1 and its label-free score on the training set."""
     config = load_config(None, [f"data.root={root}", *overrides])
     model = ReIDNet(config.model).eval()
-    result, _ = evaluate_model(FeatureExtractor(model, device="cpu"), root, "market1501")
+    retrieval = retrieve(FeatureExtractor(model, device="cpu"), root, "market1501")
     train = load_dataset(root, "market1501").train
     extracted = extract_records(model, train, torch.device("cpu"), 128, 0, 32, None, False, desc="start features")
     cameras = torch.tensor([record.camera for record in train])
     singletons = torch.arange(len(train))
     scores = label_free_scores(extracted.features, singletons, singletons, cameras)
-    return {"mAP": float(result.mAP), "rank1": result.rank(1), **{key: scores[key] for key in
-                                                          ("label_free_score", "cross_camera_share")}}
+    return {"mAP": float(retrieval.result.mAP), "rank1": retrieval.result.rank(1),
+            "mAP_camstd": float(retrieval.standardised.mAP), "rank1_camstd": retrieval.standardised.rank(1),
+            **{key: scores[key] for key in ("label_free_score", "cross_camera_share")}}
+
+
+def run_overrides(name: str, overrides: list[str], quick: bool) -> list[str]:
+    """The configuration's overrides after the shared ones; re-clustering runs take their own schedule (and no
+    stage limit)."""
+    if "train.schedule=recluster" not in CONFIGURATIONS[name]:
+        return [*overrides, *CONFIGURATIONS[name]]
+    shared = [each for each in overrides if not each.startswith("clustering.max_stages=")]
+    return [*shared, *(QUICK_RECLUSTER_SCHEDULE if quick else RECLUSTER_SCHEDULE), *CONFIGURATIONS[name]]
 
 
 def train(root: Path, name: str, seed: int, overrides: list[str], workdir: Path) -> dict[str, Any]:
     """One configuration on one seed: every stage's row and the three choices (oracle, label-free, last)."""
-    config = load_config(None, [f"data.root={root}", f"train.seed={seed}", *overrides, *CONFIGURATIONS[name]])
+    config = load_config(None, [f"data.root={root}", f"train.seed={seed}", *overrides])
     start = time.perf_counter()
-    results = Trainer(config, workdir / f"run-{seed}-{name}").run()
+    results = build_trainer(config, workdir / f"run-{seed}-{name}").run()
     oracle = max(results, key=lambda result: result.mAP)
     label_free = model_choice_rule("label_free", has_eval_split=False, cameras_known=True).choose(results)
     return {"seconds": round(time.perf_counter() - start, 1),
@@ -104,6 +124,20 @@ def cached(path: Path, compute: Any) -> dict[str, Any]:
     value = compute()
     path.write_text(json.dumps(value))
     return value
+
+
+def reuse_runs(path: Path, workdir: Path, overrides: list[str]) -> None:
+    """Seed the cache of ``workdir`` with the runs of an earlier JSON of this benchmark, when it used the same
+    shared schedule (the data of a seed is rendered the same way every time)."""
+    earlier = json.loads(path.read_text())
+    if earlier["schedule"] != overrides:
+        raise SystemExit(f"{path} was measured with another schedule: {earlier['schedule']}")
+    for entry in earlier["seeds"]:
+        seed = entry["seed"]
+        for name, run in entry["runs"].items():
+            target = workdir / f"result-{seed}-{name}.json"
+            if not target.is_file():
+                target.write_text(json.dumps(run))
 
 
 def summarise(seeds: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
@@ -158,10 +192,14 @@ def main() -> None:
     parser.add_argument("--configurations", nargs="+", choices=sorted(CONFIGURATIONS), default=list(CONFIGURATIONS))
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "reid-sdk-real-start")
     parser.add_argument("--quick", action="store_true", help="tiny data and schedule: checks the benchmark runs")
+    parser.add_argument("--reuse", type=Path, help="an earlier JSON of this benchmark: its runs (same schedule) are "
+                                                   "taken as cached instead of trained again")
     args = parser.parse_args()
     sizes, overrides = (QUICK_SIZES, [*SCHEDULE, *QUICK_SCHEDULE]) if args.quick else (SIZES, SCHEDULE)
     workdir = args.workdir / ("quick" if args.quick else "full")
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.reuse:
+        reuse_runs(args.reuse, workdir, overrides)
     seeds = []
     for seed in args.seeds:
         root = render(seed, sizes, workdir)
@@ -169,7 +207,8 @@ def main() -> None:
                  "runs": {}}
         print(f"seed {seed}: ImageNet start mAP {entry['start']['mAP']:.3f}", flush=True)
         for name in args.configurations:
-            run = cached(workdir / f"result-{seed}-{name}.json", lambda: train(root, name, seed, overrides, workdir))
+            run = cached(workdir / f"result-{seed}-{name}.json",
+                         lambda: train(root, name, seed, run_overrides(name, overrides, args.quick), workdir))
             entry["runs"][name] = run
             print(f"seed {seed} {name}: oracle stage {run['oracle_stage']} mAP {run['oracle_mAP']:.3f} | label-free "
                   f"stage {run['label_free_stage']} mAP {run['label_free_mAP']:.3f} | last {run['last_mAP']:.3f} "

@@ -14,7 +14,8 @@ from reid_sdk.training.config import ClusteringConfig, ConfigError, ReclusterCon
 from reid_sdk.training.extraction import extract_records
 from reid_sdk.training.group_sampler import GroupBatchSampler
 from reid_sdk.training.memory import CameraProxyMemory, ClusterMemory
-from reid_sdk.training.pseudo_labels import epoch_pseudo_labels, linkage_to_threshold, outliers_marked
+from reid_sdk.training.pseudo_labels import (dbscan_settings, epoch_pseudo_labels, linkage_to_threshold,
+                                             outliers_marked)
 from reid_sdk.training.recluster import ReclusterTrainer
 from reid_sdk.training.run_dir import RunDirectory
 from reid_sdk.training.schedules import build_trainer
@@ -128,6 +129,12 @@ def test_linkage_pseudo_labels_recover_identities_and_centering_removes_a_camera
     assert not _same_partition(plain[: len(identities)], identities)
 
 
+def test_dbscan_settings_follow_the_data_size_unless_set():
+    assert dbscan_settings(ReclusterConfig(), 600) == {"eps": 0.5, "min_samples": 2, "k1": 10, "k2": 6}
+    assert dbscan_settings(ReclusterConfig(), 12_936) == {"eps": 0.6, "min_samples": 4, "k1": 30, "k2": 6}
+    assert dbscan_settings(ReclusterConfig(eps=0.7, k2=3), 600) == {"eps": 0.7, "min_samples": 2, "k1": 10, "k2": 3}
+
+
 def test_outliers_marked_renumbers_and_keeps_order():
     np.testing.assert_array_equal(outliers_marked(np.array([4, 4, 7, 2, 2, 9])), [1, 1, -1, 0, 0, -1])
     np.testing.assert_array_equal(outliers_marked(np.array([0, 1, 2])), [-1, -1, -1])
@@ -229,8 +236,6 @@ def test_cluster_memory_uses_cluster_contrasts_settings(market, tmp_path):
 def test_refusals_at_start_up_and_when_everything_is_an_outlier(market, tmp_path):
     with pytest.raises(ConfigError, match="not a multiple of recluster.instances"):
         build_trainer(_config(market, "recluster.instances=3"), tmp_path / "a")
-    with pytest.raises(ConfigError, match="clustering.max_stages limits Algorithm 1"):
-        build_trainer(_config(market, "clustering.max_stages=2"), tmp_path / "b")
     with pytest.raises(ConfigError, match="every one of the 24 samples out as an outlier: raise recluster.eps"):
         build_trainer(_config(market, "recluster.eps=0.0001", "recluster.min_samples=4"), tmp_path / "c").run()
 

@@ -168,7 +168,9 @@ class ReclusterConfig:
     distance, or the paper's linkage run from singletons until ``linkage_threshold``), leaves the outliers out of
     that epoch, rebuilds the memory from the clusters and trains ``iterations`` P x K batches with Adam. Defaults
     are Cluster Contrast's (eps 0.6, k1 30, k2 6, min_samples 4, temperature 0.05, momentum 0.1, lr 3.5e-4 x 0.1
-    every 20 epochs) and CAP's for camera proxies (temperature 0.07, momentum 0.2, cross-camera term from epoch 5).
+    every 20 epochs) and CAP's for camera proxies (temperature 0.07, momentum 0.2, cross-camera term from epoch 5);
+    DBSCAN's eps, min_samples and k1 left null follow the data's size (a site's few hundred tracklets are not
+    Market's 12,936 crops: :func:`~reid_sdk.training.pseudo_labels.dbscan_settings`).
     """
 
     epochs: int = 50
@@ -176,9 +178,9 @@ class ReclusterConfig:
     warmup_epochs: int = 0  # first epochs: every sample its own cluster (instance discrimination, as stage 0)
     instances: int = 4  # K: samples per cluster (per proxy with camera_proxy) in a batch; P = batch_size / K
     pseudo_labels: str = "dbscan"  # dbscan: DBSCAN on the Jaccard distance; linkage: clustering.linkage to a threshold
-    eps: float = 0.6
-    min_samples: int = 4
-    k1: int = 30
+    eps: float | None = None  # null: by data size (pseudo_labels.dbscan_settings): 0.6 as Cluster Contrast, 0.5 small
+    min_samples: int | None = None  # null: 4 (Cluster Contrast), 2 on a small set
+    k1: int | None = None  # null: 30 (Cluster Contrast), 10 on a small set
     k2: int = 6
     linkage_threshold: float = 0.6  # linkage: merge while D <= this (IMD/CPD on unit vectors: 0..2)
     lr: float = 3.5e-4
@@ -198,9 +200,9 @@ class ReclusterConfig:
                                                          f"got {self.warmup_epochs}")
         _require(self.pseudo_labels in PSEUDO_LABELS, f"recluster.pseudo_labels must be one of "
                                                        f"{', '.join(PSEUDO_LABELS)}, got {self.pseudo_labels!r}")
-        _require(self.eps > 0, f"recluster.eps must be > 0, got {self.eps}")
-        _require(self.min_samples >= 1 and self.k1 >= 1 and self.k2 >= 1,
-                 "recluster.min_samples, recluster.k1 and recluster.k2 must be >= 1")
+        _require(self.eps is None or self.eps > 0, f"recluster.eps must be > 0 (or null), got {self.eps}")
+        _require(all(value is None or value >= 1 for value in (self.min_samples, self.k1, self.k2)),
+                 "recluster.min_samples, recluster.k1 and recluster.k2 must be >= 1 (or null)")
         _require(self.linkage_threshold > 0, f"recluster.linkage_threshold must be > 0, got {self.linkage_threshold}")
         _require(self.lr > 0 and self.weight_decay >= 0, "recluster.lr must be > 0 and recluster.weight_decay >= 0")
         _require(self.lr_step_epochs >= 1, "recluster.lr_step_epochs must be >= 1")

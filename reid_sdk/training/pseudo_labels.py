@@ -20,6 +20,13 @@ from reid_sdk.training.clustering.jaccard import dbscan_jaccard_labels
 from reid_sdk.training.config import ClusteringConfig, ReclusterConfig
 
 OUTLIER = -1
+#: Training sets below this many samples take the small-set DBSCAN settings where the config leaves them null.
+SMALL_SET = 4000
+#: Cluster Contrast's settings (Market's 12,936 crops, about 17 a person) and the small-set ones, measured on
+#: rendered 600-crop sets of 60 people (benchmarks/real_start.py): there k1 = 30 spans three people's crops and
+#: eps 0.6 joins them, so the first clusterings mix people and the features never recover.
+LARGE_SET_DBSCAN = {"eps": 0.6, "min_samples": 4, "k1": 30}
+SMALL_SET_DBSCAN = {"eps": 0.5, "min_samples": 2, "k1": 10}
 
 
 def epoch_pseudo_labels(features: torch.Tensor, recluster: ReclusterConfig, clustering: ClusteringConfig,
@@ -34,9 +41,17 @@ def epoch_pseudo_labels(features: torch.Tensor, recluster: ReclusterConfig, clus
             raise ValueError("clustering.camera_centering needs the samples' cameras")
         features = center_per_camera(features, cameras)
     if recluster.pseudo_labels == "dbscan":
-        return dbscan_jaccard_labels(features.cpu(), eps=recluster.eps, min_samples=recluster.min_samples,
-                                     k1=recluster.k1, k2=recluster.k2)
+        return dbscan_jaccard_labels(features.cpu(), **dbscan_settings(recluster, len(features)))
     return linkage_to_threshold(features, clustering, recluster.linkage_threshold, cannot_link, device)
+
+
+def dbscan_settings(recluster: ReclusterConfig, num_samples: int) -> dict[str, float | int]:
+    """DBSCAN's eps, min_samples, k1 and k2 for a training set of ``num_samples``: the config's values, and for
+    those left null Cluster Contrast's (:data:`LARGE_SET_DBSCAN`) or below :data:`SMALL_SET` samples
+    :data:`SMALL_SET_DBSCAN`."""
+    by_size = SMALL_SET_DBSCAN if num_samples < SMALL_SET else LARGE_SET_DBSCAN
+    chosen = {name: getattr(recluster, name) for name in by_size}
+    return {**{name: by_size[name] if value is None else value for name, value in chosen.items()}, "k2": recluster.k2}
 
 
 def linkage_to_threshold(features: torch.Tensor, clustering: ClusteringConfig, threshold: float,

@@ -31,7 +31,7 @@ from reid_sdk.training.config import ConfigError
 from reid_sdk.training.extraction import Extracted
 from reid_sdk.training.memory import CameraProxyMemory, ClusterMemory
 from reid_sdk.training.model_choice import label_free_scores
-from reid_sdk.training.pseudo_labels import OUTLIER, epoch_pseudo_labels
+from reid_sdk.training.pseudo_labels import OUTLIER, dbscan_settings, epoch_pseudo_labels
 from reid_sdk.training.recluster_sgd import ReclusterSGD
 from reid_sdk.training.stage_result import StageResult
 from reid_sdk.training.stage_sgd import TrainingDiverged
@@ -58,13 +58,15 @@ class ReclusterTrainer(Trainer):
         if train.batch_size % recluster.instances:
             raise ConfigError(f"train.batch_size={train.batch_size} is not a multiple of recluster.instances="
                               f"{recluster.instances} (a batch is P groups x K samples)")
-        if self.config.clustering.max_stages is not None:
-            raise ConfigError("clustering.max_stages limits Algorithm 1's stages; the re-clustering schedule runs "
-                              "recluster.epochs epochs")
+        if self.config.clustering.max_stages is not None:  # e.g. reid-adapt's defaults for Algorithm 1
+            log.info("clustering.max_stages=%d limits Algorithm 1's stages; the re-clustering schedule runs "
+                     "recluster.epochs=%d epochs", self.config.clustering.max_stages, recluster.epochs)
 
     def _startup_line(self) -> str:
         recluster = self.config.recluster
-        labels = (f"DBSCAN eps {recluster.eps:g} on the Jaccard distance (k1 {recluster.k1}, k2 {recluster.k2})"
+        dbscan = dbscan_settings(recluster, len(self.splits.train))
+        labels = (f"DBSCAN eps {dbscan['eps']:g}, min_samples {dbscan['min_samples']} on the Jaccard distance "
+                  f"(k1 {dbscan['k1']}, k2 {dbscan['k2']})"
                   if recluster.pseudo_labels == "dbscan" else
                   f"{self.config.clustering.linkage} to D <= {recluster.linkage_threshold:g}")
         return (f"{super()._startup_line()}; schedule: re-cluster every epoch ({labels}), {recluster.epochs} epochs "
@@ -162,7 +164,8 @@ class ReclusterTrainer(Trainer):
     def _looser_clustering_hint(self) -> str:
         recluster = self.config.recluster
         if recluster.pseudo_labels == "dbscan":
-            return f"raise recluster.eps (now {recluster.eps:g}) or lower recluster.min_samples ({recluster.min_samples})"
+            dbscan = dbscan_settings(recluster, len(self.splits.train))
+            return f"raise recluster.eps (now {dbscan['eps']:g}) or lower recluster.min_samples ({dbscan['min_samples']})"
         return f"raise recluster.linkage_threshold (now {recluster.linkage_threshold:g})"
 
     def _schedule_state(self) -> dict[str, Any]:
