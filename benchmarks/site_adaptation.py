@@ -35,6 +35,9 @@ _BOTH = ["clustering.camera_centering=true", "train.loss=camera_proxy"]
 _NO_CANNOT_LINK = ["clustering.cannot_link=false"]
 _TWO_EPOCHS = "train.later_stage_epochs_video=2"
 _SIX_EPOCHS = "train.later_stage_epochs_video=6"
+#: The re-clustering schedule: 4 warm-up epochs, then 16 re-clustering epochs of 7 P x K batches (about one clip per
+#: tracklet each, as one of Algorithm 1's epochs here); DBSCAN's small-set settings.
+_RECLUSTER = ["train.schedule=recluster", "recluster.epochs=20", "recluster.warmup_epochs=4", "recluster.iterations=7"]
 #: The paper's method (IMD + 0.3 CPD, repelled loss), the camera-aware options alone and together, at 2 epochs
 #: per merge stage and at 6 (reid-adapt's default: both options, 6 epochs, cannot-link); cannot-link is on unless
 #: the name says otherwise.
@@ -47,6 +50,7 @@ CONFIGURATIONS: dict[str, list[str]] = {
     "camera_centering + camera_proxy, 2 epochs per stage, no cannot-link": [*_BOTH, _TWO_EPOCHS, *_NO_CANNOT_LINK],
     "camera_centering + camera_proxy, 6 epochs per stage": [*_BOTH, _SIX_EPOCHS],
     "camera_centering + camera_proxy, 6 epochs per stage, no cannot-link": [*_BOTH, _SIX_EPOCHS, *_NO_CANNOT_LINK],
+    "recluster, camera_centering + camera_proxy": [*_RECLUSTER, *_BOTH],
 }
 #: Each configuration with cannot-link and its twin without.
 TWINS = {name: f"{name}, no cannot-link" for name in CONFIGURATIONS if f"{name}, no cannot-link" in CONFIGURATIONS}

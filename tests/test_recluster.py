@@ -254,3 +254,15 @@ def test_patience_stops_once_the_chosen_score_has_not_improved(market, tmp_path,
         results = build_trainer(config, tmp_path / "run").run()
     assert [result.stage for result in results] == [0, 1] and results[0].best
     assert "has not improved for 1" in caplog.text and "not run" in caplog.text
+
+
+def test_tracklets_train_as_clips_in_the_recluster_schedule(tmp_path):
+    """Video: each tracklet is one sample, trained as a clip, clustered on the mean of its frames."""
+    root = tmp_path / "mars"
+    generate("mars", root, SyntheticConfig(seed=3, sizes=PRESETS["tiny"]), workers=2)
+    config = load_config(None, [f"data.root={root}", "data.format=mars", *TINY_RUN, *RECLUSTER,
+                                "recluster.epochs=2"])
+    trainer = build_trainer(config, tmp_path / "run")
+    results = trainer.run()
+    assert trainer.video and [result.stage for result in results] == [0, 1]
+    assert results[0].clusters_before == len(trainer.splits.train) and results[1].mAP is not None
