@@ -16,11 +16,18 @@ D is ``imd_cpd`` (IMD + lambda * (CPD(A) + CPD(B))) or a baseline (``imd``, ``mi
 The dense :func:`cluster_distance_matrix` uses the same panels, so its values are the ones the stage walks.
 A :class:`CannotLink` constraint (site videos: two tracks one camera saw at overlapping times) keeps sample
 pairs apart through the walk (``constraints``).
+
+Cluster Contrast's pseudo-labels, for re-clustering every epoch (``jaccard``): :func:`jaccard_distance` gives the
+k-reciprocal Jaccard distances of Zhong et al. (CVPR 2017) exactly as Cluster Contrast computes them, as a sparse
+matrix of the pairs closer than 1 (FAISS neighbours, scipy.sparse sets and weights, nothing N x N), and
+:func:`dbscan_jaccard_labels` runs scikit-learn's DBSCAN on it (-1 for outliers).
 """
 
 from .constraints import CannotLink
+from .jaccard import dbscan_jaccard_labels, jaccard_distance
 from .linkage import LINKAGES
 from .schedule import MergeSchedule
 from .stage import cluster_compactness, cluster_distance_matrix, merge_stage
 
-__all__ = ["CannotLink", "LINKAGES", "MergeSchedule", "cluster_compactness", "cluster_distance_matrix", "merge_stage"]
+__all__ = ["CannotLink", "LINKAGES", "MergeSchedule", "cluster_compactness", "cluster_distance_matrix",
+           "dbscan_jaccard_labels", "jaccard_distance", "merge_stage"]
