@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from reid_sdk.training.camera_centering import center_per_camera
-from reid_sdk.training.clustering import CannotLink, merge_stage
-from reid_sdk.training.clustering.jaccard import dbscan_jaccard_labels
+from reid_sdk.training.clustering import CannotLink, dbscan_jaccard_labels, merge_stage
 from reid_sdk.training.config import ClusteringConfig, ReclusterConfig
 
 OUTLIER = -1
