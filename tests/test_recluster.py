@@ -12,7 +12,7 @@ from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
 from reid_sdk.training.clustering import cluster_distance_matrix, merge_stage
 from reid_sdk.training.config import ClusteringConfig, ConfigError, ReclusterConfig, load_config
 from reid_sdk.training.extraction import extract_records
-from reid_sdk.training.group_sampler import GroupBatchSampler
+from reid_sdk.training.samplers import GroupBatchSampler
 from reid_sdk.training.memory import CameraProxyMemory, ClusterMemory
 from reid_sdk.training.pseudo_labels import (dbscan_settings, epoch_pseudo_labels, linkage_to_threshold,
                                              outliers_marked)

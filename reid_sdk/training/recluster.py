@@ -34,7 +34,6 @@ from reid_sdk.training.model_choice import label_free_scores
 from reid_sdk.training.pseudo_labels import OUTLIER, dbscan_settings, epoch_pseudo_labels
 from reid_sdk.training.recluster_sgd import ReclusterSGD
 from reid_sdk.training.stage_result import StageResult
-from reid_sdk.training.stage_sgd import TrainingDiverged
 from reid_sdk.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -104,18 +103,10 @@ class ReclusterTrainer(Trainer):
             raise ConfigError(f"epoch {epoch}: the clustering left every one of the {len(learnt_from)} samples out "
                               f"as an outlier: {self._looser_clustering_hint()}")
         memory, targets = self._epoch_memory(extracted, learnt_from, epoch)
-        timer = time.perf_counter()
-        try:
-            groups = targets.numpy()  # P x K over clusters, or over camera proxies (CAP's proxy-balanced batches)
-            loss = self.sgd.train_epoch(epoch, epochs, groups, targets, memory, seed, instances=1 if warmup else None)
-            self.memory = memory
-        except TrainingDiverged as error:
-            raise TrainingDiverged(f"{error}; the last good checkpoint is kept in {self.run_dir.stages}") from error
-        train_seconds = time.perf_counter() - timer
-
-        timer = time.perf_counter()
-        extracted = self._extract_train()
-        extract_seconds = time.perf_counter() - timer
+        groups = targets.numpy()  # P x K over clusters, or over camera proxies (CAP's proxy-balanced batches)
+        loss, train_seconds = self._train_on(memory, lambda: self.sgd.train_epoch(
+            epoch, epochs, groups, targets, memory, seed, instances=1 if warmup else None))
+        extracted, extract_seconds = self._timed_extract_train()
 
         timer = time.perf_counter()
         self.labels = self._pseudo_labels(extracted.features)

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from reid_sdk.model import ReIDNet
 from reid_sdk.training.config import ReclusterConfig, TrainConfig
 from reid_sdk.training.distributed import Distributed
-from reid_sdk.training.group_sampler import GroupBatchSampler
+from reid_sdk.training.samplers import GroupBatchSampler
 from reid_sdk.training.memory import CameraProxyMemory, ClusterMemory
 from reid_sdk.training.stage_sgd import TrainingPass, lr_scale, parameter_groups, training_module
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from reid_sdk.model import ReIDNet
 from reid_sdk._utils.progress import progress
@@ -24,6 +23,7 @@ from reid_sdk.training.config import TrainConfig
 from reid_sdk.training.distributed import Distributed
 from reid_sdk.training.extraction import autocast_context
 from reid_sdk.training.memory import CameraProxyMemory, ClusterMemory
+from reid_sdk.training.samplers import EpochSampler
 
 
 LOSS_CHECK_STEPS = 20  # steps between the host syncs that read the loss (progress, divergence check)
@@ -74,39 +74,6 @@ def parameter_groups(model: ReIDNet, lr: float, backbone_scale: float) -> list[d
     new = [p for p in model.parameters() if id(p) not in owned]
     return [{"params": backbone, "lr": lr * backbone_scale, "scale": backbone_scale},
             {"params": new, "lr": lr, "scale": 1.0}]
-
-
-class EpochSampler(Sampler[tuple[int, int]]):
-    """A fresh permutation of the samples every epoch, each index paired with a seed for its random draws.
-
-    Both come from the epoch's seed alone (:meth:`set_seed`), so the order and the augmentation are the same
-    whatever the number of loader workers, and a resumed run repeats an uninterrupted one. With
-    ``world_size`` > 1 each rank takes every ``world_size``-th entry of the same (padded) permutation.
-    """
-
-    def __init__(self, num_samples: int, rank: int = 0, world_size: int = 1) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
-        self.num_samples = num_samples
-        self.rank = rank
-        self.world_size = world_size
-        self.seed = 0
-
-    def set_seed(self, seed: int) -> None:
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return math.ceil(self.num_samples / self.world_size)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        generator = torch.Generator().manual_seed(self.seed)
-        order = torch.randperm(self.num_samples, generator=generator)
-        seeds = torch.randint(0, 2**62, (self.num_samples,), generator=generator)
-        padded = len(self) * self.world_size
-        if padded > self.num_samples:  # every rank gets as many batches: repeat the first few samples
-            order, seeds = torch.cat([order, order[: padded - self.num_samples]]), torch.cat(
-                [seeds, seeds[: padded - self.num_samples]])
-        return iter(zip(order[self.rank :: self.world_size].tolist(), seeds[self.rank :: self.world_size].tolist()))
 
 
 class StageSGD:

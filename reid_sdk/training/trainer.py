@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +275,21 @@ class Trainer:
     def _extract_train(self) -> Extracted:
         return self._extract(self.splits.train, "extracting the training set")
 
+    def _timed_extract_train(self) -> tuple[Extracted, float]:
+        timer = time.perf_counter()
+        return self._extract_train(), time.perf_counter() - timer
+
+    def _train_on(self, memory: ClusterMemory | CameraProxyMemory, train: Callable[[], float]) -> tuple[float, float]:
+        """(loss, seconds) of ``train()`` against ``memory``, kept as ``self.memory``; a diverged loss names the
+        checkpoints that are kept."""
+        timer = time.perf_counter()
+        try:
+            loss = train()
+        except TrainingDiverged as error:
+            raise TrainingDiverged(f"{error}; the last good checkpoint is kept in {self.run_dir.stages}") from error
+        self.memory = memory
+        return loss, time.perf_counter() - timer
+
     def _drop_unreadable(self, extracted: Extracted) -> Extracted:
         """Leave out training samples with no decodable image; name them in one warning and in a file."""
         found = extracted.found
@@ -298,17 +314,8 @@ class Trainer:
         np.random.seed(seed % 2**32)
         clusters_before = int(self.labels.max()) + 1
         memory, targets = self._stage_memory(extracted)
-        timer = time.perf_counter()
-        try:
-            loss = self.sgd.train(stage, stages, targets, memory, seed)
-            self.memory = memory
-        except TrainingDiverged as error:
-            raise TrainingDiverged(f"{error}; the last good checkpoint is kept in {self.run_dir.stages}") from error
-        train_seconds = time.perf_counter() - timer
-
-        timer = time.perf_counter()
-        extracted = self._extract_train()
-        extract_seconds = time.perf_counter() - timer
+        loss, train_seconds = self._train_on(memory, lambda: self.sgd.train(stage, stages, targets, memory, seed))
+        extracted, extract_seconds = self._timed_extract_train()
 
         learnt_from = self.labels
         timer = time.perf_counter()
