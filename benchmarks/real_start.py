@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import write_results
+from benchmarks.label_free_audit import stage_features
 from reid_sdk.datasets import load_dataset
 from reid_sdk.evaluation.on_dataset import retrieve
 from reid_sdk.inference import FeatureExtractor
@@ -35,6 +36,7 @@ from reid_sdk.synthetic.layouts import LayoutSizes, SyntheticConfig, generate
 from reid_sdk.training.config import load_config
 from reid_sdk.training.extraction import extract_records
 from reid_sdk.training.model_choice import label_free_scores, model_choice_rule
+from reid_sdk.training.run_dir import RunDirectory
 from reid_sdk.training.schedules import build_trainer
 
 #: The paper's method, BUC's linkage, and the camera-aware options alone and together.
@@ -67,6 +69,9 @@ QUICK_SCHEDULE = ["train.first_stage_epochs=1", "train.lr_step_epoch=1", "train.
 #: DBSCAN's settings follow the data's size (pseudo_labels.dbscan_settings: eps 0.5, min_samples 2, k1 10 here).
 RECLUSTER_SCHEDULE = ["recluster.epochs=20", "recluster.warmup_epochs=4", "recluster.iterations=40"]
 QUICK_RECLUSTER_SCHEDULE = ["recluster.epochs=3", "recluster.warmup_epochs=1", "recluster.iterations=4"]
+LABEL_FREE_RULE = "chance-corrected neighbourhood agreement"
+#: Patience values of the stop rule (train.patience) replayed on every run's rows.
+PATIENCES = (2, 3, 4)
 ROW_KEYS = ("stage", "clusters_after", "outliers", "mAP", "rank1", "mAP_camstd", "rank1_camstd", "label_free_score", "neighbour_agreement",
             "cross_camera_agreement", "cross_camera_share", "fit_silhouette", "pairwise_precision", "pairwise_f")
 
@@ -113,7 +118,7 @@ def train(root: Path, name: str, seed: int, overrides: list[str], workdir: Path)
     return {"seconds": round(time.perf_counter() - start, 1),
             "stages": [{key: getattr(result, key) for key in ROW_KEYS} for result in results],
             "oracle_stage": oracle.stage, "oracle_mAP": oracle.mAP,
-            "label_free_stage": label_free.stage, "label_free_mAP": label_free.mAP,
+            "label_free_stage": label_free.stage, "label_free_mAP": label_free.mAP, "label_free_rule": LABEL_FREE_RULE,
             "last_stage": results[-1].stage, "last_mAP": results[-1].mAP}
 
 
@@ -124,6 +129,27 @@ def cached(path: Path, compute: Any) -> dict[str, Any]:
     value = compute()
     path.write_text(json.dumps(value))
     return value
+
+
+def rescore(workdir: Path, seed: int, name: str) -> None:
+    """Recompute the label-free score of every stage of a cached run from its kept checkpoints with today's rule
+    (a run made while the rule changed), and its label-free choice; runs without checkpoints are left as they
+    are and keep the rule they were measured with."""
+    path, run = workdir / f"result-{seed}-{name}.json", workdir / f"run-{seed}-{name}"
+    if not path.is_file() or not run.is_dir():
+        return
+    result = json.loads(path.read_text())
+    rows = result["stages"]
+    if not all(RunDirectory(run).stage_path(row["stage"]).is_file() for row in rows):
+        return
+    for row in rows:
+        data = stage_features(run, row["stage"], workdir)
+        singletons = torch.arange(len(data["features"]))
+        row["label_free_score"] = label_free_scores(data["features"], singletons, singletons, data["cameras"],
+                                                    seed=seed * 1000 + row["stage"])["label_free_score"]
+    chosen = max(rows, key=lambda row: row["label_free_score"])  # the first of equals, as the rule
+    result.update(label_free_stage=chosen["stage"], label_free_mAP=chosen["mAP"], label_free_rule=LABEL_FREE_RULE)
+    path.write_text(json.dumps(result))
 
 
 def reuse_runs(path: Path, workdir: Path, overrides: list[str]) -> None:
@@ -137,7 +163,7 @@ def reuse_runs(path: Path, workdir: Path, overrides: list[str]) -> None:
         for name, run in entry["runs"].items():
             target = workdir / f"result-{seed}-{name}.json"
             if not target.is_file():
-                target.write_text(json.dumps(run))
+                target.write_text(json.dumps({"label_free_rule": "uncorrected neighbourhood agreement", **run}))
 
 
 def summarise(seeds: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
@@ -160,6 +186,7 @@ def summarise(seeds: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
         if all(row.get("mAP_camstd") is not None for r in runs for row in r["stages"]):  # older runs lack it
             table[name]["oracle_mAP_camstd"] = mean([max(row["mAP_camstd"] for row in r["stages"]) for r in runs])
             table[name]["label_free_mAP_camstd"] = mean([_row(r, r["label_free_stage"])["mAP_camstd"] for r in runs])
+    stopping = {str(patience): stop_rule(seeds, names, patience) for patience in PATIENCES}
     paper = table.get("imd_cpd", {}).get("oracle_mAP")
     camera_aware = [name for name in names if name not in ("imd_cpd", "buc")]
     best = max(camera_aware, key=lambda name: table[name]["oracle_mAP"]) if camera_aware else None
@@ -177,7 +204,29 @@ def summarise(seeds: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     targets["label_free_within_1_point_of_oracle_on_average"] = statistics.mean(
         table[name]["label_free_gap_to_oracle"] for name in names) <= 1.0
     targets["label_free_never_below_start"] = all(table[name]["label_free_below_start_seeds"] == 0 for name in names)
-    return {"mean_over_seeds": table, "targets": targets}
+    return {"mean_over_seeds": table, "stop_rule": stopping, "targets": targets}
+
+
+def stop_rule(seeds: list[dict[str, Any]], names: list[str], patience: int) -> dict[str, Any]:
+    """``train.patience`` replayed on each run's rows: where it stops (the chosen score not improved for
+    ``patience`` rows), the mAP of the row it keeps against the oracle's, and the share of the rows not run."""
+    gaps, saved = {}, {}
+    for name in names:
+        runs = [s["runs"][name] for s in seeds]
+        kept, skipped = [], []
+        for run in runs:
+            rows, best = run["stages"], run["stages"][0]
+            for position, row in enumerate(rows):
+                if row["label_free_score"] > best["label_free_score"]:
+                    best = row
+                if row["stage"] - best["stage"] >= patience:
+                    break
+            kept.append(run["oracle_mAP"] - best["mAP"])
+            skipped.append((len(rows) - 1 - position) / len(rows))
+        gaps[name], saved[name] = round(100 * statistics.mean(kept), 2), round(statistics.mean(skipped), 3)
+    return {"gap_to_oracle": gaps, "share_not_run": saved,
+            "mean_gap_to_oracle": round(statistics.mean(gaps.values()), 2),
+            "mean_share_not_run": round(statistics.mean(saved.values()), 3)}
 
 
 def _row(run: dict[str, Any], stage: int) -> dict[str, Any]:
@@ -207,6 +256,8 @@ def main() -> None:
     parser.add_argument("--configurations", nargs="+", choices=sorted(CONFIGURATIONS), default=list(CONFIGURATIONS))
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "reid-sdk-real-start")
     parser.add_argument("--quick", action="store_true", help="tiny data and schedule: checks the benchmark runs")
+    parser.add_argument("--rescore", action="store_true", help="recompute the label-free score of cached runs from "
+                                                                "their kept stage checkpoints with today's rule")
     parser.add_argument("--reuse", type=Path, help="an earlier JSON of this benchmark: its runs (same schedule) are "
                                                    "taken as cached instead of trained again")
     args = parser.parse_args()
@@ -215,6 +266,10 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     if args.reuse:
         reuse_runs(args.reuse, workdir, overrides)
+    if args.rescore:
+        for seed in args.seeds:
+            for name in args.configurations:
+                rescore(workdir, seed, name)
     seeds = []
     for seed in args.seeds:
         root = render(seed, sizes, workdir)
