@@ -278,7 +278,7 @@ def test_adapt_runs_end_to_end_and_resumes_without_repeating_work(rendered, tmp_
     def never(*args, **kwargs):
         raise AssertionError("a finished step ran again")
 
-    for name in ("Trainer", "match_site", "export_model", "verify_parity", "save_checkpoint"):
+    for name in ("build_trainer", "match_site", "export_model", "verify_parity", "save_checkpoint"):
         monkeypatch.setattr(pipeline, name, never)
     monkeypatch.setattr(pipeline, "_match", never)
     argv = [str(site), "--out", str(out), "--device", "cpu", "--max-frames", "4", "--pictures", "2"]
