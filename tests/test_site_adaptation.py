@@ -286,6 +286,7 @@ def test_adapt_runs_end_to_end_and_resumes_without_repeating_work(rendered, tmp_
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "before (ImageNet start):" in printed and "parity with torch: passed" in printed
+    assert "label_free_score per stage: 0: " in printed  # every stage's score, the chosen one starred
     resumed = json.loads((out / "report.json").read_text())["seconds"]
     assert all(resumed[step] >= cost[step] for step in cost) and resumed["train"] > 0  # what the steps cost
     assert main([str(site), "--out", str(out), "--device", "cpu"]) == 2  # other settings: refused, nothing lost

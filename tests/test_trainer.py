@@ -199,6 +199,8 @@ def test_cli_runs_and_reports(datasets, tmp_path, capsys):
     args = ["--data", str(datasets / "market1501"), "--format", "market1501", "--out", str(tmp_path / "run"),
             "--linkage", "buc"] + [f"--set={override}" for override in TINY_RUN + ["clustering.max_stages=1"]]
     assert main(args) == 0
-    assert "done: 1 stages" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "done: 1 stages" in printed and "best.pt is stage 0, chosen by mAP = " in printed
+    assert "mAP per stage: 0: " in printed and "*" in printed  # every stage's score, the chosen one starred
     assert load_config(tmp_path / "run" / "config.yaml").clustering.linkage == "buc"
     assert int(RunDirectory(tmp_path / "run").load_stage(0)["labels"].max()) + 1 == 18

@@ -42,6 +42,7 @@ from reid_sdk.model.device import resolve_device
 from reid_sdk.tracks.site import find_site
 from reid_sdk.tracks.site_tracklets import SiteTracklets, prepare_site
 from reid_sdk.training.config import RunConfig
+from reid_sdk.training.model_choice import scores_line
 from reid_sdk.training.run_dir import RunDirectory
 from reid_sdk.training.schedules import build_trainer
 
@@ -87,11 +88,12 @@ class AdaptResult:
 
     def lines(self) -> list[str]:
         """What the command prints at the end."""
-        best = self.training["best_stage"]
+        best, step = self.training["best_stage"], self.training.get("step", "stage")
         return [f"site: {self.tracklets.summary()}",
                 f"before (ImageNet start): {self.before.line()}",
-                f"after (adapted, stage {best} of {self.training['stages']}, chosen by "
+                f"after (adapted, {step} {best} of {self.training['stages']}, chosen by "
                 f"{self.training['selected_by']}): {self.after.line()}",
+                *([self.training["scores_line"]] if "scores_line" in self.training else []),
                 f"model: {self.paths.model} (ONNX parity with torch: "
                 f"{'passed' if self.parity['passed'] else 'FAILED'})",
                 f"gallery: {self.paths.after / 'gallery'}; matches: {self.paths.after / 'matches.csv'}; pictures: "
@@ -222,7 +224,8 @@ def _train(config: RunConfig, paths: AdaptPaths) -> dict[str, Any]:
     results = trainer.run()
     best = next(result for result in results if result.best)
     metric = trainer.model_choice.metric
-    summary = {"stages": len(results), "best_stage": best.stage, "selected_by": metric,
+    summary = {"stages": len(results), "step": trainer.STEP, "best_stage": best.stage, "selected_by": metric,
+               "scores_line": scores_line(results, metric, trainer.STEP),
                "score": best.score(metric), "cannot_link": trainer.cannot_link,
                "seconds": round(time.perf_counter() - start, 1), "best": best.as_dict()}
     with atomic_write(paths.training_summary) as handle:

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(timestamps=True)
     from reid_sdk.training.stage_sgd import TrainingDiverged
+    from reid_sdk.training.model_choice import scores_line
     from reid_sdk.training.schedules import build_trainer
 
     try:
@@ -72,9 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:  # bad config or data (ConfigError is a ValueError), missing files
         return fail(PROG, exc)
     best = next((result for result in results if result.best), None)
-    metric = trainer.model_choice.metric
-    summary = f"best.pt is stage {best.stage}, chosen by {metric} = {best.score(metric):.4f}" if best else "no stage ran"
-    print(f"done: {len(results)} stages in {args.out} ({summary}); best model: {trainer.run_dir.best}")
+    rule, step = trainer.model_choice, trainer.STEP
+    summary = (f"best.pt is {step} {best.stage}, chosen by {rule.metric} = {best.score(rule.metric):.4f}: "
+               f"{rule.reason}" if best else f"no {step} ran")
+    print(f"done: {len(results)} {step}s in {args.out} ({summary}); best model: {trainer.run_dir.best}")
+    if best:
+        print(scores_line(results, rule.metric, step))
     return EXIT_OK
 
 

@@ -293,6 +293,12 @@ class ModelChoiceRule:
         return max(results, key=lambda result: result.score(self.metric))  # max() keeps the first of equals
 
 
+def scores_line(results: Sequence[StageResult], metric: str, step: str = "stage") -> str:
+    """Every stage's (epoch's) value of ``metric``, the chosen one starred: what the commands print at the end."""
+    return f"{metric} per {step}: " + ", ".join(
+        f"{result.stage}: {result.score(metric):.3f}{'*' if result.best else ''}" for result in results)
+
+
 def model_choice_rule(select_by: str, has_eval_split: bool, cameras_known: bool = False) -> ModelChoiceRule:
     """The rule for ``train.select_by`` (auto, map, label_free); ConfigError when map has no split to use.
     The label-free rule ranks stages by ``label_free_score``: the chance-corrected agreement with the nearest
