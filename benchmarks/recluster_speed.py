@@ -40,6 +40,7 @@ import numpy as np
 from sklearn.cluster import DBSCAN
 
 from benchmarks.common import RESULTS_DIR, write_results
+from reid_sdk.evaluation import same_partition
 
 SIZES = ("12936x2048", "100000x512")
 TASKS = ("distance", "labels")
@@ -64,15 +65,6 @@ def identity_features(num_samples: int, dim: int, seed: int) -> np.ndarray:
         chunk = centres[rows] + spread[rows, None] * rng.standard_normal((len(rows), dim), dtype=np.float32)
         features[start : start + len(rows)] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
     return features
-
-
-def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
-    """Same outliers (-1) and the same grouping of the rest, whatever the cluster numbers."""
-    if not np.array_equal(a == -1, b == -1):
-        return False
-    clustered = a != -1
-    pairs = set(zip(a[clustered].tolist(), b[clustered].tolist()))
-    return len(pairs) == len(set(a[clustered].tolist())) == len(set(b[clustered].tolist()))
 
 
 def _peak_rss_mib() -> float:

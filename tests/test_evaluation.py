@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from reid_sdk.evaluation.metrics import clustering_quality, rank_metrics
+from reid_sdk.evaluation.metrics import clustering_quality, rank_metrics, same_partition
 
 
 def slow_market_reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
@@ -172,3 +172,12 @@ def test_clustering_quality_rejects_mismatched_labels():
         clustering_quality(np.array([0, 1]), np.array([0]))
     with pytest.raises(ValueError, match="empty"):
         clustering_quality(np.array([], dtype=int), np.array([], dtype=int))
+
+
+def test_same_partition_ignores_numbering_but_not_grouping_or_outliers():
+    labels = np.array([0, 0, 1, -1, 2, 2])
+    assert same_partition(labels, np.array([5, 5, 3, -1, 0, 0]))  # renumbered
+    assert not same_partition(labels, np.array([0, 0, 0, -1, 2, 2]))  # two clusters joined
+    assert not same_partition(labels, np.array([0, 1, 1, -1, 2, 2]))  # a sample moved
+    assert not same_partition(labels, np.array([0, 0, 1, 3, 2, 2]))  # an outlier placed
+    assert not same_partition(labels, labels[:5])

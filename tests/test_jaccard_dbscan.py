@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from reid_sdk.evaluation import same_partition
 from reid_sdk.training.clustering import dbscan_jaccard_labels, jaccard_distance
 
 EPS, MIN_SAMPLES = 0.6, 4
@@ -61,15 +62,6 @@ def identities(seed: int, num_ids: int = 25, sizes: tuple[int, int] = (3, 12), n
     grouped = np.repeat(centres, counts, axis=0) + noise * rng.normal(size=(counts.sum(), dim))
     features = np.concatenate([grouped, isolated + 0.01 * rng.normal(size=isolated.shape)]).astype(np.float32)
     return features, np.concatenate([np.repeat(np.arange(num_ids), counts), np.full(num_isolated, -1)])
-
-
-def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
-    """Same outliers (-1) and the same grouping of the rest, whatever the cluster numbers."""
-    if not np.array_equal(a == -1, b == -1):
-        return False
-    clustered = a != -1
-    pairs = set(zip(a[clustered].tolist(), b[clustered].tolist()))
-    return len(pairs) == len(set(a[clustered].tolist())) == len(set(b[clustered].tolist()))
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from reid_sdk.evaluation import same_partition
 from reid_sdk.model import load_checkpoint
 from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
 from reid_sdk.training.clustering import cluster_distance_matrix, merge_stage
@@ -92,7 +93,7 @@ def test_merge_stage_with_max_distance_walks_only_pairs_within_it():
     expected = np.arange(len(features))
     for a, b in pairs.tolist():
         expected[expected == expected[b]] = expected[a]
-    assert _same_partition(limited.numpy(), expected)
+    assert same_partition(limited.numpy(), expected)
     merges = len(features) - int(limited.max()) - 1
     unlimited = merge_stage(features, labels, merges + 3)
     assert int(unlimited.max()) == int(limited.max()) - 3  # the quota alone merges further
@@ -125,8 +126,8 @@ def test_linkage_pseudo_labels_recover_identities_and_centering_removes_a_camera
     recluster = ReclusterConfig(pseudo_labels="linkage", linkage_threshold=0.9)
     plain = epoch_pseudo_labels(shifted, recluster, ClusteringConfig())
     centred = epoch_pseudo_labels(shifted, recluster, ClusteringConfig(camera_centering=True), cameras)
-    assert _same_partition(centred[: len(identities)], identities)
-    assert not _same_partition(plain[: len(identities)], identities)
+    assert same_partition(centred[: len(identities)], identities)
+    assert not same_partition(plain[: len(identities)], identities)
 
 
 def test_dbscan_settings_follow_the_data_size_unless_set():
@@ -138,11 +139,6 @@ def test_dbscan_settings_follow_the_data_size_unless_set():
 def test_outliers_marked_renumbers_and_keeps_order():
     np.testing.assert_array_equal(outliers_marked(np.array([4, 4, 7, 2, 2, 9])), [1, 1, -1, 0, 0, -1])
     np.testing.assert_array_equal(outliers_marked(np.array([0, 1, 2])), [-1, -1, -1])
-
-
-def _same_partition(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return len(np.unique(a)) == len(np.unique(b)) == np.unique(np.stack([a, b]), axis=1).shape[1]
 
 
 # ----------------------------------------------------------------------------------------- the loop

@@ -194,3 +194,14 @@ def clustering_quality(cluster_labels: np.ndarray, true_pids: np.ndarray) -> Clu
         num_clusters=len(cluster_sizes),
         num_identities=num_identities,
     )
+
+
+def same_partition(first: np.ndarray, second: np.ndarray) -> bool:
+    """Whether two labelings group the samples the same way, whatever the cluster numbers: the same outliers (-1)
+    and a one-to-one match between the other clusters."""
+    first, second = np.asarray(first), np.asarray(second)
+    if first.shape != second.shape or not np.array_equal(first == -1, second == -1):
+        return False
+    clustered = first != -1
+    pairs = set(zip(first[clustered].tolist(), second[clustered].tolist()))
+    return len(pairs) == len(set(first[clustered].tolist())) == len(set(second[clustered].tolist()))
