@@ -125,6 +125,24 @@ def test_cannot_link_pairs_are_the_overlapping_spans_of_one_camera():
         CannotLink.from_spans([1], [5], [4])
 
 
+@pytest.mark.parametrize("pseudo_labels,kept_apart", [("linkage", True), ("dbscan", False)])
+def test_the_recluster_schedule_says_whether_its_clustering_keeps_cannot_link_pairs_apart(
+        rendered, tmp_path, caplog, pseudo_labels, kept_apart):
+    from reid_sdk.training.config import load_config
+    from reid_sdk.training.schedules import build_trainer
+
+    site = camera_folders(rendered, tmp_path / "site")
+    config = load_config(None, [f"data.root={site}", "data.format=videos", "train.device=cpu", "data.num_workers=0",
+                                *TINY_TRAINING, "train.schedule=recluster", "recluster.instances=2",
+                                f"recluster.pseudo_labels={pseudo_labels}"])
+    with caplog.at_level(logging.INFO):
+        trainer = build_trainer(config, tmp_path / "run")
+    assert trainer.cannot_link is kept_apart  # what reid-adapt's summary reports
+    said = "stay apart" if kept_apart else "are NOT kept apart: DBSCAN takes no constraint"
+    assert f"pairs of tracks one camera saw at overlapping times {said}" in caplog.text
+    assert "clustering.max_stages=2: Algorithm 1's, unused by the re-clustering schedule" in caplog.text
+
+
 def camera_biased_tracks(seed: int, people: int = 12, cameras: int = 3):
     """Tracks whose features are mostly their camera's look: unconstrained merging joins strangers of one camera.
 

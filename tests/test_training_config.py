@@ -69,6 +69,12 @@ def test_shipped_configs_load(name):
         ("train.momentum=1.5", "train.momentum must be in \\[0, 1\\), got 1.5"),
         ("train.weight_decay=-0.1", "train.weight_decay must be >= 0"),
         ("train.seed=-3", "train.seed must be >= 0"),
+        ("train.schedule=nightly", "train.schedule must be one of stages, recluster, got 'nightly'"),
+        ("train.patience=0", "train.patience must be >= 1, or null"),
+        ("recluster.eps=1.5", "recluster.eps is a Jaccard distance: it must be in \\(0, 1\\)"),
+        ("recluster.pseudo_labels=kmeans", "recluster.pseudo_labels must be one of dbscan, linkage"),
+        ("recluster.warmup_epochs=50", "recluster.warmup_epochs must be in \\[0, epochs\\), got 50"),
+        ("recluster.k1=0", "recluster.min_samples, recluster.k1 and recluster.k2 must be >= 1"),
     ],
 )
 def test_bad_configuration_is_one_clear_line(override, message):

@@ -200,7 +200,8 @@ class ReclusterConfig:
                                                          f"got {self.warmup_epochs}")
         _require(self.pseudo_labels in PSEUDO_LABELS, f"recluster.pseudo_labels must be one of "
                                                        f"{', '.join(PSEUDO_LABELS)}, got {self.pseudo_labels!r}")
-        _require(self.eps is None or self.eps > 0, f"recluster.eps must be > 0 (or null), got {self.eps}")
+        _require(self.eps is None or 0 < self.eps < 1, f"recluster.eps is a Jaccard distance: it must be in (0, 1) "
+                                                       f"(or null), got {self.eps}")
         _require(all(value is None or value >= 1 for value in (self.min_samples, self.k1, self.k2)),
                  "recluster.min_samples, recluster.k1 and recluster.k2 must be >= 1 (or null)")
         _require(self.linkage_threshold > 0, f"recluster.linkage_threshold must be > 0, got {self.linkage_threshold}")

@@ -57,9 +57,16 @@ class ReclusterTrainer(Trainer):
         if train.batch_size % recluster.instances:
             raise ConfigError(f"train.batch_size={train.batch_size} is not a multiple of recluster.instances="
                               f"{recluster.instances} (a batch is P groups x K samples)")
-        if self.config.clustering.max_stages is not None:  # e.g. reid-adapt's defaults for Algorithm 1
-            log.info("clustering.max_stages=%d limits Algorithm 1's stages; the re-clustering schedule runs "
-                     "recluster.epochs=%d epochs", self.config.clustering.max_stages, recluster.epochs)
+        clustering = self.config.clustering
+        unused = [f"{name}={value}" for name, value in (("clustering.max_stages", clustering.max_stages),
+                                                        ("clustering.target_clusters", clustering.target_clusters))
+                  if value is not None]
+        if unused:  # e.g. reid-adapt's defaults for Algorithm 1
+            log.info("%s: Algorithm 1's, unused by the re-clustering schedule (it runs recluster.epochs=%d epochs)",
+                     ", ".join(unused), recluster.epochs)
+
+    def _merges_take_constraints(self) -> bool:
+        return self.config.recluster.pseudo_labels == "linkage"
 
     def _startup_line(self) -> str:
         recluster = self.config.recluster

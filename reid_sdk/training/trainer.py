@@ -85,10 +85,11 @@ class Trainer:
         self.cameras_known = UNKNOWN_CAMERA not in cameras and len(cameras) > 1  # picks the label-free score
         self._check_camera_options()
         constraint = CannotLink.of_records(self.splits.train) if config.clustering.cannot_link else None
-        self.cannot_link = constraint is not None  # site videos; rebuilt at each merge from the samples kept
+        self.cannot_link = constraint is not None and self._merges_take_constraints()  # rebuilt at each merge
         if constraint is not None:
-            log.info("cannot-link: %d pairs of tracks one camera saw at overlapping times stay apart",
-                     len(constraint))
+            log.info("cannot-link: %d pairs of tracks one camera saw at overlapping times %s", len(constraint),
+                     "stay apart" if self.cannot_link else "are NOT kept apart: DBSCAN takes no constraint "
+                                                           "(recluster.pseudo_labels=linkage keeps them apart)")
         self.model_choice: ModelChoiceRule = model_choice_rule(config.train.select_by, self.evaluates,
                                                                self.cameras_known)
         self.model = self._build_model().to(self.device)
@@ -245,6 +246,10 @@ class Trainer:
         log.info("stopping after %s %d of %d: %s has not improved for %d %ss (best: %s %d); %d %ss (%.0f %%) not run",
                  self.STEP, last, planned - 1, self.model_choice.metric, patience, self.STEP, self.STEP, best.stage,
                  planned - 1 - last, self.STEP, 100 * (planned - 1 - last) / planned)
+        return True
+
+    def _merges_take_constraints(self) -> bool:
+        """Whether this schedule's clustering keeps cannot-link pairs apart (Algorithm 1's merges do)."""
         return True
 
     def _check_schedule(self) -> None:
