@@ -43,7 +43,7 @@ def l2_normalised(features: np.ndarray) -> np.ndarray:
         raise ValueError("features contain NaN or infinite values")
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     if not norms.all():
-        raise ValueError("features contain an all-zero row, which has no direction to standardise")
+        raise ValueError("features contain an all-zero row, which has no direction to compare")
     return array / norms
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from reid_sdk.gallery import entries
 from reid_sdk.gallery.backend import GalleryBackend, create_gallery_backend, open_gallery_backend
-from reid_sdk.gallery.camera_statistics import CameraStatistics
+from reid_sdk.gallery.camera_statistics import CameraStatistics, l2_normalised
 from reid_sdk.gallery.config import METRICS, GalleryConfig
 from reid_sdk.gallery.entries import EntryRow
 from reid_sdk.gallery.errors import ModelMismatchError
@@ -174,13 +174,7 @@ class Gallery:
             raise ValueError(f"features must be a numeric array, got {type(features).__name__}") from error
         if array.ndim != 2 or array.shape[1] != self.dim:
             raise ValueError(f"features must have shape (N, {self.dim}) or ({self.dim},), got {np.shape(features)}")
-        if not np.isfinite(array).all():
-            raise ValueError("features contain NaN or infinite values")
-        norms = np.linalg.norm(array, axis=1, keepdims=True)
-        if not norms.all():
-            raise ValueError("features contain an all-zero vector, which has no direction to compare")
-        array /= norms  # np.array made a contiguous float32 copy: normalised in place
-        return array
+        return l2_normalised(array)
 
     def train(self, features: Any) -> None:
         """Train an "ivf" / "ivfpq" index on a representative sample (done automatically by the first add)."""
