@@ -36,7 +36,6 @@ from reid_sdk.training.config import load_config
 from reid_sdk.training.extraction import extract_records
 from reid_sdk.training.model_choice import label_free_scores
 from reid_sdk.training.run_dir import RunDirectory
-from tests.test_label_free_choice import CAMERAS_PER_IDENTITY, CROPS_PER_CAMERA, constructed_features
 
 DEFAULT_RUNS = ("/tmp/exp/run-*", "/tmp/rs/full/run-*")
 
@@ -50,7 +49,10 @@ def cross_camera_rank1(features: torch.Tensor, cameras: torch.Tensor, pids: torc
 
 def constructed_table(seeds: list[int]) -> dict[str, dict[str, Any]]:
     """Per kind of constructed feature and seed: the new score and the uncorrected agreement, with and without
-    cameras, and the cross-camera rank-1."""
+    cameras, and the cross-camera rank-1. The features are the tests' own construction (imported from them here
+    only, so that ``real_start`` can use :func:`stage_features` without the tests)."""
+    from tests.test_label_free_choice import CAMERAS_PER_IDENTITY, CROPS_PER_CAMERA, constructed_features
+
     table: dict[str, dict[str, Any]] = {}
     for seed in seeds:
         kinds, cameras, pseudo_labels = constructed_features(seed)

@@ -100,12 +100,10 @@ def start_scores(root: Path, overrides: list[str]) -> dict[str, Any]:
 
 
 def run_overrides(name: str, overrides: list[str], quick: bool) -> list[str]:
-    """The configuration's overrides after the shared ones; re-clustering runs take their own schedule (and no
-    stage limit)."""
+    """The configuration's overrides after the shared ones; re-clustering runs add their own schedule."""
     if "train.schedule=recluster" not in CONFIGURATIONS[name]:
         return [*overrides, *CONFIGURATIONS[name]]
-    shared = [each for each in overrides if not each.startswith("clustering.max_stages=")]
-    return [*shared, *(QUICK_RECLUSTER_SCHEDULE if quick else RECLUSTER_SCHEDULE), *CONFIGURATIONS[name]]
+    return [*overrides, *(QUICK_RECLUSTER_SCHEDULE if quick else RECLUSTER_SCHEDULE), *CONFIGURATIONS[name]]
 
 
 def train(root: Path, name: str, seed: int, overrides: list[str], workdir: Path) -> dict[str, Any]:
