@@ -262,3 +262,15 @@ def test_tracklets_train_as_clips_in_the_recluster_schedule(tmp_path):
     results = trainer.run()
     assert trainer.video and [result.stage for result in results] == [0, 1]
     assert results[0].clusters_before == len(trainer.splits.train) and results[1].mAP is not None
+
+
+def test_resume_refuses_a_stage_run_whose_config_now_names_the_recluster_schedule(market, tmp_path, capsys):
+    from reid_sdk.cli.train import main
+    from reid_sdk.training.config import save_config
+
+    out = tmp_path / "run"
+    build_trainer(load_config(None, [f"data.root={market}", *TINY_RUN, "clustering.max_stages=1"]), out).run()
+    save_config(_config(market), RunDirectory(out).config)  # config.yaml edited to the other schedule
+    assert main(["--out", str(out), "--resume"]) == 2
+    [error] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("reid-train: error:")]
+    assert "holds no optimiser state: it was written by Algorithm 1's stages" in error

@@ -86,6 +86,10 @@ class ReclusterTrainer(Trainer):
         self.sgd = ReclusterSGD(self.model, self.config.train, self.config.recluster, self._train_dataset(),
                                 self.config.data.num_workers, self.device, self.amp_dtype, self.distributed)
         if self.resume_state is not None:
+            if "optimizer_state" not in self.resume_state:
+                raise ConfigError(f"--resume: {self.run_dir.stage_path(int(self.resume_state['stage']))} holds no "
+                                  f"optimiser state: it was written by Algorithm 1's stages, not the re-clustering "
+                                  f"schedule that {self.run_dir.config} now names")
             self._restore(self.resume_state)  # the model, the results, and the next epoch's labels
             self.sgd.load_state_dict(self.resume_state["optimizer_state"])
             extracted = self._extract_train()  # the restored model's embeddings start the next memory
