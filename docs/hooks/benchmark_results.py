@@ -7,19 +7,39 @@ and rewrites the pages' links to them, so that one link works both on GitHub and
   ``[JSON](../benchmarks/results/rerank_eval.json)`` from ``docs/results.md``;
 * in the site, that link is pointed at the copy this hook added, and ``mkdocs build --strict`` checks it
   like any other link: a link to a JSON file that does not exist fails the build.
+
+A figure the docs quote from a results file is written as a macro and read from the JSON when the site is built,
+so that it cannot drift from the measurement::
+
+    {{ result("extract_throughput_cpu.json", "target.batch16.speedup", ".1f") }}            -> 8.3
+    {{ result("extract_throughput_cpu.json", "trained_model.backends.onnxruntime int8.mAP", ".2f", scale=100) }}
+    {{ result("rerank_eval.json", "runs[distances=cosine].mAP", ".3f") }}
+
+The arguments: the file in ``benchmarks/results/``; a dotted key path, where ``NAME[field=value,...]`` picks the
+one element of the list ``NAME`` whose fields equal those values (compared as text) and ``NAME[3]`` the fourth;
+a Python format spec (default: the value as is); ``scale=`` multiplies a number first (fractions as percent).
+A missing file, key or list element, more than one matching element, or a malformed macro fails the build.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import posixpath
 import re
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
+from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
 
 RESULTS = "benchmarks/results"
 # a Markdown link target that climbs out of docs/ into benchmarks/results/: ](../benchmarks/results/x.json)
 _LINK = re.compile(r"\]\(((?:\.\./)+" + re.escape(RESULTS) + r"/[^)#\s]+\.json)")
+# {{ result("file.json", "key.path", ".2f", scale=100) }}
+MACRO = re.compile(r"\{\{\s*(result.*?)\s*\}\}")
+_STEP = re.compile(r"^(?P<name>[^\[\]]*)(?:\[(?P<pick>[^\]]*)\])?$")
 
 
 def _repository_root(config) -> Path:
@@ -36,7 +56,8 @@ def on_files(files, config):
 
 
 def on_page_markdown(markdown, page, config, files):
-    """Point each repository-relative link to a results file at that file's copy in the site."""
+    """Fill in the ``{{ result(...) }}`` figures; point each repository-relative link to a results file at that
+    file's copy in the site."""
     page_dir = posixpath.dirname(page.file.src_uri)
 
     def site_link(match: re.Match) -> str:
@@ -45,4 +66,71 @@ def on_page_markdown(markdown, page, config, files):
             return match.group(0)  # not a results file after all: leave it for mkdocs to judge
         return "](" + posixpath.relpath(in_repository, page_dir or ".")
 
+    markdown = render_results(markdown, _repository_root(config) / RESULTS, page.file.src_uri)
     return _LINK.sub(site_link, markdown)
+
+
+@lru_cache(maxsize=None)
+def _load(path: Path, modified_ns: int) -> Any:
+    """A results file's content, read once per version of the file (``mkdocs serve`` rebuilds in one process)."""
+    return json.loads(path.read_text())
+
+
+def _step(value: Any, step: str) -> Any:
+    """One dotted step of a key path: ``key``, ``key[3]`` or ``key[field=value,...]``."""
+    parsed = _STEP.match(step)
+    if parsed is None:
+        raise KeyError(f"malformed step {step!r}")
+    name, pick = parsed.group("name"), parsed.group("pick")
+    if name:
+        if not isinstance(value, dict) or name not in value:
+            raise KeyError(f"no key {name!r}")
+        value = value[name]
+    if pick is None:
+        return value
+    if not isinstance(value, list):
+        raise KeyError(f"{name!r} is not a list")
+    if pick.strip().isdigit():
+        if int(pick) >= len(value):
+            raise KeyError(f"{name!r} has {len(value)} elements, not {int(pick) + 1}")
+        return value[int(pick)]
+    wanted = dict(part.split("=", 1) for part in pick.split(",") if "=" in part)
+    if len(wanted) != len(pick.split(",")):
+        raise KeyError(f"malformed selector [{pick}]: write [field=value,...]")
+    found = [item for item in value if isinstance(item, dict)
+             and all(field.strip() in item and str(item[field.strip()]) == text.strip()
+                     for field, text in wanted.items())]
+    if len(found) != 1:
+        raise KeyError(f"{len(found)} elements of {name!r} match [{pick}], not 1")
+    return found[0]
+
+
+def result(results_dir: Path, file: str, key: str, spec: str = "", scale: float | None = None) -> str:
+    """The figure at ``key`` in ``results_dir / file``, formatted with ``spec`` (after ``scale``)."""
+    path = results_dir / file
+    if "/" in file or not path.is_file():
+        raise KeyError(f"no results file {RESULTS}/{file}")
+    value: Any = _load(path.resolve(), path.stat().st_mtime_ns)
+    for step in key.split("."):
+        value = _step(value, step)
+    if scale is not None:
+        value = value * scale
+    return format(value, spec)
+
+
+def render_results(markdown: str, results_dir: Path, where: str = "") -> str:
+    """Replace every ``{{ result(...) }}`` macro of ``markdown`` by its figure; a bad one raises PluginError."""
+
+    def figure(match: re.Match) -> str:
+        try:
+            call = ast.parse(match.group(1), mode="eval").body
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "result"):
+                raise ValueError("not a result(...) call")
+            args = [ast.literal_eval(arg) for arg in call.args]
+            kwargs = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
+            return result(results_dir, *args, **kwargs)
+        except (SyntaxError, ValueError, TypeError, KeyError) as error:
+            message = error.args[0] if isinstance(error, KeyError) and error.args else error
+            raise PluginError(f"{where}: {match.group(0)}: {message}") from None
+
+    return MACRO.sub(figure, markdown)
