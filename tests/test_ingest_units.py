@@ -3,12 +3,15 @@ Ctrl-C keeps what it saved, and a resumed run adds exactly the rest; a stand-in 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 
 from reid_sdk.gallery import Gallery
 from reid_sdk.search.gallery_writer import GalleryTarget, IngestInterrupted, ingest_units
-from reid_sdk.search.sources import folder_records
+from reid_sdk.search.sources import csv_records, folder_records
 from reid_sdk.search.units import image_units
 from tests.helpers import random_crops
 from tests.test_cli_index import write_market_folder
@@ -82,3 +85,52 @@ def test_a_gallery_of_another_model_or_size_is_refused(units, tmp_path):
         ingest_units(units, other, GalleryTarget(tmp_path / "g", append=True), batch_size=2)
     with pytest.raises(FileExistsError, match="already exists"):
         ingest_units(units, MeanColour(), GalleryTarget(tmp_path / "g"), batch_size=2)
+
+
+# -- the exactly-once key is the record: its path as listed, identity and camera ---------------------------------------
+def write_records(root):
+    """A CSV listing crop a.jpg under two identities, b.jpg, a link to b.jpg and a.jpg again as on line 2."""
+    crops = random_crops(2, seed=23, min_size=40)
+    root.mkdir()
+    for name, crop in zip(("a.jpg", "b.jpg"), crops):
+        cv2.imwrite(str(root / name), crop)
+    (root / "link.jpg").symlink_to(root / "b.jpg")
+    (root / "list.csv").write_text("path,identity,camera\na.jpg,1,c1\na.jpg,2,c1\nb.jpg,3,c2\nlink.jpg,4,c3\n"
+                                   "a.jpg,1,c1\n")
+    return root / "list.csv"
+
+
+def labels_of(location) -> list[tuple]:
+    gallery = Gallery.open(location)
+    rows = gallery.rows(gallery.ids())
+    return sorted((row.identity, row.camera, Path(row.metadata["path"]).name) for row in rows.values())
+
+
+def test_records_naming_one_file_are_one_entry_each_and_a_repeated_row_is_named(tmp_path, caplog):
+    records = csv_records(write_records(tmp_path / "crops"))
+    assert "list.csv: 1 row(s) repeat an earlier row's path, identity and camera and were left out (one entry " \
+           "each): line 6 (as line 2)" in caplog.text
+    summary = ingest_units(image_units(records), MeanColour(), GalleryTarget(tmp_path / "g"), batch_size=2)
+    assert (summary.added, summary.duplicates, summary.entries) == (4, 0, 4)
+    assert labels_of(tmp_path / "g") == [("1", "c1", "a.jpg"), ("2", "c1", "a.jpg"), ("3", "c2", "b.jpg"),
+                                         ("4", "c3", "b.jpg")]
+    resumed = ingest_units(image_units(records), MeanColour(), GalleryTarget(tmp_path / "g", resume=True))
+    assert (resumed.already_present, resumed.added) == (4, 0)
+
+
+def test_a_link_under_another_market_name_is_its_own_entry(tmp_path):
+    names = write_market_folder(tmp_path / "crops", random_crops(1, seed=24, min_size=40))
+    (tmp_path / "crops" / "0007_c2s1_000009_01.jpg").symlink_to(tmp_path / "crops" / names[0])
+    summary = ingest_units(image_units(folder_records(tmp_path / "crops")), MeanColour(), GalleryTarget(tmp_path / "g"))
+    assert summary.entries == 2
+    assert [label[:2] for label in labels_of(tmp_path / "g")] == [(0, 1), (7, 2)]
+
+
+def test_resuming_a_gallery_keyed_by_file_alone_adds_nothing_twice(units, tmp_path, monkeypatch):
+    from reid_sdk.search import units as units_module
+
+    with monkeypatch.context() as old:  # what galleries built before record keys hold
+        old.setattr(units_module, "record_key", units_module._legacy_record_key)
+        assert ingest_units(units, MeanColour(), GalleryTarget(tmp_path / "g"), batch_size=2).added == 11
+    resumed = ingest_units(units, MeanColour(), GalleryTarget(tmp_path / "g", resume=True), batch_size=2)
+    assert (resumed.already_present, resumed.added, len(Gallery.open(tmp_path / "g"))) == (11, 0, 11)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,9 +104,13 @@ def dataset_records(root: Path, format: str, split: str = "gallery", max_frames:
 
 
 def csv_records(csv_path: Path, folder: Path | None = None) -> list[GalleryRecord]:
-    """Rows ``path,identity,camera[,timestamp]`` (paths relative to ``folder``, else to the CSV's folder)."""
+    """Rows ``path,identity,camera[,timestamp]`` (paths relative to ``folder``, else to the CSV's folder), one
+    record each; a row repeating an earlier row's path, identity and camera (one entry) is left out with a warning
+    naming both lines."""
     base = folder or csv_path.parent
     records = []
+    first_line: dict[tuple[str, str, str], int] = {}
+    repeats: list[tuple[int, int]] = []
     with open(csv_path, newline="") as handle:
         for line, row in enumerate(csv.reader(handle), start=1):
             if not row or row[0].startswith("#") or (line == 1 and row[0].strip().lower() == "path"):
@@ -116,9 +121,19 @@ def csv_records(csv_path: Path, folder: Path | None = None) -> list[GalleryRecor
                 timestamp = float(row[3]) if len(row) == 4 and row[3].strip() else None
             except ValueError as error:
                 raise ValueError(f"{csv_path}:{line}: timestamp {row[3]!r} is not a number") from error
-            records.append(GalleryRecord((base / row[0].strip(),), row[1].strip(), row[2].strip(), timestamp))
+            record = GalleryRecord((base / row[0].strip(),), row[1].strip(), row[2].strip(), timestamp)
+            labelled = (os.path.abspath(record.frames[0]), record.identity, record.camera)
+            if labelled in first_line:
+                repeats.append((line, first_line[labelled]))
+                continue
+            first_line[labelled] = line
+            records.append(record)
     if not records:
         raise ValueError(f"{csv_path} lists no images")
+    if repeats:
+        logger.warning("%s: %d row(s) repeat an earlier row's path, identity and camera and were left out (one entry "
+                       "each): %s", csv_path, len(repeats),
+                       ", ".join(f"line {line} (as line {first})" for line, first in repeats[:5]))
     return records
 
 

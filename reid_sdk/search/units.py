@@ -7,8 +7,10 @@ and ``reid-index ingest`` run, on one process (:func:`local_items`) or on a Ray 
   each at least ``batch_size`` crops, never splitting an entry, and ends with a :class:`UnitDone` that counts what
   it read, or says why the unit failed (a bad unit is reported, never raised: the job goes on).
 - :func:`extract_chunk` turns a chunk into :class:`GalleryEntry` s with one model call for all its crops.
-- Every entry carries a key, stored as its metadata ``key``: an image file's path, size and modification time, or
-  its video's and tracks file's plus the track id. A resumed run leaves out the keys the gallery holds.
+- Every entry carries a key, stored as its metadata ``key``: an image record's path as listed (a link is its own
+  record), its file's size and modification time, and its identity and camera (one crop listed under two
+  identities is two entries); or a track's video and tracks file plus the track id. A resumed run leaves out the
+  keys the gallery holds.
 
 Both executors run exactly these functions on the same chunks, so they give the same gallery. Torch-free.
 """
@@ -16,6 +18,7 @@ Both executors run exactly these functions on the same chunks, so they give the 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import groupby
@@ -40,9 +43,11 @@ TRACK_KEY = " track="  # between a video unit's key and the track id in its entr
 UNIT_ERRORS = (ValueError, OSError, cv2.error)
 
 
-def file_key(path: str | Path) -> str:
-    """``PATH:SIZE:MTIME_NS`` of a file (its resolved path): changes when the file is replaced or rewritten."""
-    path = Path(path).resolve()
+def file_key(path: str | Path, resolve: bool = True) -> str:
+    """``PATH:SIZE:MTIME_NS`` of a file: changes when the file is replaced or rewritten. ``PATH`` is the resolved
+    path, or with ``resolve=False`` the absolute path as given (a link keeps its own name; size and time are its
+    target's)."""
+    path = Path(path).resolve() if resolve else Path(os.path.abspath(path))
     try:
         stat = path.stat()
     except OSError:
@@ -51,7 +56,15 @@ def file_key(path: str | Path) -> str:
 
 
 def record_key(record: GalleryRecord) -> str:
-    """The key of an image record's entry: its (first) image file's :func:`file_key`."""
+    """The key of an image record's entry: the record, i.e. its (first) file as listed (:func:`file_key` unresolved)
+    with its identity and camera, so a crop listed under two identities, or linked in under another name, gives one
+    entry per record."""
+    return f"{file_key(record.frames[0], resolve=False)} identity={record.identity!r} camera={record.camera!r}"
+
+
+def _legacy_record_key(record: GalleryRecord) -> str:
+    """The key an image record had before keys named the record (its resolved file alone): what older galleries
+    hold, so resuming one does not add its images twice."""
     return file_key(record.frames[0])
 
 
@@ -283,7 +296,8 @@ def leave_out_present(units: Sequence[WorkUnit], keys: set[str]) -> ResumePlan:
     plan = ResumePlan()
     for unit in units:
         if isinstance(unit, ImageShard):
-            kept = tuple(record for record in unit.records if record_key(record) not in keys)
+            kept = tuple(record for record in unit.records
+                         if record_key(record) not in keys and _legacy_record_key(record) not in keys)
             plan.already_present += len(unit.records) - len(kept)
             if kept:
                 plan.units.append(ImageShard(kept))
