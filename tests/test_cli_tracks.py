@@ -116,3 +116,30 @@ def test_reid_synth_renders_a_video_set(tmp_path, monkeypatch, capsys):
     assert "videos: 6 files in" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == [
         "c1.avi", "c1.txt", "c1_identities.csv", "c2.avi", "c2.txt", "c2_identities.csv", "manifest.json"]
+
+
+def test_a_site_camera_without_its_mot_file_is_counted_and_exits_2_like_one_camera(setup, capsys, tmp_path):
+    """One rule for a missing MOT file, --site or --video/--tracks: the camera is named and counted, the others are
+    added, exit 2; a site with no usable camera is exit 2 before anything is read."""
+    root, checkpoint, (first, second) = setup
+    site = tmp_path / "site"
+    site.mkdir()
+    for video in (first, second):
+        (site / f"{video.camera}.avi").symlink_to(video.video)
+    (site / "c1.txt").symlink_to(first.tracks)  # c2 has no MOT file
+    args = ["--model", str(checkpoint), "--device", "cpu", "--no-progress", "--gallery", str(tmp_path / "g")]
+    assert main(["ingest", *args, "--site", str(site)]) == 2
+    captured = capsys.readouterr()
+    known = len(read_track_identities(first.identities))
+    assert f"{known} of {known} tracks of {site / 'c1.avi'} (camera c1) added" in captured.out
+    assert captured.err.splitlines()[-2:] == [
+        f"reid-index: camera c2 of {site}: no MOT file c2.txt beside c2.avi",
+        "reid-index: 1 of 2 units failed and were skipped (the others were added): fix them and run the same "
+        "command with --resume"]
+    assert len(Gallery.open(tmp_path / "g")) == known
+    assert main(["ingest", *args, "--video", str(second.video), "--tracks", str(site / "c2.txt"),
+                 "--camera", "c2"]) == 2
+    assert "1 of 1 units failed and were skipped" in capsys.readouterr().err
+    (site / "c1.txt").unlink()
+    assert main(["ingest", *args, "--site", str(site)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"reid-index: error: no camera found in {site}: ")

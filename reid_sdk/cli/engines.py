@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from reid_sdk.cli.common import EXIT_BAD_INPUT, EXIT_OK
@@ -72,12 +73,14 @@ def kept_after_stop(location: str, summary: IngestSummary) -> str:
     return f"nothing saved, {location} {where}"
 
 
-def report_failed_units(prog: str, summary: IngestSummary) -> int:
-    """List the units that failed on stderr; the exit code (2 when any did: their input is bad)."""
-    for name, reason in summary.failed:
+def report_failed_units(prog: str, summary: IngestSummary, not_started: Sequence[tuple[str, str]] = ()) -> int:
+    """List the units that failed, and ``not_started`` ones (``(name, reason)``: a site's camera skipped for a
+    missing file), on stderr; the exit code (2 when any: their input is bad, as for one camera's missing file)."""
+    failed = [*not_started, *summary.failed]
+    for name, reason in failed:
         print(f"{prog}: {name}: {reason}", file=sys.stderr)
-    if summary.failed:
-        print(f"{prog}: {len(summary.failed)} of {summary.units} units failed and were skipped (the others were "
-              "added): fix them and run the same command with --resume", file=sys.stderr)
+    if failed:
+        print(f"{prog}: {len(failed)} of {summary.units + len(not_started)} units failed and were skipped (the others "
+              "were added): fix them and run the same command with --resume", file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_OK

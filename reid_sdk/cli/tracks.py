@@ -49,13 +49,15 @@ def _video_options(args: argparse.Namespace) -> dict:
             "quality": _quality(args)}
 
 
-def video_units(args: argparse.Namespace) -> list[VideoUnit]:
-    """The videos to ingest: every camera of ``--site``, or the one ``--video`` / ``--tracks`` / ``--camera``."""
+def video_units(args: argparse.Namespace) -> tuple[list[VideoUnit], list[tuple[str, str]]]:
+    """The videos to ingest: every camera of ``--site``, or the one ``--video`` / ``--tracks`` / ``--camera``; and
+    the site's cameras skipped for missing files, as ``(name, reason)`` (reported like a unit that failed)."""
     options = {"fps": args.fps, "start_time": args.start_time, "quality": _quality(args)}
     if args.site is None:
-        return [VideoUnit(args.video, args.tracks, args.camera, args.identities, **options)]
-    return [VideoUnit(camera.video, camera.tracks, camera.name, camera.identities, **options)
-            for camera in find_site(args.site).cameras]
+        return [VideoUnit(args.video, args.tracks, args.camera, args.identities, **options)], []
+    site = find_site(args.site)
+    return ([VideoUnit(camera.video, camera.tracks, camera.name, camera.identities, **options)
+             for camera in site.cameras], [(f"camera {name} of {site.root}", reason) for name, reason in site.skipped])
 
 
 def check_video_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -72,8 +74,9 @@ def check_video_source(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 def ingest(args: argparse.Namespace) -> int:
     target = GalleryTarget(args.gallery, index_type=args.index, append=True, resume=args.resume)
+    units, skipped = video_units(args)
     try:
-        summary = engines.run(args, video_units(args), target, "none" if args.no_progress else "auto")
+        summary = engines.run(args, units, target, "none" if args.no_progress else "auto")
     except IngestInterrupted as stop:
         print(f"reid-index: interrupted after adding {stop.summary.added} entries: "
               f"{engines.kept_after_stop(args.gallery, stop.summary)}", file=sys.stderr)
@@ -82,7 +85,7 @@ def ingest(args: argparse.Namespace) -> int:
              for unit, report in summary.videos]
     holds = f"{summary.location} holds {summary.entries} entries"
     print(f"{lines[0]}; {holds}" if len(lines) == 1 else "\n".join([*lines, holds]))
-    return engines.report_failed_units("reid-index", summary)
+    return engines.report_failed_units("reid-index", summary, skipped)
 
 
 def match(args: argparse.Namespace) -> int:
