@@ -37,7 +37,7 @@ def setup(tmp_path_factory):
 def test_reid_eval_writes_metrics(setup, layout, fmt, capsys):
     root, checkpoint = setup
     out = root / f"{layout}.json"
-    code = main(["--data", str(root / layout), "--format", fmt, "--checkpoint", str(checkpoint),
+    code = main(["--data", str(root / layout), "--format", fmt, "--model", str(checkpoint),
                  "--out", str(out), "--device", "cpu", "--batch-size", "16", "--max-frames", "3"])
     assert code == 0
     report = json.loads(out.read_text())
@@ -51,10 +51,31 @@ def test_reid_eval_writes_metrics(setup, layout, fmt, capsys):
     assert "mAP" in printed and f"camera-standardised: rank1 {report['rank1_camstd']:.2%}" in printed
 
 
+def test_reid_eval_json_is_the_report_and_the_old_checkpoint_spelling_still_works(setup, capsys):
+    root, checkpoint = setup
+    out = root / "old-spelling.json"
+    code = main(["--data", str(root / "market"), "--format", "market1501", "--checkpoint", str(checkpoint),
+                 "--out", str(out), "--device", "cpu", "--batch-size", "16", "--json"])
+    assert code == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)  # stdout is one JSON document, nothing else
+    written = json.loads(out.read_text())
+    assert printed == written and printed["model"] == str(checkpoint)
+    assert "--checkpoint is deprecated" in captured.err and "use --model" in captured.err
+
+
+def test_reid_eval_without_a_model_is_a_usage_error(setup, capsys):
+    root, _ = setup
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data", str(root / "market"), "--format", "market1501"])
+    assert exit_info.value.code == 2
+    assert "--model" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("shrinkage", ["-1", "inf", "nan"])
 def test_reid_eval_refuses_a_bad_camera_shrinkage_in_one_line(setup, shrinkage, capsys):
     root, checkpoint = setup
-    code = main(["--data", str(root / "market"), "--format", "market1501", "--checkpoint", str(checkpoint),
+    code = main(["--data", str(root / "market"), "--format", "market1501", "--model", str(checkpoint),
                  "--camera-shrinkage", shrinkage])
     assert code == 2
     error = capsys.readouterr().err.strip()
@@ -78,7 +99,7 @@ def test_tracklet_feature_is_normalised_mean_of_frame_features(setup):
 
 def test_reid_eval_reports_a_missing_dataset(setup, capsys):
     root, checkpoint = setup
-    assert main(["--data", str(root / "absent"), "--format", "market1501", "--checkpoint", str(checkpoint),
+    assert main(["--data", str(root / "absent"), "--format", "market1501", "--model", str(checkpoint),
                  "--device", "cpu"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
@@ -87,7 +108,7 @@ def test_reid_eval_reports_a_missing_dataset(setup, capsys):
 def test_reid_eval_with_a_broken_onnx_model_exits_2_naming_it(setup, tmp_path, capsys, kind):
     root, _ = setup
     model = broken_onnx_models(tmp_path)[kind]
-    assert main(["--data", str(root / "market"), "--format", "market1501", "--checkpoint", str(model),
+    assert main(["--data", str(root / "market"), "--format", "market1501", "--model", str(model),
                  "--device", "cpu"]) == 2
     error = capsys.readouterr().err
     assert "Traceback" not in error
@@ -104,14 +125,14 @@ def test_reid_eval_on_mars_with_a_damaged_info_file_exits_2_naming_it(setup, tmp
         (data / folder).symlink_to(root / "mars" / folder, target_is_directory=True)
     info = data / "info" / "tracks_test_info.mat"
     info.write_bytes(info.read_bytes()[: int(kept * info.stat().st_size)])
-    assert main(["--data", str(data), "--format", "mars", "--checkpoint", str(checkpoint), "--device", "cpu"]) == 2
+    assert main(["--data", str(data), "--format", "mars", "--model", str(checkpoint), "--device", "cpu"]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"reid-eval: error: cannot read {info}, damaged or truncated: ")
 
 
 def test_reid_eval_rerank_query_expansion_and_rank_lists(setup, capsys):
     root, checkpoint = setup
-    common = ["--data", str(root / "market"), "--format", "market1501", "--checkpoint", str(checkpoint),
+    common = ["--data", str(root / "market"), "--format", "market1501", "--model", str(checkpoint),
               "--device", "cpu", "--batch-size", "16"]
     assert main([*common, "--out", str(root / "plain.json")]) == 0
     pictures = root / "ranks"
@@ -143,7 +164,7 @@ def test_reid_eval_says_how_many_queries_it_skipped(setup, tmp_path, capsys):
     skipped = len(list((data / "query").glob(f"{query_pids[0]}_*.jpg")))
     total = len(list((data / "query").glob("*.jpg")))
     assert 0 < skipped < total
-    assert main(["--data", str(data), "--format", "market1501", "--checkpoint", str(checkpoint), "--device", "cpu",
+    assert main(["--data", str(data), "--format", "market1501", "--model", str(checkpoint), "--device", "cpu",
                  "--max-frames", "3"]) == 0
     assert f"over {total - skipped} queries; {skipped} skipped: no true match" in capsys.readouterr().out
 
@@ -159,7 +180,7 @@ def test_reid_eval_on_a_model_that_outputs_zeros_is_one_line_and_exit_2(setup, m
         raise NonFiniteFeaturesError("the onnxruntime backend returned all-zero features for 3 of 3 crops")
 
     monkeypatch.setattr(evaluate_cli, "retrieve", zero_features)
-    assert main(["--data", str(root / "market"), "--format", "market1501", "--checkpoint", str(checkpoint),
+    assert main(["--data", str(root / "market"), "--format", "market1501", "--model", str(checkpoint),
                  "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines() == ["reid-eval: error: the onnxruntime backend returned all-zero features for 3 "

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reid_sdk.cli.common import EXIT_FAILED, EXIT_OK, configure_logging, fail, make_parser
+from reid_sdk.cli.common import EXIT_FAILED, EXIT_OK, add_device_option, configure_logging, fail, make_parser
 
 PROG = "reid-demo"
 
@@ -23,25 +23,24 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``reid-demo`` argument parser."""
     parser = make_parser(PROG, __doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("demo"), help="output folder")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="cuda runs the paper's full network on a larger set")
+    add_device_option(parser)  # a CUDA device runs the paper's full network on a larger set
     parser.add_argument("--quick", action="store_true", help="tiny data and two stages: every step in seconds")
     parser.add_argument("--compare", action="store_true",
                         help="also train the paper's method as published, side by side (twice the training time)")
     return parser
 
 
-def _configure_logging() -> None:
-    """Progress from reid_sdk at INFO. Every step reloads the dataset, so its statistics table is printed
+def _configure_logging(level: str) -> None:
+    """Progress from reid_sdk at ``level``. Every step reloads the dataset, so its statistics table is printed
     once by the demo instead of logged at each load."""
-    configure_logging(timestamps=True)
+    configure_logging(level, timestamps=True)
     logging.getLogger("reid_sdk.datasets.statistics").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``reid-demo``."""
     args = build_parser().parse_args(argv)
-    _configure_logging()
+    _configure_logging(args.log_level)
     try:
         from reid_sdk.demo.run import prepare_output, run_demo
         from reid_sdk.demo.settings import demo_settings
@@ -50,8 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(PROG, f"the demo trains a network and needs the training extras "
                           f"(pip install 'reid-sdk[train]'): {error}")
     try:
-        device = resolve_device(args.device).type
-        settings = demo_settings("quick" if args.quick else device, device, compare=args.compare)
+        resolved = resolve_device(args.device)
+        device = str(resolved)  # cuda:1 trains on that card
+        settings = demo_settings("quick" if args.quick else resolved.type, device, compare=args.compare)
         prepare_output(args.out)
     except ValueError as error:
         return fail(PROG, error)

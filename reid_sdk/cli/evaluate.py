@@ -17,7 +17,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from reid_sdk.cli.common import EXIT_OK, configure_logging, fail, make_parser
+from reid_sdk.cli.common import (EXIT_OK, add_device_option, add_json_option, add_model_option, configure_logging, fail,
+                                 make_parser, print_json, require_model)
 from reid_sdk.evaluation.camera_standardisation import DEFAULT_SHRINKAGE
 from reid_sdk.evaluation.on_dataset import retrieve
 from reid_sdk.evaluation.protocol import camera_standardised_summary
@@ -33,9 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(PROG, __doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="dataset root")
     parser.add_argument("--format", required=True, choices=LABELLED_FORMATS, help="dataset layout")
-    parser.add_argument("--checkpoint", required=True, type=Path, help="model checkpoint (or exported model)")
+    add_model_option(parser, "checkpoint (.pt) or exported model (ONNX, OpenVINO, TensorRT)", old_spelling="--checkpoint")
     parser.add_argument("--out", type=Path, help="write the metrics as JSON here")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    add_device_option(parser)
+    add_json_option(parser)
     parser.add_argument("--batch-size", type=int, default=64, help="crops per forward pass")
     parser.add_argument("--max-frames", type=int, default=None,
                         help="frames per tracklet, evenly spaced (video; default: every frame, as the paper)")
@@ -58,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``reid-eval``."""
-    args = build_parser().parse_args(argv)
-    configure_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    require_model(parser, args)
+    configure_logging(args.log_level)
     if args.max_frames is not None and args.max_frames < 1:
         return fail(PROG, "--max-frames must be >= 1")
     if not args.camera_shrinkage >= 0 or args.camera_shrinkage == float("inf"):
@@ -69,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         rerank = RerankConfig(args.k1, args.k2, args.lambda_value) if args.rerank else None
-        extractor = FeatureExtractor(args.checkpoint, device=args.device, batch_size=args.batch_size)
+        extractor = FeatureExtractor(args.model, device=args.device, batch_size=args.batch_size)
         retrieval = retrieve(extractor, args.data, args.format, args.max_frames, rerank, args.query_expansion,
                              args.camera_shrinkage)
         if args.visualize:
@@ -78,22 +82,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(PROG, error)
     result, details = retrieval.result, retrieval.details
     metrics = {**result.as_dict(), **camera_standardised_summary(retrieval.standardised)}
-    print(" | ".join(f"{name} {metrics[name]:.2%}" for name in ("rank1", "rank5", "rank10", "mAP", "mINP")
-                     if name in metrics))
-    print(f"camera-standardised: rank1 {metrics['rank1_camstd']:.2%} | mAP {metrics['mAP_camstd']:.2%}")
-    print(f"over {result.num_valid_queries} queries; {result.num_skipped_queries} skipped: no true match seen by "
-          f"another camera")
-    if args.visualize:
-        print(f"{len(pictures)} rank lists written to {args.visualize_dir}")
+    report = {**details, "model": str(args.model), **metrics, "cmc": result.cmc.tolist(),
+              "seconds": round(time.perf_counter() - start, 3)}
+    if args.json:
+        print_json(report)
+    else:
+        _print_metrics(metrics, result)
+        if args.visualize:
+            print(f"{len(pictures)} rank lists written to {args.visualize_dir}")
     if args.out is not None:
-        report = {**details, "checkpoint": str(args.checkpoint), **metrics,
-                  "cmc": result.cmc.tolist(), "seconds": round(time.perf_counter() - start, 3)}
         try:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(report, indent=2) + "\n")
         except OSError as error:
             return fail(PROG, f"cannot write the report {args.out}: {error}")
     return EXIT_OK
+
+
+def _print_metrics(metrics: dict, result) -> None:
+    print(" | ".join(f"{name} {metrics[name]:.2%}" for name in ("rank1", "rank5", "rank10", "mAP", "mINP")
+                     if name in metrics))
+    print(f"camera-standardised: rank1 {metrics['rank1_camstd']:.2%} | mAP {metrics['mAP_camstd']:.2%}")
+    print(f"over {result.num_valid_queries} queries; {result.num_skipped_queries} skipped: no true match seen by "
+          f"another camera")
 
 
 if __name__ == "__main__":

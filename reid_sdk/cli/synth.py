@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``reid-synth``."""
     args = build_parser().parse_args(argv)
-    configure_logging()
+    configure_logging(args.log_level)
     sizes = PRESETS[args.size]
     overrides = {k: v for k, v in (("train_ids", args.train_ids), ("test_ids", args.test_ids)) if v is not None}
     try:

@@ -36,8 +36,10 @@ DATASET_FORMAT = "market1501"
 
 def onnx_device(device: str) -> str:
     """ONNX Runtime's device for a run on ``device``: on CUDA its GPU provider when installed (the ``gpu`` extra),
-    else its CPU one, so the demo needs no extra beyond ``train``."""
-    return "auto" if device == "cuda" else "cpu"
+    else its CPU one, so the demo needs no extra beyond ``train``; ``cuda:N`` names that card's GPU provider."""
+    if device == "cuda":
+        return "auto"
+    return device if device.startswith("cuda:") else "cpu"
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,7 @@ def _run(model: ModelConfig, clustering: ClusteringConfig, train: TrainConfig, n
 
 
 def demo_settings(mode: str, device: str, compare: bool = False) -> DemoSettings:
-    """The settings of ``mode`` (one of :data:`MODES`) training on ``device`` ("cpu" or "cuda"); ``compare``
+    """The settings of ``mode`` (one of :data:`MODES`) training on ``device`` ("cpu", "cuda" or "cuda:N"); ``compare``
     trains the paper's method beside the recommended variant."""
     if mode not in MODES:
         raise ValueError(f"demo mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -146,7 +146,7 @@ def demo_settings(mode: str, device: str, compare: bool = False) -> DemoSettings
 
 def _mode_settings(mode: str, device: str) -> DemoSettings:
     # On a few CPU cores data-loader processes only steal time from the network: load in the main process.
-    workers = 4 if device == "cuda" else 0
+    workers = 4 if device.startswith("cuda") else 0
     if mode == "quick":
         model, note = _mobilenet((128, 64))
         sizes = LayoutSizes(train_ids=12, test_ids=12, num_cameras=3, cameras_per_id=(2, 3), train_images=96,
