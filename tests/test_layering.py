@@ -11,7 +11,7 @@ from tests.helpers import run_python_without
 
 # Folders whose modules import without torch (DESIGN.md's layering rule); the torch backend is the exception.
 RUNTIME_FOLDERS = ("_utils", "inference", "tracks", "gallery", "search", "scale", "evaluation", "visualize", "datasets",
-                   "synthetic")
+                   "synthetic", "serve")
 NEEDS_TORCH = {"reid_sdk.inference.backends.torch_backend"}
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,6 +106,7 @@ LAYERS = [
     ("visualize", "training"),
     ("export",),
     ("demo", "adapt"),
+    ("serve",),  # reid-serve: the HTTP service over search and gallery
     ("cli",),
 ]
 
