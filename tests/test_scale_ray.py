@@ -5,7 +5,11 @@ counted and listed, Milvus Lite as the sink, and the reid-index flags."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,3 +197,40 @@ def test_a_model_the_workers_cannot_open_is_refused_before_any_unit_is_read(ray_
     with pytest.raises(ValueError, match="broken.onnx"):
         ingest(work.units, broken, GalleryTarget(tmp_path / "g"), **RAY_OPTIONS)
     assert not (tmp_path / "g").exists()
+
+
+def start_build_on(address: str, tmp_path: Path, stderr) -> subprocess.Popen:
+    """``reid-index build --engine ray --address ADDRESS`` of one crop, in a process of its own (the model file is
+    opened only once Ray is joined)."""
+    write_market_folder(tmp_path / "images", random_crops(1, seed=12, min_size=40))
+    return subprocess.Popen([sys.executable, "-m", "reid_sdk.cli.index", "build", "--model", str(tmp_path / "m.onnx"),
+                             "--images", str(tmp_path / "images"), "--out", str(tmp_path / "g"), "--engine", "ray",
+                             "--address", address], stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+
+
+def test_an_address_where_no_ray_cluster_listens_is_one_line_naming_it(tmp_path):
+    process = start_build_on("127.0.0.1:1", tmp_path, subprocess.PIPE)
+    _, error = process.communicate(timeout=240)  # a guard against the hang, not a timing
+    assert process.returncode == 2 and "Traceback" not in error
+    assert error.splitlines()[-1] == "reid-index: error: cannot reach a Ray cluster at 127.0.0.1:1: Connection refused"
+
+
+def test_sigterm_ends_a_build_waiting_for_an_address_that_does_not_answer(tmp_path):
+    silent = socket.socket()  # accepts connections (the kernel does) and never answers: no Ray GCS
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    address = f"127.0.0.1:{silent.getsockname()[1]}"
+    log = tmp_path / "stderr.txt"
+    with silent, open(log, "w") as stderr:
+        process = start_build_on(address, tmp_path, stderr)
+        try:
+            for _ in range(2400):  # up to 240 s to start: a guard against a process that never gets there
+                if f"joining the Ray cluster at {address}" in log.read_text() or process.poll() is not None:
+                    break
+                time.sleep(0.1)
+            assert process.poll() is None, log.read_text()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=120) != 0  # a guard against the hang: SIGTERM was unheard before
+        finally:
+            process.kill()
+            process.wait()

@@ -17,7 +17,9 @@ must see the model and the data at the same absolute paths (a shared file system
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +35,7 @@ from reid_sdk.search.units import Chunk, ExtractedChunk, ImageShard, UnitDone, W
 logger = logging.getLogger(__name__)
 
 READ_CPUS = 1.0  # a CPU task reading one unit (decoding, cropping, weighing)
+CONNECT_TIMEOUT_S = 15.0  # how long a cluster joined by address has to answer
 
 
 @dataclass(frozen=True)
@@ -107,12 +110,14 @@ def _absolute(unit: WorkUnit) -> WorkUnit:
 def ingest(units: Sequence[WorkUnit], model: str | Path | Callable[[], Any], target: GalleryTarget, *,
            extractor_options: Mapping[str, Any] | None = None, address: str | None = None, workers: int = 1,
            gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0, batch_size: int = 64,
-           progress: str = "none") -> IngestSummary:
+           progress: str = "none", connect_timeout_s: float = CONNECT_TIMEOUT_S) -> IngestSummary:
     """Run a work list (see :mod:`reid_sdk.search.units`) on Ray and write it to ``target``.
 
     ``model`` is a model file every actor opens with ``extractor_options`` (device, backend, ...), or a picklable
-    callable returning an extractor. ``address`` joins a running cluster (``auto``, ``ray://head:10001``); without
-    it a Ray already started in this process is used, else a local one is started for the run. ``workers``
+    callable returning an extractor. ``address`` joins a running cluster (``auto``, ``head:6379``,
+    ``ray://head:10001``; a ``host:port`` that does not answer as one within ``connect_timeout_s`` is a
+    ConnectionError naming it); without it a Ray already started in this process is used, else a local one is
+    started for the run. ``workers``
     actors reserve ``gpus_per_worker`` GPUs and ``cpus_per_worker`` CPUs each; reading takes one CPU per unit at a
     time. ``batch_size``: crops per chunk and per forward pass. The target, its resume and the result are those of
     :func:`~reid_sdk.search.gallery_writer.ingest_units`, the one-process path.
@@ -138,7 +143,7 @@ def ingest(units: Sequence[WorkUnit], model: str | Path | Callable[[], Any], tar
     ray = require("ray", "ray")
     factory = model if callable(model) else ExtractorFactory(str(Path(model).absolute()), batch_size,
                                                               dict(extractor_options or {}))
-    started_here = _connect(ray, address)
+    started_here = _connect(ray, address, connect_timeout_s)
     try:
         _check_room(ray, workers, gpus_per_worker, cpus_per_worker, strict=address is None)
         facts = _model_facts(ray, factory, gpus_per_worker, cpus_per_worker)
@@ -150,15 +155,42 @@ def ingest(units: Sequence[WorkUnit], model: str | Path | Callable[[], Any], tar
             ray.shutdown()
 
 
-def _connect(ray: Any, address: str | None) -> bool:
+def _connect(ray: Any, address: str | None, timeout_s: float) -> bool:
     """Join ``address``, or use the Ray of this process, or start a local one; True when started here."""
     if ray.is_initialized():
         if address is not None:
             logger.warning("Ray is already running in this process: address %s is not joined", address)
         return False
+    if address is not None:
+        _check_answers(address, timeout_s)
     ray.init(address=address, include_dashboard=False if address is None else None, logging_level=logging.WARNING,
              log_to_driver=True)
     return True
+
+
+def _check_answers(address: str, timeout_s: float) -> None:
+    """Refuse a ``host:port`` address where nothing answers as a Ray cluster (its GCS or Ray Client server, both
+    gRPC) within ``timeout_s``: ``ray.init`` retries such an address for ever, inside native code where SIGTERM and
+    Ctrl-C go unheard. ``auto`` (found by Ray itself) and a TLS cluster (``RAY_USE_TLS``) are left to Ray."""
+    host, separator, port = address.split("://", 1)[-1].rpartition(":")
+    if not separator or not port.isdigit():
+        return  # auto, or a form Ray parses and refuses itself
+    logger.info("joining the Ray cluster at %s", address)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise ConnectionError(f"cannot reach a Ray cluster at {address}: {error.strerror or error}") from None
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return
+    grpc = require("grpc", "ray")  # Ray's own dependency
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout_s)
+    except grpc.FutureTimeoutError:
+        raise ConnectionError(f"nothing at {address} answered as a Ray cluster within {timeout_s:g} s: is it the "
+                              "address of a Ray head (ray start --head prints it)?") from None
+    finally:
+        channel.close()
 
 
 def _check_room(ray: Any, workers: int, gpus_per_worker: float, cpus_per_worker: float, strict: bool) -> None:
