@@ -98,7 +98,7 @@ def test_track_command_errors(setup, capsys, tmp_path):
     bad.write_text("1,1,10,10,20\n")
     args = ["--model", str(checkpoint), "--video", str(first.video), "--camera", "c1", "--device", "cpu"]
     assert main(["ingest", *args, "--tracks", str(bad), "--gallery", str(tmp_path / "g")]) == 2
-    assert "bad.txt:1: expected at least 6 comma-separated fields" in capsys.readouterr().err
+    assert "bad.txt:1: expected at least 6 fields frame,id,left" in capsys.readouterr().err
     assert main(["match", *args, "--tracks", str(first.tracks), "--gallery", str(tmp_path / "none"),
                  "--out", str(tmp_path / "m.csv")]) == 2
     assert "no gallery" in capsys.readouterr().err

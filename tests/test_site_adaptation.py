@@ -121,7 +121,7 @@ def test_cannot_link_pairs_are_the_overlapping_spans_of_one_camera():
         assert constraint.pairs.tolist() == brute_force_pairs(cameras, first, last)
     touching = CannotLink.from_spans([1, 1, 1], [1, 10, 13], [10, 12, 20])  # inclusive: 0 and 1 share frame 10
     assert touching.pairs.tolist() == [[0, 1]]
-    with pytest.raises(ValueError, match="sample 0 ends before it starts"):
+    with pytest.raises(ValueError, match="sample 0's detected frame runs are empty, end before they start"):
         CannotLink.from_spans([1], [5], [4])
 
 
@@ -333,12 +333,27 @@ def test_a_camera_with_no_tracks_or_a_bad_video_is_skipped_and_counted(rendered,
     (site / "c3" / "c3.avi").write_bytes(b"not a video")
     prepared = prepare_site(site, tmp_path / "tracklets")
     assert [bool(c.tracks) for c in prepared.cameras] == [True, False, False]
-    assert "holds no tracked boxes" in prepared.cameras[1].skipped
+    assert "holds no usable tracked boxes" in prepared.cameras[1].skipped
     assert "cannot open the video" in prepared.cameras[2].skipped
-    assert "no tracklets from c2, c3" in prepared.summary()
+    assert [name for name, _ in prepared.skipped] == ["c2", "c3"]
+    assert "no tracklets from c2 (skipped: " in prepared.summary() and ", c3 (skipped: " in prepared.summary()
     with pytest.raises(DatasetLayoutError, match="tracks from one camera only \\(c1\\) in .*: a model cannot learn to "
                                                  "match people across cameras from one camera"):
         load_dataset(site, "videos")
+
+
+def test_a_malformed_identities_file_or_odd_mot_text_keeps_the_camera(rendered, tmp_path, caplog):
+    """Labels are for reports only; a BOM and a latin-1 comment are no reason to lose a camera (issue 36, item 4)."""
+    site = camera_folders(rendered, tmp_path / "site")
+    (site / "c1" / "c1_identities.csv").write_text("track_id,identity\n1,a,b\n")
+    tracks = (site / "c2" / "c2.txt").read_bytes()
+    (site / "c2" / "c2.txt").write_bytes(b"\xef\xbb\xbf# tracker caf\xe9\n" + tracks)
+    with caplog.at_level(logging.WARNING):
+        prepared = prepare_site(site, tmp_path / "tracklets")
+    assert prepared.skipped == [] and all(camera.tracks for camera in prepared.cameras)
+    assert all(track.identity is None for track in prepared.cameras[0].tracks)
+    assert all(track.identity is not None for track in prepared.cameras[1].tracks)
+    assert "camera c1: identities file ignored, the camera goes on without labels" in caplog.text
 
 
 def test_tracks_outside_the_frame_and_after_the_video_end_are_counted(rendered, tmp_path):

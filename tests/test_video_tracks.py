@@ -51,12 +51,12 @@ def mot(frames, ids, boxes) -> MotTracks:
 
 # -- MOT files ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("line, message", [
-    ("1,2,3,4,5", "expected at least 6 comma-separated fields"),
+    ("1,2,3,4,5", "expected at least 6 fields frame,id,left,top,width,height"),
     ("1,x,3,4,5,6", "id 'x' is not a number"),
-    ("0,1,3,4,5,6", "frame 0 \\(MOT frames count from 1\\)"),
+    ("-1,1,3,4,5,6", "frame -1: frames count from 1 \\(MOTChallenge\\) or from 0"),
     ("1.5,1,3,4,5,6", "frame '1.5' is not a whole number"),
     ("1,1,3,4,0,6", "box width and height must be > 0"),
-    ("1,1,3,nan,5,6", "top is nan"),
+    ("1,1,3,4,5,6,nan", "conf is nan"),
 ])
 def test_malformed_mot_lines_name_file_and_line(tmp_path, line, message):
     path = tmp_path / "tracks.txt"
@@ -70,7 +70,7 @@ def test_mot_file_reading(tmp_path, caplog):
     path.write_text("2,7,10,20,30,60,0.8,-1,-1,-1\n1,7,0,0,10,20\n\n1,-1,5,5,5,5,0.3\n1,3,1.5,2,3,4,0.5,-1,-1,-1\n")
     with caplog.at_level(logging.WARNING):
         tracks = read_mot(path)
-    assert "skipped 1 boxes without a track id" in caplog.text
+    assert "skipped 1 rows: no track id (id < 0) (lines 4)" in caplog.text
     assert tracks.frames.tolist() == [1, 1, 2] and tracks.track_ids.tolist() == [3, 7, 7]
     np.testing.assert_allclose(tracks.boxes, [[1.5, 2, 4.5, 6], [0, 0, 10, 20], [10, 20, 40, 80]])
     np.testing.assert_allclose(tracks.confidences, [0.5, 1.0, 0.8])
@@ -80,7 +80,7 @@ def test_mot_file_reading(tmp_path, caplog):
     with pytest.raises(ValueError, match="track 1 has two boxes in frame 1"):
         read_mot(path)
     path.write_text("1,-1,0,0,10,20\n")
-    with pytest.raises(ValueError, match="holds no tracked boxes"):
+    with pytest.raises(ValueError, match="holds no usable tracked boxes .*; skipped: 1 no track id"):
         read_mot(path)
     with pytest.raises(FileNotFoundError):
         read_mot(tmp_path / "absent.txt")

@@ -29,7 +29,7 @@ from reid_sdk.evaluation.metrics import rank_metrics
 from reid_sdk.gallery import Match
 from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.search.index import ReIDIndex, TrackMatches
-from reid_sdk.tracks import FrameQuality, IngestReport, TrackFeature, read_box, read_track_identities
+from reid_sdk.tracks import FrameQuality, IngestReport, TrackFeature, read_box
 from reid_sdk.tracks.match_table import MatchedTrack, write_match_table
 from reid_sdk.tracks.site import SiteLayout
 from reid_sdk.visualize.matches import render_track_matches
@@ -100,8 +100,8 @@ def match_site(model: str | Path, site: SiteLayout, out: str | Path, k: int = 5,
     for camera in site.cameras:
         report = IngestReport()
         try:
-            labels = read_track_identities(camera.identities) if camera.identities else {}
-            index.add_tracks(camera.video, camera.tracks, camera.name, identities=labels, quality=quality,
+            labels = camera.labels()  # optional: a bad file is a warning, the camera stays
+            index.add_tracks(camera.video, camera.read_tracks(), camera.name, identities=labels, quality=quality,
                              progress=progress, report=report)
         except (OSError, ValueError) as error:
             summary.skipped_cameras.append([camera.name, str(error)])

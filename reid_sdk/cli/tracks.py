@@ -28,6 +28,7 @@ from reid_sdk.search.index import ReIDIndex, TrackMatches
 from reid_sdk.search.units import VideoUnit
 from reid_sdk.tracks import FrameQuality, read_track_identities
 from reid_sdk.tracks.match_table import MatchedTrack, write_match_table
+from reid_sdk.tracks.mot import FORMATS, MotFormat, read_mot
 from reid_sdk.tracks.site import find_site
 from reid_sdk.visualize.matches import render_track_matches
 from reid_sdk.visualize.tiles import write_image
@@ -44,6 +45,10 @@ def _quality(args: argparse.Namespace) -> FrameQuality:
     return FrameQuality(min_height=args.min_height, max_frames=args.max_frames)
 
 
+def _tracks_format(args: argparse.Namespace) -> MotFormat:
+    return MotFormat(args.tracks_format, args.person_class)
+
+
 def _video_options(args: argparse.Namespace) -> dict:
     return {"fps": args.fps, "start_time": args.start_time, "progress": not args.no_progress,
             "quality": _quality(args)}
@@ -54,10 +59,12 @@ def video_units(args: argparse.Namespace) -> tuple[list[VideoUnit], list[tuple[s
     the site's cameras skipped for missing files, as ``(name, reason)`` (reported like a unit that failed)."""
     options = {"fps": args.fps, "start_time": args.start_time, "quality": _quality(args)}
     if args.site is None:
-        return [VideoUnit(args.video, args.tracks, args.camera, args.identities, **options)], []
-    site = find_site(args.site)
-    return ([VideoUnit(camera.video, camera.tracks, camera.name, camera.identities, **options)
-             for camera in site.cameras], [(f"camera {name} of {site.root}", reason) for name, reason in site.skipped])
+        return [VideoUnit(args.video, args.tracks, args.camera, args.identities, tracks_format=_tracks_format(args),
+                          **options)], []
+    site = find_site(args.site, _tracks_format(args))
+    return ([VideoUnit(camera.video, camera.tracks, camera.name, camera.identities,
+                       tracks_format=camera.tracks_format, **options) for camera in site.cameras],
+            [(f"camera {name} of {site.root}", reason) for name, reason in site.skipped])
 
 
 def check_video_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -93,8 +100,8 @@ def match(args: argparse.Namespace) -> int:
         raise ValueError(f"--threshold is a cosine similarity in [-1, 1], got {args.threshold}")
     index = _index(args)
     identities = read_track_identities(args.identities) if args.identities else {}
-    results = index.search_tracks(args.video, args.tracks, args.camera, k=args.k, rerank=args.rerank,
-                                  **_video_options(args))
+    results = index.search_tracks(args.video, read_mot(args.tracks, _tracks_format(args)), args.camera, k=args.k,
+                                  rerank=args.rerank, **_video_options(args))
     results.sort(key=lambda result: result.track.track_id)
     kept = [TrackMatches(r.track, [m for m in r.matches if m.score >= args.threshold]) for r in results]
     write_match_table(args.out, [MatchedTrack.of(args.camera, r.track, identities.get(r.track.track_id), r.matches)
@@ -118,6 +125,11 @@ def add_track_commands(commands: argparse._SubParsersAction) -> None:
         required = sub is match_parser  # ingest takes them, or a --site
         sub.add_argument("--video", type=Path, required=required, help="the camera's video file (read with OpenCV)")
         sub.add_argument("--tracks", type=Path, required=required, help="MOTChallenge tracks file of that video")
+        sub.add_argument("--tracks-format", choices=tuple(FORMATS), default="mot",
+                         help="layout of the tracks files: mot (MOTChallenge) or boxmot (BoxMOT's --save-txt)")
+        sub.add_argument("--person-class", type=int,
+                         help="class id of a person in the tracks files' class column (default: mot 1, boxmot 0); "
+                              "rows of other classes are left out")
         sub.add_argument("--camera", required=required,
                          help="camera name stored with (or excluded from) the matches")
         sub.add_argument("--gallery", required=True,

@@ -25,13 +25,15 @@ class ImageRecord:
 @dataclass(frozen=True)
 class TrackletRecord:
     """One tracklet: its frame paths in temporal order, identity, camera and tracklet id; for a site's tracks
-    also ``frame_span``, the first and last frame of the track in its camera's video (None elsewhere)."""
+    also ``frame_span``, the first and last frame of the track in its camera's video, and ``detected_runs``, the
+    inclusive runs of frames in which the tracker detected it (None elsewhere)."""
 
     frames: tuple[Path, ...]
     pid: int
     camera: int
     tracklet_id: int
     frame_span: tuple[int, int] | None = None
+    detected_runs: tuple[tuple[int, int], ...] | None = None
 
 
 Record = ImageRecord | TrackletRecord

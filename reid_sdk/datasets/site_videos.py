@@ -3,10 +3,10 @@
 ``root`` is either a site (see :mod:`reid_sdk.tracks.site`), whose tracklets are then prepared once into
 ``root/.reid-tracklets`` (resumable; reused while the videos and tracks files are unchanged), or a folder that
 :func:`~reid_sdk.tracks.site_tracklets.prepare_site` already wrote (what ``reid-adapt`` trains on). Every
-record carries its camera (numbered in site order) and its frame span, so the camera-aware options and the
-cannot-link constraint apply. Identities are unknown, unless every track has one in the site's identity files
-(rendered sites): they then label the records for diagnostics (pairwise precision of the pseudo-labels), which
-training never reads. Everything is ``train``: a site has no query / gallery split.
+record carries its camera (numbered in site order), its frame span and the frames its tracker detected it in, so
+the camera-aware options and the cannot-link constraint apply. Identities are unknown, unless every track has one
+in the site's identity files (rendered sites): they then label the records for diagnostics (pairwise precision of
+the pseudo-labels), which training never reads. Everything is ``train``: a site has no query / gallery split.
 
 A site whose tracks come from one camera only is refused: nothing there teaches matching across cameras.
 """
@@ -53,7 +53,8 @@ def site_splits(prepared: SiteTracklets) -> DatasetSplits:
     splits = DatasetSplits(name="videos", root=prepared.root)
     splits.train = [TrackletRecord(frames=track.frames, pid=pids[track.identity] if pids else UNKNOWN_PID,
                                    camera=track.camera_id, tracklet_id=index,
-                                   frame_span=(track.first_frame, track.last_frame))
+                                   frame_span=(track.first_frame, track.last_frame),
+                                   detected_runs=track.detected_runs)
                     for index, track in enumerate(tracks)]
     log_statistics(splits)
     return splits

@@ -32,6 +32,7 @@ from reid_sdk._utils.batching import batches_by_size
 from reid_sdk.search.sources import GalleryRecord, read_crops
 from reid_sdk.tracks import FrameQuality, IngestReport, probe_video, read_mot, read_track_identities, track_crops
 from reid_sdk.tracks.aggregator import pooled_features
+from reid_sdk.tracks.mot import MotFormat
 from reid_sdk.tracks.ingest import TrackCrops, VideoInfo, input_size_of
 from reid_sdk.tracks.quality import sharpness_weights
 
@@ -84,8 +85,8 @@ class ImageShard:
 class VideoUnit:
     """A camera's video and its MOTChallenge tracks file: one entry per track (see :func:`track_crops`).
 
-    ``identities`` is a ``track_id,identity`` CSV of the tracks whose person is known; ``skip_tracks`` the tracks a
-    resumed run leaves out (already in the gallery).
+    ``identities`` is a ``track_id,identity`` CSV of the tracks whose person is known; ``tracks_format`` the
+    layout of the tracks file; ``skip_tracks`` the tracks a resumed run leaves out (already in the gallery).
     """
 
     video: Path
@@ -96,6 +97,7 @@ class VideoUnit:
     start_time: float = 0.0
     quality: FrameQuality = FrameQuality()
     skip_tracks: frozenset[int] = frozenset()
+    tracks_format: MotFormat = MotFormat()
 
     @property
     def name(self) -> str:
@@ -248,7 +250,7 @@ def _pending_images(shard: ImageShard, skipped: list[Path]) -> Iterator[PendingI
 def _pending_tracks(unit: VideoUnit, input_size: tuple[int, int], report: IngestReport,
                     progress: bool) -> Iterator[PendingTrack]:
     info = probe_video(unit.video, unit.fps)
-    tracks = read_mot(unit.tracks)
+    tracks = read_mot(unit.tracks, unit.tracks_format)
     identities = read_track_identities(unit.identities) if unit.identities is not None else {}
     key = unit.key()
     for track in track_crops(info, tracks, unit.quality, progress, report, skip_tracks=unit.skip_tracks):

@@ -1,8 +1,22 @@
-"""MOTChallenge text files: the boxes with track ids a detector + tracker writes, one line per box.
+"""Tracker text files: the boxes with track ids a detector + tracker writes, one line per box.
 
-``frame, id, left, top, width, height[, conf, x, y, z]`` (comma-separated; frames count from 1, boxes in pixels
-and may reach outside the image). Rows with a negative id are detections no tracker claimed: they are skipped
-and counted. Anything else malformed raises ValueError naming the file and line.
+Two layouts are read (:class:`MotFormat`, ``--tracks-format``):
+
+- ``mot`` (MOTChallenge): ``frame, id, left, top, width, height[, conf, class, visibility]``; the class column
+  is ``-1`` (unset) in a tracker's output and 1 for a pedestrian in MOT ground truth;
+- ``boxmot`` (BoxMOT's ``--save-txt``): ``frame id left top width height conf class det_index`` separated by
+  spaces (or commas), classes numbered as COCO's (0 = person); its confidences are written as integers, so they
+  say nothing about the box and are kept but never read as a mark.
+
+Separators may be commas, spaces or both; a UTF-8 byte-order mark, blank lines and ``#`` comment lines (in any
+encoding) are skipped. Frames count from 1; a file holding a frame 0 counts from 0 and is shifted by one.
+
+Rows read but not used, counted in :attr:`MotTracks.left_out` and logged with the first lines they were on:
+boxes of another class than ``person_class`` (a multi-class tracker's cars), boxes without a track id (id < 0),
+coasting rows (``mot``: confidence 0 or visibility 0, the tracker's predicted position of a person it lost, or
+a ground-truth box to ignore; they are in no crop, no span and no cannot-link constraint), and boxes whose
+coordinates are not finite or beyond :data:`MAX_COORDINATE`. Anything else malformed, and a frame number
+beyond :data:`MAX_FRAME`, raises ValueError naming the file and line.
 """
 
 from __future__ import annotations
@@ -10,26 +24,83 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
-_MOT_FIELDS = "frame,id,left,top,width,height[,conf,...]"
+#: The largest frame number read: 10**9 frames are over a year at 30 fps; beyond is a corrupt or foreign file.
+MAX_FRAME = 10**9
+#: The largest |coordinate| or box side read, in pixels: 1000 times an 8K frame's width.
+MAX_COORDINATE = 1e7
+_SEPARATORS = re.compile(r"\s*,\s*|\s+")
+_BOM = b"\xef\xbb\xbf"
+_LINES_NAMED = 3  # lines named per reason in the log: enough to find the rows, short enough to read
+
+
+@dataclass(frozen=True)
+class MotFormat:
+    """How a tracker's text file is laid out (see the module docstring) and which class is a person.
+
+    Example:
+        ```python
+        from reid_sdk.tracks.mot import MotFormat
+
+        assert MotFormat("mot").person == 1 and MotFormat("boxmot").person == 0
+        assert MotFormat("mot", person_class=2).person == 2
+        ```
+    """
+
+    name: str = "mot"
+    person_class: int | None = None  # None: the layout's own (mot 1, boxmot 0)
+
+    def __post_init__(self) -> None:
+        if self.name not in FORMATS:
+            raise ValueError(f"unknown tracks format {self.name!r}; expected one of {', '.join(FORMATS)}")
+
+    @property
+    def person(self) -> int:
+        """The class id of a person in this file."""
+        return FORMATS[self.name].person if self.person_class is None else self.person_class
+
+    @property
+    def marks_coasting(self) -> bool:
+        """Whether confidence / visibility 0 marks a predicted (coasting) row."""
+        return FORMATS[self.name].marks_coasting
+
+    @property
+    def fields(self) -> str:
+        return FORMATS[self.name].fields
+
+
+@dataclass(frozen=True)
+class _Layout:
+    fields: str
+    person: int
+    marks_coasting: bool
+
+
+#: The layouts read: the columns (0-based) are the same, frame, id, left, top, width, height, conf, class and
+#: the visibility (mot) or detection index (boxmot).
+FORMATS = {"mot": _Layout("frame,id,left,top,width,height[,conf,class,visibility]", 1, True),
+           "boxmot": _Layout("frame id left top width height conf class det_index", 0, False)}
 
 
 @dataclass(frozen=True)
 class MotTracks:
-    """Boxes sorted by (frame, track id): frames (1-based), track ids, boxes as x1, y1, x2, y2 and confidences."""
+    """Boxes sorted by (frame, track id): frames (1-based), track ids, boxes as x1, y1, x2, y2 and confidences;
+    ``left_out`` counts the rows read but not used, by reason."""
 
     frames: np.ndarray  # int64 (N,)
     track_ids: np.ndarray  # int64 (N,)
     boxes: np.ndarray  # float64 (N, 4) x1, y1, x2, y2
     confidences: np.ndarray  # float64 (N,); 1.0 where the file has none
     source: str = "tracks"
+    left_out: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -52,50 +123,114 @@ def _number(text: str, name: str, where: str) -> float:
     return value
 
 
-def _integer(text: str, name: str, where: str) -> int:
+def _integer(text: str, name: str, where: str, limit: int = 2**62) -> int:
     value = _number(text, name, where)
+    if abs(value) > limit:
+        raise ValueError(f"{where}: {name} {text.strip()} is beyond {limit:.0e}: not a tracker's {name}")
     if value != int(value):
         raise ValueError(f"{where}: {name} {text.strip()!r} is not a whole number")
     return int(value)
 
 
-def read_mot(path: str | Path) -> MotTracks:
-    """Parse a MOTChallenge tracks file; ValueError on malformed lines, duplicate (frame, id) or no tracks."""
+def _box(fields: list[str], where: str) -> tuple[float, float, float, float] | None:
+    """left, top, width, height; None when a value is not finite or beyond MAX_COORDINATE (a skipped row)."""
+    values = []
+    for index, name in enumerate(("left", "top", "width", "height"), start=2):
+        try:
+            value = float(fields[index])
+        except ValueError:
+            raise ValueError(f"{where}: {name} {fields[index].strip()!r} is not a number") from None
+        if not (math.isfinite(value) and abs(value) <= MAX_COORDINATE):
+            return None
+        values.append(value)
+    left, top, width, height = values
+    if width <= 0 or height <= 0:
+        raise ValueError(f"{where}: box width and height must be > 0, got {width:g} x {height:g}")
+    return left, top, width, height
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of the data lines: BOM, blank and ``#`` comment lines (any encoding) skipped."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
+            raw = raw.strip()
+            if not raw or raw.startswith(b"#"):
+                continue
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}:{number}: not text (a MOT row is numbers; comment lines start with #)") \
+                    from None
+
+
+class _LeftOut:
+    """Rows read but not used: counts and the first lines, by reason."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, list[int]] = {}
+
+    def add(self, reason: str, line: int) -> None:
+        self.lines.setdefault(reason, []).append(line)
+
+    def counts(self) -> dict[str, int]:
+        return {reason: len(lines) for reason, lines in self.lines.items()}
+
+    def log(self, path: Path) -> None:
+        for reason, lines in self.lines.items():
+            named = ", ".join(map(str, lines[:_LINES_NAMED])) + (", ..." if len(lines) > _LINES_NAMED else "")
+            logger.warning("%s: skipped %d rows: %s (lines %s)", path, len(lines), reason, named)
+
+
+def read_mot(path: str | Path, tracks_format: MotFormat = MotFormat()) -> MotTracks:
+    """Parse a tracker's text file (see the module docstring); ValueError on malformed lines, a duplicate
+    (frame, id) or no usable tracked box."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"tracks file not found: {path}")
+    person, fields_named = tracks_format.person, tracks_format.fields
+    of_files = "" if tracks_format.person_class is not None else f" of {tracks_format.name} files"
     rows: list[tuple[int, int, float, float, float, float, float]] = []
-    untracked = 0
-    with open(path, newline="") as handle:
-        for line, fields in enumerate(csv.reader(handle), start=1):
-            if not fields or not "".join(fields).strip() or fields[0].lstrip().startswith("#"):
-                continue
-            where = f"{path}:{line}"
-            if len(fields) < 6:
-                raise ValueError(f"{where}: expected at least 6 comma-separated fields {_MOT_FIELDS}, got {fields}")
-            frame, track = _integer(fields[0], "frame", where), _integer(fields[1], "id", where)
-            left, top, width, height = (_number(fields[i], name, where)
-                                        for i, name in enumerate(("left", "top", "width", "height"), start=2))
-            confidence = _number(fields[6], "conf", where) if len(fields) > 6 and fields[6].strip() else 1.0
-            if frame < 1:
-                raise ValueError(f"{where}: frame {frame} (MOT frames count from 1)")
-            if width <= 0 or height <= 0:
-                raise ValueError(f"{where}: box width and height must be > 0, got {width} x {height}")
-            if track < 0:
-                untracked += 1
-                continue
+    left_out = _LeftOut()
+    for line, text in _lines(path):
+        fields = _SEPARATORS.split(text)
+        where = f"{path}:{line}"
+        if len(fields) < 6:
+            raise ValueError(f"{where}: expected at least 6 fields {fields_named}, got {fields}")
+        frame = _integer(fields[0], "frame", where, MAX_FRAME)
+        track = _integer(fields[1], "id", where)
+        box = _box(fields, where)
+        extra = [_number(text, name, where) for text, name in zip(fields[6:9], ("conf", "class", "visibility"))]
+        confidence = extra[0] if extra else 1.0
+        if frame < 0:
+            raise ValueError(f"{where}: frame {frame}: frames count from 1 (MOTChallenge) or from 0")
+        if box is None:
+            left_out.add(f"box not finite or beyond {MAX_COORDINATE:.0e} pixels", line)
+        elif len(extra) > 1 and extra[1] != -1 and extra[1] != person:
+            left_out.add(f"class other than {person} (the person class{of_files})", line)
+        elif track < 0:
+            left_out.add("no track id (id < 0)", line)
+        elif tracks_format.marks_coasting and (confidence == 0 or (len(extra) > 2 and extra[2] == 0)):
+            left_out.add("coasting (confidence or visibility 0: the tracker's prediction, not a detection)", line)
+        else:
+            left, top, width, height = box
             rows.append((frame, track, left, top, left + width, top + height, confidence))
-    if untracked:
-        logger.warning("%s: skipped %d boxes without a track id (id < 0)", path, untracked)
+    left_out.log(path)
     if not rows:
-        raise ValueError(f"{path} holds no tracked boxes ({_MOT_FIELDS})")
+        why = "; ".join(f"{count} {reason}" for reason, count in left_out.counts().items())
+        raise ValueError(f"{path} holds no usable tracked boxes ({fields_named}"
+                         f"{f'; skipped: {why}' if why else ''})")
     table = np.array(rows, dtype=np.float64)
     table = table[np.lexsort((table[:, 1], table[:, 0]))]
     frames, track_ids = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
+    if frames[0] == 0:
+        logger.info("%s holds frame 0: its frames count from 0 and are read as frame + 1", path)
+        frames += 1
     repeated = np.flatnonzero((np.diff(frames) == 0) & (np.diff(track_ids) == 0))
     if repeated.size:
         raise ValueError(f"{path}: track {track_ids[repeated[0]]} has two boxes in frame {frames[repeated[0]]}")
-    return MotTracks(frames, track_ids, table[:, 2:6].copy(), table[:, 6].copy(), str(path))
+    return MotTracks(frames, track_ids, table[:, 2:6].copy(), table[:, 6].copy(), str(path), left_out.counts())
 
 
 def write_mot(path: str | Path, frames: np.ndarray, track_ids: np.ndarray, boxes_xyxy: np.ndarray,
@@ -114,7 +249,7 @@ def read_track_identities(path: str | Path) -> dict[int, str]:
     """Rows ``track_id,identity`` (an optional header line): known identities of some tracks."""
     path = Path(path)
     identities: dict[int, str] = {}
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         for line, fields in enumerate(csv.reader(handle), start=1):
             if not fields or (line == 1 and fields[0].strip().lower() == "track_id"):
                 continue

@@ -2,14 +2,17 @@
 
 Three layouts are read, the first that applies:
 
-- ``manifest.json`` listing ``{"camera", "video", "tracks"[, "identities"]}`` per camera (paths relative to the
-  site; what ``reid-synth --layout videos`` writes);
+- ``manifest.json`` listing ``{"camera", "video", "tracks"[, "identities", "tracks_format"]}`` per camera (paths
+  relative to the site; what ``reid-synth --layout videos`` writes);
 - one sub-folder per camera (named after it) holding one video and one MOT file (``.txt``), and optionally a
   ``track_id,identity`` CSV whose name contains ``identities``;
 - video files side by side, each with a MOT file of the same stem (``c1.avi`` + ``c1.txt``).
 
 A camera whose files are missing or ambiguous is skipped with its reason (counted, never silently); hidden
-folders (a prepared tracklet cache) are not cameras.
+folders (a prepared tracklet cache) are not cameras. Tracks files are read in the layout given to
+:func:`find_site` (:class:`~reid_sdk.tracks.mot.MotFormat`), or the manifest's ``tracks_format`` for its camera
+(``mot`` or ``boxmot``). The identities file is optional (labels for reports only):
+an unreadable or malformed one is a warning, and the camera goes on without labels.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from reid_sdk.tracks.mot import MotFormat, MotTracks, read_mot, read_track_identities
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +37,29 @@ LAYOUT = ("one folder per camera holding its video (.avi, .mp4, ...) and its tra
 @dataclass(frozen=True)
 class SiteCamera:
     """One camera of a site: its name, video, MOT tracks file and, when known, a ``track_id,identity`` CSV (labels
-    for reports and benchmarks only: adaptation never reads them)."""
+    for reports and benchmarks only: adaptation never reads them), and the layout of its tracks file."""
 
     name: str
     video: Path
     tracks: Path
     identities: Path | None = None
+    tracks_format: MotFormat = MotFormat()
+
+    def read_tracks(self) -> MotTracks:
+        """The camera's tracks file, read in its layout."""
+        return read_mot(self.tracks, self.tracks_format)
+
+    def labels(self) -> dict[int, str]:
+        """The known identities of the camera's tracks: {} without an identities file, and with a warning when the
+        file cannot be read (it labels reports only, so the camera is kept)."""
+        if self.identities is None:
+            return {}
+        try:
+            return read_track_identities(self.identities)
+        except (OSError, ValueError) as error:
+            logger.warning("camera %s: identities file ignored, the camera goes on without labels: %s", self.name,
+                           error)
+            return {}
 
 
 @dataclass
@@ -49,19 +71,21 @@ class SiteLayout:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def find_site(root: str | Path) -> SiteLayout:
-    """The cameras of the site at ``root`` (see the module docstring); ValueError when none is usable."""
+def find_site(root: str | Path, tracks_format: MotFormat = MotFormat()) -> SiteLayout:
+    """The cameras of the site at ``root`` (see the module docstring), their tracks files read as
+    ``tracks_format``; ValueError when none is usable."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"site folder not found: {root} (expected {LAYOUT})")
     if (root / MANIFEST).is_file():
-        site = _from_manifest(root)
+        site = _from_manifest(root, tracks_format)
     else:
         site = SiteLayout(root)
         for folder in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
                              key=lambda p: _natural(p.name)):
             _camera_folder(folder, site)
         _side_by_side(root, site)
+        site.cameras = [replace(camera, tracks_format=tracks_format) for camera in site.cameras]
     for name, reason in site.skipped:
         logger.warning("%s: camera %s skipped: %s", root, name, reason)
     if not site.cameras:
@@ -80,22 +104,24 @@ def _natural(text: str) -> tuple:
     return tuple((0, int(chunk), "") if chunk.isdigit() else (1, 0, chunk.lower()) for chunk in chunks)
 
 
-def _from_manifest(root: Path) -> SiteLayout:
+def _from_manifest(root: Path, tracks_format: MotFormat) -> SiteLayout:
     site = SiteLayout(root)
     try:
         entries = json.loads((root / MANIFEST).read_text())["cameras"]
-        listed = [(str(e["camera"]), e["video"], e["tracks"], e.get("identities")) for e in entries]
+        listed = [(str(e["camera"]), e["video"], e["tracks"], e.get("identities"),
+                   MotFormat(e["tracks_format"], tracks_format.person_class) if "tracks_format" in e
+                   else tracks_format) for e in entries]
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{root / MANIFEST} does not list cameras as {{\"camera\", \"video\", \"tracks\"}}: "
                          f"{error}") from error
-    for name, video, tracks, identities in listed:
+    for name, video, tracks, identities, layout in listed:
         video, tracks = root / video, root / tracks
         missing = [str(path.name) for path in (video, tracks) if not path.is_file()]
         if missing:
             site.skipped.append((name, f"{' and '.join(missing)} missing"))
             continue
         labels = root / identities if identities and (root / identities).is_file() else None
-        site.cameras.append(SiteCamera(name, video, tracks, labels))
+        site.cameras.append(SiteCamera(name, video, tracks, labels, layout))
     return site
 
 

@@ -3,15 +3,18 @@
 This is how a site's videos become training data (the paper's video setting: one tracklet per track, each its
 own cluster at first). Each camera's video is read once (:func:`~reid_sdk.tracks.ingest.track_crops`, the
 crops ``reid-index ingest`` embeds) and its tracks are written as ``OUT/<camera>/<track id>/<frame>.jpg``, with
-``OUT/<camera>/tracks.json`` last: the camera's tracks, their first and last MOT frame (two tracks of one camera
-whose frame ranges overlap are two people: the cannot-link constraint) and what was left out. A camera whose
+``OUT/<camera>/tracks.json`` last: the camera's tracks, their first and last MOT frame, the runs of frames in
+which the tracker detected them (two tracks of one camera detected together in a few frames are two people: the
+cannot-link constraint) and what was left out. A camera whose
 ``tracks.json`` matches its video, tracks file and options is not read again, so an interrupted preparation
 resumes where it stopped; ``OUT/site_tracklets.json`` lists the cameras with their numbers (1, 2, ... in site
 order).
 
 Left out, counted and logged, never an error: cameras whose files are missing or unreadable, tracks with fewer
 than ``min_boxes`` boxes (detector flicker, often a fragment of a longer track), tracks never inside the frame
-and tracks after the video's end. A camera that keeps no track is reported as such.
+and tracks after the video's end, and the tracks file's rows :func:`~reid_sdk.tracks.mot.read_mot` does not use
+(other classes, coasting rows, boxes beyond any frame). A camera that keeps no track is reported as such, and
+every skipped camera is named with its reason in :meth:`SiteTracklets.summary` and :attr:`SiteTracklets.skipped`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ import numpy as np
 
 from reid_sdk._utils.atomic_file import atomic_write
 from reid_sdk.tracks.ingest import IngestReport, probe_video, track_crops
-from reid_sdk.tracks.mot import read_mot, read_track_identities
 from reid_sdk.tracks.quality import FrameQuality
 from reid_sdk.tracks.site import SiteCamera, SiteLayout, find_site
 
@@ -37,7 +39,7 @@ logger = logging.getLogger(__name__)
 SITE_FILE = "site_tracklets.json"
 CAMERA_FILE = "tracks.json"
 SITE_FORMAT = "reid-sdk-site-tracklets"
-CAMERA_FORMAT = "reid-sdk-site-camera"
+CAMERA_FORMAT = "reid-sdk-site-camera-2"  # 2: detected frame runs per track
 #: Where ``reid-train --format videos`` prepares a site's tracklets when given the site itself.
 CACHE_FOLDER = ".reid-tracklets"
 JPEG_QUALITY = 95
@@ -61,7 +63,8 @@ class TrackletOptions:
 @dataclass(frozen=True)
 class SiteTrack:
     """One track of one camera as a tracklet: its crop files in frame order, first and last MOT frame (of all its
-    boxes, chosen or not), whether the quality rule fell back to its best boxes, and its identity when known."""
+    boxes, chosen or not), the inclusive runs of frames it was detected in, whether the quality rule fell back to
+    its best boxes, and its identity when known."""
 
     camera: str
     camera_id: int
@@ -69,6 +72,7 @@ class SiteTrack:
     first_frame: int
     last_frame: int
     frames: tuple[Path, ...]
+    detected_runs: tuple[tuple[int, int], ...] = ()
     fallback: bool = False
     identity: str | None = None
 
@@ -120,9 +124,15 @@ class SiteTracklets:
     def cameras_with_tracks(self) -> list[str]:
         return [camera.name for camera in self.cameras if camera.tracks]
 
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """(camera, reason) of every camera skipped, for summaries and reports."""
+        return [(camera.name, camera.skipped) for camera in self.cameras if camera.skipped]
+
     def summary(self) -> str:
-        """One line: tracklets, cameras, and the cameras without any."""
-        empty = [camera.name for camera in self.cameras if not camera.tracks]
+        """One line: tracklets, cameras, and the cameras without any, the skipped ones with their reason."""
+        empty = [camera.name if not camera.skipped else f"{camera.name} (skipped: {camera.skipped})"
+                 for camera in self.cameras if not camera.tracks]
         without = f"; no tracklets from {', '.join(empty)}" if empty else ""
         return (f"{len(self.tracks)} tracklets from {len(self.cameras_with_tracks)} of {len(self.cameras)} cameras "
                 f"in {self.root}{without}")
@@ -178,8 +188,9 @@ def read_site_tracklets(folder: str | Path) -> SiteTracklets:
 
 
 def _source_stamp(camera: SiteCamera) -> dict[str, Any]:
-    """What the camera's tracklets depend on: each file's path, size and modification time."""
-    stamp = {}
+    """What the camera's tracklets depend on: each file's path, size and modification time, and how the tracks file
+    is read."""
+    stamp: dict[str, Any] = {"tracks_format": asdict(camera.tracks_format)}
     for key in ("video", "tracks", "identities"):
         path = getattr(camera, key)
         status = path.stat() if path is not None else None
@@ -196,15 +207,15 @@ def _prepare_camera(camera: SiteCamera, number: int, folder: Path, options: Trac
             _load_camera(folder, outcome)
             outcome.reused = True
             return outcome
-        tracks = read_mot(camera.tracks)
+        tracks = camera.read_tracks()
         info = probe_video(camera.video)
-        identities = read_track_identities(camera.identities) if camera.identities else {}
     except (OSError, ValueError) as error:  # a missing, unreadable or malformed file: this camera only
         outcome.skipped = str(error)
         return outcome
     if folder.exists():
         shutil.rmtree(folder)  # an interrupted or outdated preparation
     folder.mkdir(parents=True)
+    identities = camera.labels()
     lengths = dict(zip(*np.unique(tracks.track_ids, return_counts=True)))
     report = IngestReport()
     rows = []
@@ -220,16 +231,26 @@ def _prepare_camera(camera: SiteCamera, number: int, folder: Path, options: Trac
         for name, crop in zip(names, crops.crops):
             _write_jpeg(folder / name, crop)
         rows.append({"track_id": track_id, "first_frame": crops.plan.first_frame, "last_frame": crops.plan.last_frame,
+                     "detected": frame_runs(tracks.frames[tracks.track_ids == track_id]),
                      "fallback": crops.plan.fallback, "identity": identities.get(track_id), "crops": names})
     rows.sort(key=lambda row: row["track_id"])
     document = {"format": CAMERA_FORMAT, "camera": camera.name, "source": stamp, "options": options.to_dict(),
                 "counts": {"mot_tracks": report.tracks, "short": outcome.short, "outside_frame": report.outside_frame,
-                           "after_video_end": report.after_video_end, "frames_read": report.frames_read},
+                           "after_video_end": report.after_video_end, "frames_read": report.frames_read,
+                           "rows_left_out": tracks.left_out},
                 "tracks": rows}
     with atomic_write(folder / CAMERA_FILE) as handle:  # last: the camera is complete
         handle.write(json.dumps(document, indent=1).encode())
     _load_camera(folder, outcome)
     return outcome
+
+
+def frame_runs(frames: np.ndarray) -> list[list[int]]:
+    """Sorted frame numbers as inclusive runs of consecutive frames: [1, 2, 3, 7, 8] -> [[1, 3], [7, 8]]."""
+    frames = np.unique(frames)
+    breaks = np.flatnonzero(np.diff(frames) > 1)
+    starts, ends = np.r_[frames[:1], frames[breaks + 1]], np.r_[frames[breaks], frames[-1:]]
+    return [[int(first), int(last)] for first, last in zip(starts, ends)]
 
 
 def _write_jpeg(path: Path, crop: np.ndarray) -> None:
@@ -257,6 +278,7 @@ def _load_camera(folder: Path, outcome: CameraTracklets) -> None:
     outcome.frames_read = int(counts["frames_read"])
     outcome.tracks = [SiteTrack(outcome.name, outcome.camera_id, int(row["track_id"]), int(row["first_frame"]),
                                 int(row["last_frame"]), tuple(folder / name for name in row["crops"]),
+                                tuple((int(first), int(last)) for first, last in row["detected"]),
                                 bool(row["fallback"]), row.get("identity"))
                       for row in document["tracks"]]
 
