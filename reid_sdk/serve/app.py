@@ -281,12 +281,12 @@ def create_app(settings: ServeSettings, extractor: Any = None) -> FastAPI:
         return Response(service.thumbnail(entry_id), media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=300"})
 
-    @app.post("/api/entries", tags=["admin"])
+    @app.post("/api/entries", tags=["admin"], dependencies=[Depends(_admin)])
     def add_entries(request: Request, images: Annotated[list[UploadFile], File()], camera: Annotated[str, Form()],
                     track_id: Annotated[str | None, Form()] = None, timestamp: Annotated[float | None, Form()] = None,
                     identity: Annotated[str | None, Form()] = None) -> dict[str, list[int]]:
         """Add crops as entries (admin); the ids come back once the gallery is saved."""
-        caller = _admin(request)
+        caller = _caller(request)
         if len(images) > MAX_FILES:
             raise UploadRefused(f"{len(images)} images in one request, more than {MAX_FILES}", 413)
         crops = [decode_crop(upload.file.read(settings.limits.max_bytes + 1), settings.limits,
@@ -297,19 +297,19 @@ def create_app(settings: ServeSettings, extractor: Any = None) -> FastAPI:
         audit.record(caller, "add", camera=camera, track=track_id, entries=len(ids), entry_ids=ids)
         return {"entry_ids": ids}
 
-    @app.post("/api/videos", tags=["admin"])
+    @app.post("/api/videos", tags=["admin"], dependencies=[Depends(_admin)])
     def add_video(request: Request, body: VideoIn) -> dict[str, dict[int, int]]:
         """Add one entry per track of a video (admin); {track id: entry id} once saved."""
-        caller = _admin(request)
+        caller = _caller(request)
         added = service.add_video(body.video, body.tracks, service.camera_label(body.camera), body.start_time)
         audit.record(caller, "add", video=body.video, camera=body.camera, entries=len(added),
                      entry_ids=list(added.values()))
         return {"entries": added}
 
-    @app.post("/api/erase", tags=["admin"])
+    @app.post("/api/erase", tags=["admin"], dependencies=[Depends(_admin)])
     def erase(request: Request, body: EraseIn) -> dict[str, Any]:
         """Erase one person's entries by id or by track (admin); audited."""
-        caller = _admin(request)
+        caller = _caller(request)
         if (body.entry_ids is None) == (body.track is None):
             raise ValueError("give exactly one of entry_ids and track")
         if body.track is not None:
@@ -320,18 +320,17 @@ def create_app(settings: ServeSettings, extractor: Any = None) -> FastAPI:
         audit.record(caller, "erase", track=body.track, requested=ids, removed=removed)
         return {"removed": removed}
 
-    @app.post("/api/retention", tags=["admin"])
+    @app.post("/api/retention", tags=["admin"], dependencies=[Depends(_admin)])
     def retention(request: Request) -> dict[str, Any]:
         """Apply the maximum age now (admin); audited."""
         if settings.max_age_s is None:
             raise ValueError("this service has no maximum age: start it with --max-age-days")
-        return {"removed": len(run_retention(service, audit, _admin(request)))}
+        return {"removed": len(run_retention(service, audit, _caller(request)))}
 
-    @app.get("/api/audit", tags=["admin"])
-    def read_audit(request: Request, limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    @app.get("/api/audit", tags=["admin"], dependencies=[Depends(_admin)])
+    def read_audit(limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
                    action: str | None = None) -> list[dict[str, Any]]:
         """The newest audit records, oldest first (admin)."""
-        _admin(request)
         return audit.read(limit, action)
 
     return app
