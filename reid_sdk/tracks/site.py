@@ -12,7 +12,9 @@ A camera whose files are missing or ambiguous is skipped with its reason (counte
 folders (a prepared tracklet cache) are not cameras. Tracks files are read in the layout given to
 :func:`find_site` (:class:`~reid_sdk.tracks.mot.MotFormat`), or the manifest's ``tracks_format`` for its camera
 (``mot`` or ``boxmot``). The identities file is optional (labels for reports only):
-an unreadable or malformed one is a warning, and the camera goes on without labels.
+an unreadable or malformed one is a warning, and the camera goes on without labels. With ``untracked=True`` a camera
+with a video and no tracks file is kept with ``tracks=None`` instead of skipped (reid-adapt detects and tracks it
+first, see :mod:`reid_sdk.detection`).
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ LAYOUT = ("one folder per camera holding its video (.avi, .mp4, ...) and its tra
 
 @dataclass(frozen=True)
 class SiteCamera:
-    """One camera of a site: its name, video, MOT tracks file and, when known, a ``track_id,identity`` CSV (labels
-    for reports and benchmarks only: adaptation never reads them), and the layout of its tracks file."""
+    """One camera of a site: its name, video, MOT tracks file (None: not tracked yet, see :func:`find_site`) and,
+    when known, a ``track_id,identity`` CSV (labels for reports and benchmarks only: adaptation never reads them),
+    and the layout of its tracks file."""
 
     name: str
     video: Path
-    tracks: Path
+    tracks: Path | None
     identities: Path | None = None
     tracks_format: MotFormat = MotFormat()
 
@@ -71,20 +74,21 @@ class SiteLayout:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def find_site(root: str | Path, tracks_format: MotFormat = MotFormat()) -> SiteLayout:
+def find_site(root: str | Path, tracks_format: MotFormat = MotFormat(), *, untracked: bool = False) -> SiteLayout:
     """The cameras of the site at ``root`` (see the module docstring), their tracks files read as
-    ``tracks_format``; ValueError when none is usable."""
+    ``tracks_format``; ValueError when none is usable. ``untracked``: keep cameras that have a video and no tracks
+    file, with ``tracks=None``."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"site folder not found: {root} (expected {LAYOUT})")
     if (root / MANIFEST).is_file():
-        site = _from_manifest(root, tracks_format)
+        site = _from_manifest(root, tracks_format, untracked)
     else:
         site = SiteLayout(root)
         for folder in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
                              key=lambda p: _natural(p.name)):
-            _camera_folder(folder, site)
-        _side_by_side(root, site)
+            _camera_folder(folder, site, untracked)
+        _side_by_side(root, site, untracked)
         site.cameras = [replace(camera, tracks_format=tracks_format) for camera in site.cameras]
     for name, reason in site.skipped:
         logger.warning("%s: camera %s skipped: %s", root, name, reason)
@@ -104,7 +108,7 @@ def _natural(text: str) -> tuple:
     return tuple((0, int(chunk), "") if chunk.isdigit() else (1, 0, chunk.lower()) for chunk in chunks)
 
 
-def _from_manifest(root: Path, tracks_format: MotFormat) -> SiteLayout:
+def _from_manifest(root: Path, tracks_format: MotFormat, untracked: bool) -> SiteLayout:
     site = SiteLayout(root)
     try:
         entries = json.loads((root / MANIFEST).read_text())["cameras"]
@@ -117,6 +121,9 @@ def _from_manifest(root: Path, tracks_format: MotFormat) -> SiteLayout:
     for name, video, tracks, identities, layout in listed:
         video, tracks = root / video, root / tracks
         missing = [str(path.name) for path in (video, tracks) if not path.is_file()]
+        if untracked and missing == [tracks.name]:
+            site.cameras.append(SiteCamera(name, video, None, tracks_format=layout))
+            continue
         if missing:
             site.skipped.append((name, f"{' and '.join(missing)} missing"))
             continue
@@ -125,13 +132,16 @@ def _from_manifest(root: Path, tracks_format: MotFormat) -> SiteLayout:
     return site
 
 
-def _camera_folder(folder: Path, site: SiteLayout) -> None:
+def _camera_folder(folder: Path, site: SiteLayout, untracked: bool) -> None:
     files = [p for p in folder.iterdir() if p.is_file()]
     videos = [p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS]
     tracks = [p for p in files if p.suffix.lower() == TRACKS_EXTENSION]
     identities = [p for p in files if p.suffix.lower() == ".csv" and "identities" in p.name.lower()]
     if not videos and not tracks:
         return  # not a camera folder
+    if untracked and len(videos) == 1 and not tracks:
+        site.cameras.append(SiteCamera(folder.name, videos[0], None))
+        return
     if len(videos) != 1 or len(tracks) != 1:
         site.skipped.append((folder.name, f"needs one video and one MOT file (.txt), found {len(videos)} video(s) "
                                           f"and {len(tracks)} .txt file(s)"))
@@ -139,10 +149,13 @@ def _camera_folder(folder: Path, site: SiteLayout) -> None:
     site.cameras.append(SiteCamera(folder.name, videos[0], tracks[0], identities[0] if len(identities) == 1 else None))
 
 
-def _side_by_side(root: Path, site: SiteLayout) -> None:
+def _side_by_side(root: Path, site: SiteLayout, untracked: bool) -> None:
     for video in sorted((p for p in root.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS),
                         key=lambda p: _natural(p.name)):
         tracks = video.with_suffix(TRACKS_EXTENSION)
+        if untracked and not tracks.is_file():
+            site.cameras.append(SiteCamera(video.stem, video, None))
+            continue
         if not tracks.is_file():
             site.skipped.append((video.stem, f"no MOT file {tracks.name} beside {video.name}"))
             continue
