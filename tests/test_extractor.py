@@ -64,6 +64,29 @@ def test_rgb_channel_order_matches_flipped_bgr(model):
     np.testing.assert_allclose(bgr, rgb, atol=1e-6)
 
 
+def test_extract_takes_the_crops_channel_order_per_call(model):
+    """One extractor, crops of either order: the per-call order wins, None keeps the extractor's; across batches."""
+    crops = random_crops(5, seed=6)
+    extractor = FeatureExtractor(model, device="cpu", batch_size=2)
+    bgr = extractor.extract(crops)
+    rgb = [crop[:, :, ::-1] for crop in crops]
+    np.testing.assert_allclose(extractor.extract(rgb, channel_order="rgb"), bgr, atol=1e-6)
+    np.testing.assert_allclose(extractor.extract(crops, channel_order="bgr"), bgr, atol=1e-6)
+    rgb_extractor = FeatureExtractor(model, device="cpu", channel_order="rgb")
+    np.testing.assert_allclose(rgb_extractor.extract(crops, channel_order="bgr"), bgr, atol=1e-6)
+    with pytest.raises(ValueError, match="channel_order must be one of"):
+        extractor.extract(crops, channel_order="BGR")
+
+
+def test_channels_first_and_float_crops_are_refused_not_guessed(model):
+    extractor = FeatureExtractor(model, device="cpu")
+    crop = random_crops(1, seed=3)[0]
+    with pytest.raises(ValueError, match=r"crop 1: shape \(3, \d+, \d+\) is channels-first"):
+        extractor.extract([crop, crop.transpose(2, 0, 1)])
+    with pytest.raises(ValueError, match="crop 0: dtype float32 .* not guessed"):
+        extractor.extract(crop.astype(np.float32) / 255)
+
+
 def test_checkpoint_path_gives_the_same_features(model, tmp_path):
     path = save_checkpoint(model, tmp_path / "model.pt")
     crops = random_crops(3, seed=7)

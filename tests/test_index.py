@@ -43,10 +43,27 @@ def test_search_single_and_batch(index):
     assert isinstance(matches[0], Match) and len(matches) == 3
     assert (matches[0].entry_id, matches[0].identity, matches[0].camera) == (4, 2, "c1")
     assert matches[0].score == pytest.approx(1.0, abs=1e-5) and matches[0].metadata == {"source": "test"}
-    batch = index.search([crops[4], crops[7]], k=5, exclude_camera="c1")
+    batch = index.search_batch([crops[4], crops[7]], k=5, exclude_camera="c1")
     assert len(batch) == 2 and all(m.camera == "c2" for row in batch for m in row)
     assert batch[1][0].entry_id == 7
     assert [m.score for m in batch[0]] == sorted((m.score for m in batch[0]), reverse=True)
+    assert index.search_batch(crops[4][None], k=3, query_camera="c1") == [matches]  # 1 x H x W x 3: one list
+    assert index.search_batch(np.stack([crops[0], crops[0]])) == index.search_batch([crops[0], crops[0]])
+
+
+def test_search_of_several_crops_is_deprecated_but_answers_as_before(index):
+    crops = random_crops(30, seed=1)
+    for several in (crops[3:6], tuple(crops[3:6]), np.stack([crops[0]] * 3)):
+        with pytest.warns(DeprecationWarning, match="use search_batch"):
+            found = index.search(several, k=4)
+        assert found == index.search_batch(several, k=4)
+
+
+@pytest.mark.parametrize("one", [np.zeros((20, 10, 3), np.uint8), np.zeros((20, 10), np.uint8)])
+def test_search_batch_refuses_one_array_that_could_be_a_crop(index, one):
+    """(20, 10, 3) is one colour crop or three 20 x 10 grey ones: search_batch does not guess."""
+    with pytest.raises(ValueError, match="search_batch takes a list of crops or an N x H x W x C array"):
+        index.search_batch(one)
 
 
 def test_tracklet_entry_is_the_normalised_mean(index):
@@ -74,7 +91,7 @@ def test_save_load_and_dimension_check(index, tmp_path):
     crops = random_crops(30, seed=1)
     index.save(tmp_path / "g")
     loaded = ReIDIndex.load(ProjectionExtractor(), tmp_path / "g")
-    assert loaded.search(crops[20:25], k=4) == index.search(crops[20:25], k=4)
+    assert loaded.search_batch(crops[20:25], k=4) == index.search_batch(crops[20:25], k=4)
     with pytest.raises(ValueError, match="holds 16-d features but the extractor produces 8-d"):
         ReIDIndex.load(ProjectionExtractor(feature_dim=8), tmp_path / "g")
     with pytest.raises(ValueError, match="holds 32-d features"):
@@ -95,8 +112,32 @@ def test_with_the_real_tiny_extractor(tmp_path):
     reid = ReIDIndex.create(FeatureExtractor(tiny_model(), device="cpu"), index_type="hnsw")
     crops = random_crops(12, seed=4)
     ids = reid.add(crops, identity=list(range(12)), camera="c1")
-    assert [row[0].entry_id for row in reid.search(crops, k=2)] == ids.tolist()
+    assert [row[0].entry_id for row in reid.search_batch(crops, k=2)] == ids.tolist()
     assert reid.identify(crops[3], threshold=0.999) == 3
+
+
+def test_channel_order_names_the_crops_colour_order(tmp_path):
+    """RGB crops given as RGB find what their BGR twins find; given as BGR (swapped colours) they do not."""
+    from reid_sdk.inference.extractor import FeatureExtractor
+    from tests.helpers import tiny_model
+
+    model = tiny_model()
+    reid = ReIDIndex.create(FeatureExtractor(model, device="cpu"))
+    crops = random_crops(8, seed=6)
+    rgb = [crop[:, :, ::-1].copy() for crop in crops]
+    ids = (reid.add(rgb[:4], identity=[0, 1, 2, 3], channel_order="rgb").tolist()
+           + reid.add(crops[4:], identity=[4, 5, 6, 7]).tolist())
+    stored = reid.gallery.vectors(ids)
+    np.testing.assert_allclose(stored, reid.extractor.extract(crops), atol=1e-5)
+    assert reid.search(rgb[5], k=1, channel_order="rgb") == reid.search(crops[5], k=1)
+    assert reid.search_batch(rgb, k=1, channel_order="rgb") == reid.search_batch(crops, k=1)
+    assert reid.search_tracklet(rgb[:2], k=1, channel_order="rgb") == reid.search_tracklet(crops[:2], k=1)
+    assert reid.identify(rgb[2], threshold=0.999, channel_order="rgb") == 2
+    assert not np.allclose(reid.extractor.extract(rgb[:1]), stored[:1], atol=1e-3)  # the default order is BGR
+    from_rgb_extractor = ReIDIndex(FeatureExtractor(model, device="cpu", channel_order="rgb"), reid.gallery)
+    assert from_rgb_extractor.search_batch(rgb, k=1) == reid.search_batch(crops, k=1)
+    with pytest.raises(ValueError, match="channel_order must be one of"):
+        reid.search(crops[0], channel_order="bgra")
 
 
 def test_index_and_gallery_work_without_torch(tmp_path):

@@ -57,6 +57,18 @@ def test_four_channel_crops_drop_alpha(order):
     np.testing.assert_array_equal(out, _expected(colour[:, :, ::-1] if order == "bgr" else colour))
 
 
+def test_an_nchw_batch_is_refused_naming_its_first_crop():
+    with pytest.raises(ValueError, match=r"crop 0: shape \(3, 16, 8\) is channels-first"):
+        preprocess_batch(np.zeros((2, 3, 16, 8), np.uint8), SIZE)
+
+
+@pytest.mark.parametrize("height", [1, 3, 4])
+def test_a_crop_whose_last_axis_holds_channels_is_read_as_hwc_whatever_its_height(height):
+    """(3, 4, 3) could be C x H x W too, but its last axis can hold channels: the documented H x W x C reading."""
+    crop = _bgr(height, 4)
+    np.testing.assert_array_equal(preprocess_batch(crop, SIZE)[0], _expected(crop[:, :, ::-1]))
+
+
 def test_list_and_stacked_array_of_crops():
     crops = [_bgr(seed=s) for s in range(3)]
     from_list = preprocess_batch(crops, SIZE)
@@ -84,6 +96,11 @@ def test_writes_into_a_given_buffer():
         (np.zeros((2, 20, 10, 3), np.uint8), "crop 1: expected H x W x 3 .* 4 dimensions"),
         (np.zeros(30, np.uint8), "crop 1: expected H x W x 3 .* 1 dimensions"),
         (np.zeros((20, 10, 2), np.uint8), "crop 1: expected 1, 3 or 4 channels, got 2"),
+        (np.zeros((3, 20, 10), np.uint8), r"crop 1: shape \(3, 20, 10\) is channels-first .*\.transpose\(1, 2, 0\)"),
+        (np.zeros((1, 20, 10), np.uint8), "crop 1: shape .* is channels-first"),
+        (np.zeros((4, 20, 10), np.uint8), "crop 1: shape .* is channels-first"),
+        (np.zeros((20, 10, 3), np.float64), "crop 1: dtype float64 .* 0..1 or 0..255, is not guessed"),
+        (np.zeros((20, 10, 3), np.bool_), "crop 1: dtype bool is not supported"),
         ([[1, 2, 3]], "crop 1: expected a numpy array, got list"),
     ],
 )

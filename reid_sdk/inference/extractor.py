@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from reid_sdk.inference.backends import Backend, InputOptions, open_backend
-from reid_sdk.inference.preprocess import CHANNEL_ORDERS, BatchPreprocessor, as_crop_list
+from reid_sdk.inference.preprocess import BatchPreprocessor, as_crop_list, check_channel_order
 
 
 class NonFiniteFeaturesError(ValueError):
@@ -28,9 +28,11 @@ class FeatureExtractor:
 
     ``model`` is a ``ReIDNet`` or a file: a torch checkpoint (``.pt``), an ONNX model
     (``.onnx``, run by ONNX Runtime) or a TensorRT engine (``.engine``/``.plan``). Crops are H x W x 3 uint8
-    in OpenCV's BGR order unless ``channel_order="rgb"``; grey and BGRA are converted. ``backend`` picks the
-    engine ("auto" by file kind, or "torch", "onnxruntime", "openvino", "tensorrt"); ``backend_options``
-    (a dict) carries engine-specific settings, e.g. ``{"mode": "latency"}`` for OpenVINO.
+    in OpenCV's BGR order unless ``channel_order="rgb"`` (torchreid's and PIL's order; ``extract`` also takes
+    it per call); grey and BGRA are converted, while float pixels and channels-first (C x H x W) arrays are
+    refused with a ValueError naming the crop, not guessed (see :mod:`reid_sdk.inference.preprocess`).
+    ``backend`` picks the engine ("auto" by file kind, or "torch", "onnxruntime", "openvino", "tensorrt");
+    ``backend_options`` (a dict) carries engine-specific settings, e.g. ``{"mode": "latency"}`` for OpenVINO.
 
     ONNX files exported elsewhere (torchreid, fast-reid, BoxMOT) carry no reid-sdk metadata, so their input is
     described here: ``input_size`` (H, W) unless the graph fixes it, ``mean`` / ``std`` on the 0..1 pixel scale
@@ -54,8 +56,7 @@ class FeatureExtractor:
                  backend_options: Any = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if channel_order not in CHANNEL_ORDERS:
-            raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
+        check_channel_order(channel_order)
         self.batch_size = batch_size
         self.channel_order = channel_order
         self.backend: Backend = open_backend(model, device=device, precision=precision, compile=compile,
@@ -79,15 +80,17 @@ class FeatureExtractor:
         """Model input (height, width) every crop is resized to."""
         return self.backend.input_size
 
-    def extract(self, crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """Features (B, D) of one crop or a list of crops, computed in batches of ``batch_size``."""
+    def extract(self, crops: np.ndarray | Sequence[np.ndarray], channel_order: str | None = None) -> np.ndarray:
+        """Features (B, D) of one crop or a list of crops, computed in batches of ``batch_size``; ``channel_order``
+        ("bgr" / "rgb") is these crops' colour order, None for the one this extractor was made with."""
         crop_list = as_crop_list(crops)
         if not crop_list:
             raise ValueError("no crops given")
         # Room for two batches when there are several: the next is preprocessed while the backend runs one.
         buffer = self.backend.input_buffer(self._preprocess.buffer_rows(len(crop_list), self.batch_size))
         features = np.empty((len(crop_list), self.feature_dim), dtype=np.float32)
-        with contextlib.closing(self._preprocess.batches(crop_list, self.batch_size, buffer)) as batches:
+        with contextlib.closing(self._preprocess.batches(crop_list, self.batch_size, buffer,
+                                                         channel_order)) as batches:
             for start, batch in batches:
                 features[start : start + len(batch)] = self.backend.run(batch)
         _refuse_non_unit_rows(features, self.backend.description)

@@ -1,8 +1,10 @@
 """Crop -> model input: the ONE preprocessing definition shared by every backend.
 
 A crop is an H x W x 3 uint8 image in OpenCV's BGR order (or RGB with
-``channel_order="rgb"``); grey (H x W or H x W x 1) and 4-channel BGRA/RGBA crops
-are converted. The output is raw RGB uint8, N x 3 x H x W: normalisation lives
+``channel_order="rgb"``); grey (H x W or H x W x 1) and 4-channel BGRA/RGBA crops (alpha last, as OpenCV and
+PIL give them) are converted. What could be read two ways is refused, not guessed: float or other non-uint8
+pixels (0..1 or 0..255?), and channels-first arrays (C x H x W: a first axis of 1, 3 or 4 entries with a last
+axis that cannot hold channels). The output is raw RGB uint8, N x 3 x H x W: normalisation lives
 inside the model, so the bytes fed to torch, ONNX Runtime and TensorRT are identical.
 
 :class:`BatchPreprocessor` runs the same function on a thread pool (OpenCV releases
@@ -21,7 +23,16 @@ import cv2
 import numpy as np
 
 CHANNEL_ORDERS = ("bgr", "rgb")
+CHANNEL_COUNTS = (1, 3, 4)  # grey, colour, colour + alpha
 MIN_CROPS_PER_TASK = 16  # below this, a thread hand-off costs more than the resizing it moves
+
+
+def check_channel_order(channel_order: str) -> str:
+    """``channel_order`` if it is "bgr" or "rgb" (the crops' colour order), else ValueError naming it."""
+    if channel_order not in CHANNEL_ORDERS:
+        raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS} (the crops' colour order), "
+                         f"got {channel_order!r}")
+    return channel_order
 
 
 def as_crop_list(crops: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -46,7 +57,11 @@ def to_rgb(crop: object, index: int = 0, channel_order: str = "bgr") -> np.ndarr
     if crop.dtype != np.uint8:
         if np.issubdtype(crop.dtype, np.floating) and crop.size and not np.isfinite(crop).all():
             raise ValueError(f"{where}: contains NaN or infinite values (and dtype {crop.dtype}; expected uint8)")
-        raise ValueError(f"{where}: dtype {crop.dtype} is not supported; expected uint8 pixel values 0..255")
+        raise ValueError(f"{where}: dtype {crop.dtype} is not supported; expected uint8 pixel values 0..255 "
+                         "(convert floats yourself: their scale, 0..1 or 0..255, is not guessed)")
+    if crop.ndim == 3 and crop.shape[0] in CHANNEL_COUNTS and crop.shape[2] not in CHANNEL_COUNTS:
+        raise ValueError(f"{where}: shape {crop.shape} is channels-first (C x H x W); crops are H x W x C: "
+                         "pass crop.transpose(1, 2, 0)")
     if crop.ndim == 3 and crop.shape[2] == 1:
         crop = crop[:, :, 0]
     if crop.ndim not in (2, 3):
@@ -82,8 +97,7 @@ def preprocess_batch(
     of pinned memory) to write into; the returned array is then its first N rows.
     ``first_index`` offsets the crop indices that error messages name (for chunked calls).
     """
-    if channel_order not in CHANNEL_ORDERS:
-        raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
+    check_channel_order(channel_order)
     crops = as_crop_list(crops)
     if not crops:
         raise ValueError("no crops given")
@@ -112,8 +126,7 @@ class BatchPreprocessor:
     """
 
     def __init__(self, input_size: tuple[int, int], channel_order: str = "bgr", workers: int | None = None) -> None:
-        if channel_order not in CHANNEL_ORDERS:
-            raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
+        check_channel_order(channel_order)
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.input_size = input_size
@@ -127,42 +140,44 @@ class BatchPreprocessor:
         """Rows the ``buffer`` of :meth:`batches` needs for ``count`` crops: two batches, or the one there is."""
         return count if count <= batch_size else 2 * batch_size
 
-    def batches(self, crops: Sequence[np.ndarray], batch_size: int,
-                buffer: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    def batches(self, crops: Sequence[np.ndarray], batch_size: int, buffer: np.ndarray,
+                channel_order: str | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """(start, preprocessed batch) for each ``batch_size`` slice of ``crops``, in order.
 
         ``buffer`` holds two batches (one when ``crops`` fits in one batch): while the caller works on one
         half, the next batch is written into the other. A batch stays valid until the next one is requested.
+        ``channel_order`` is these crops' order (None: this preprocessor's).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        order = check_channel_order(self.channel_order if channel_order is None else channel_order)
         crops = as_crop_list(crops)
         starts = range(0, len(crops), batch_size)
         check_buffer(buffer, self.buffer_rows(len(crops), batch_size), self.input_size)
         halves = [buffer[:batch_size], buffer[batch_size : 2 * batch_size]] if len(starts) > 1 else [buffer]
-        pending = self._submit(crops[:batch_size], halves[0], 0)
+        pending = self._submit(crops[:batch_size], halves[0], 0, order)
         try:
             for number, start in enumerate(starts):
                 batch = pending()
                 following = start + batch_size
                 if following < len(crops):
                     pending = self._submit(crops[following : following + batch_size], halves[(number + 1) % 2],
-                                           following, background=True)
+                                           following, order, background=True)
                 yield start, batch
         finally:
             pending.wait()  # never leave a thread writing into the caller's buffer
 
-    def _submit(self, crops: Sequence[np.ndarray], out: np.ndarray, first_index: int,
+    def _submit(self, crops: Sequence[np.ndarray], out: np.ndarray, first_index: int, channel_order: str,
                 background: bool = False) -> _Pending:
         """Start preprocessing ``crops`` into ``out`` in chunks of consecutive crops; returns a waitable handle."""
         if len(crops) < 2 * MIN_CROPS_PER_TASK and not background:
-            return _Pending.done(preprocess_batch(crops, self.input_size, self.channel_order, out, first_index))
+            return _Pending.done(preprocess_batch(crops, self.input_size, channel_order, out, first_index))
         if self._pool is None or self._pool_pid != os.getpid():  # a forked child has none of the parent's threads
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="reid-preprocess")
             self._pool_pid = os.getpid()
         tasks = max(1, min(self.workers, len(crops) // MIN_CROPS_PER_TASK))
         bounds = np.linspace(0, len(crops), tasks + 1).astype(int)
-        futures = [self._pool.submit(preprocess_batch, crops[lo:hi], self.input_size, self.channel_order,
+        futures = [self._pool.submit(preprocess_batch, crops[lo:hi], self.input_size, channel_order,
                                      out[lo:hi], first_index + lo) for lo, hi in zip(bounds[:-1], bounds[1:])]
         return _Pending(futures, out[: len(crops)])
 

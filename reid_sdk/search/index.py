@@ -2,7 +2,8 @@
 
 Written against a duck type: ``extractor`` is anything with ``extract(crops) -> (B, D)``
 float32 features and ``feature_dim`` (``FeatureExtractor`` on any backend), optionally ``model_id``,
-which the gallery records and checks. No torch import.
+which the gallery records and checks, and ``extract(crops, channel_order=...)`` where a caller names the
+crops' colour order. No torch import.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import warnings
+
 import numpy as np
 
 from reid_sdk.gallery import Gallery, Match
@@ -19,7 +22,7 @@ from reid_sdk.inference.preprocess import as_crop_list
 from reid_sdk.search.reranking import RerankConfig, reranked_distances
 from reid_sdk.tracks import (FrameQuality, IngestReport, MotTracks, TrackFeature, probe_video, read_mot,
                              track_features)
-from reid_sdk.tracks.aggregator import pooled_features
+from reid_sdk.tracks.aggregator import extract_crops, pooled_features
 
 __all__ = ["Match", "ReIDIndex", "TrackMatches"]
 
@@ -46,9 +49,19 @@ def check_fits(gallery: Gallery, feature_dim: int, model_id: str | None) -> None
     gallery.check_model(model_id)
 
 
-def _tracklet_feature(extractor: Extractor, crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+def _tracklet_feature(extractor: Extractor, crops: np.ndarray | Sequence[np.ndarray],
+                      channel_order: str | None) -> np.ndarray:
     """One L2-normalised feature for a tracklet: the mean of its frames' features."""
-    return pooled_features(extractor, [as_crop_list(crops)])[0]
+    return pooled_features(extractor, [as_crop_list(crops)], channel_order=channel_order)[0]
+
+
+def _crop_list(crops: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The crops of ``search_batch``: a list of crops or an N x H x W x C array; one 2-D / 3-D array is refused
+    (is (N, H, W) N grey crops or one colour crop?)."""
+    if isinstance(crops, np.ndarray) and crops.ndim != 4:
+        raise ValueError(f"search_batch takes a list of crops or an N x H x W x C array, got an array of shape "
+                         f"{crops.shape}; search one crop with search(crop)")
+    return as_crop_list(crops)
 
 
 @dataclass(frozen=True)
@@ -78,8 +91,10 @@ def _rerank_config(rerank: bool | RerankConfig) -> RerankConfig | None:
 class ReIDIndex:
     """Cross-camera person search: crops in, gallery matches out.
 
-    ``search(crop)`` returns a list of :class:`Match` (best first); ``search(crops)`` a
-    list of such lists. Filters (``cameras``, ``exclude_camera``, ``since``, ``until``)
+    ``search(crop)`` returns the list of :class:`Match` (best first) of ONE crop; ``search_batch(crops)``
+    one such list per crop. Crops are H x W x 3 uint8 in the extractor's colour order (``FeatureExtractor``:
+    BGR as OpenCV reads, unless made with ``channel_order="rgb"``); every method that takes crops also takes
+    ``channel_order="bgr"`` / ``"rgb"`` for them. Filters (``cameras``, ``exclude_camera``, ``since``, ``until``)
     are those of :meth:`Gallery.search`. ``rerank=True`` (or a :class:`RerankConfig`)
     re-orders each query's ``candidates`` nearest entries by k-reciprocal re-ranking.
     ``add_tracks`` / ``search_tracks`` take a video and its MOTChallenge tracks file.
@@ -96,6 +111,8 @@ class ReIDIndex:
         for match in index.search(query_crop, k=10, query_camera=2, exclude_camera=2):
             print(match.identity, match.camera, match.score)   # score: the camera-standardised cosine
         plain = index.search(query_crop, k=10, camera_standardise=False)
+        per_query = index.search_batch([first_crop, second_crop], k=5)  # one list of matches per crop
+        from_pil = index.search(np.asarray(pil_image), channel_order="rgb")
         ```
     """
 
@@ -137,30 +154,48 @@ class ReIDIndex:
         return len(self.gallery)
 
     def add(self, crops: np.ndarray | Sequence[np.ndarray], identity: Any = None, camera: Any = None,
-            timestamp: Any = None, track_id: Any = None, metadata: Any = None) -> np.ndarray:
+            timestamp: Any = None, track_id: Any = None, metadata: Any = None,
+            channel_order: str | None = None) -> np.ndarray:
         """Add one crop or a list of crops; each field is one value for all or one per crop. Returns entry ids."""
-        return self.gallery.add(self.extractor.extract(as_crop_list(crops)), identities=identity, cameras=camera,
-                                timestamps=timestamp, track_ids=track_id, metadata=metadata)
+        features = extract_crops(self.extractor, as_crop_list(crops), channel_order)
+        return self.gallery.add(features, identities=identity, cameras=camera, timestamps=timestamp,
+                                track_ids=track_id, metadata=metadata)
 
     def add_tracklet(self, crops: np.ndarray | Sequence[np.ndarray], identity: Any = None, camera: Any = None,
                      timestamp: float | None = None, track_id: Any = None,
-                     metadata: dict[str, Any] | None = None) -> int:
+                     metadata: dict[str, Any] | None = None, channel_order: str | None = None) -> int:
         """Add a tracklet's crops as ONE entry (their averaged, normalised feature). Returns its entry id."""
-        feature = _tracklet_feature(self.extractor, crops)
+        feature = _tracklet_feature(self.extractor, crops, channel_order)
         return int(self.gallery.add(feature, identities=identity, cameras=camera, timestamps=timestamp,
                                     track_ids=track_id, metadata=metadata)[0])
 
-    def search(self, crops: np.ndarray | Sequence[np.ndarray], k: int = 10, rerank: bool | RerankConfig = False,
-               **filters: Any) -> list[Match] | list[list[Match]]:
-        """Top-k matches of one crop (a list) or of each crop in a list (a list of lists)."""
-        single = isinstance(crops, np.ndarray) and crops.ndim in (2, 3)
-        results = self.search_features(self.extractor.extract(as_crop_list(crops)), k, rerank, **filters)
-        return results[0] if single else results
+    def search(self, crop: np.ndarray, k: int = 10, rerank: bool | RerankConfig = False,
+               channel_order: str | None = None, **filters: Any) -> list[Match]:
+        """Top-k matches of ONE crop (an H x W x C or grey H x W array), best first; several: :meth:`search_batch`.
+
+        Deprecated: a list of crops or an N x H x W x C array still returns one list per crop, with a
+        DeprecationWarning, until 0.2.0.
+        """
+        if isinstance(crop, (list, tuple)) or (isinstance(crop, np.ndarray) and crop.ndim == 4):
+            warnings.warn("ReIDIndex.search(crops) with several crops is deprecated and goes in 0.2.0: use "
+                          "search_batch(crops), which returns one list of matches per crop", DeprecationWarning,
+                          stacklevel=2)
+            return self.search_batch(crop, k, rerank, channel_order, **filters)  # type: ignore[return-value]
+        return self.search_batch([crop], k, rerank, channel_order, **filters)[0]
+
+    def search_batch(self, crops: np.ndarray | Sequence[np.ndarray], k: int = 10,
+                     rerank: bool | RerankConfig = False, channel_order: str | None = None,
+                     **filters: Any) -> list[list[Match]]:
+        """Top-k matches of each crop of a list (or an N x H x W x C array): one list per crop, in order."""
+        features = extract_crops(self.extractor, _crop_list(crops), channel_order)
+        return self.search_features(features, k, rerank, **filters)
 
     def search_tracklet(self, crops: np.ndarray | Sequence[np.ndarray], k: int = 10,
-                        rerank: bool | RerankConfig = False, **filters: Any) -> list[Match]:
+                        rerank: bool | RerankConfig = False, channel_order: str | None = None,
+                        **filters: Any) -> list[Match]:
         """Top-k matches of a whole tracklet, searched with its averaged feature."""
-        return self.search_features(_tracklet_feature(self.extractor, crops)[None], k, rerank, **filters)[0]
+        feature = _tracklet_feature(self.extractor, crops, channel_order)
+        return self.search_features(feature[None], k, rerank, **filters)[0]
 
     def search_features(self, features: np.ndarray, k: int = 10, rerank: bool | RerankConfig = False,
                         **filters: Any) -> list[list[Match]]:
@@ -231,9 +266,10 @@ class ReIDIndex:
         return track_features(self.extractor, probe_video(video, fps), boxes, quality, start_time, progress=progress,
                               report=report)
 
-    def identify(self, crop: np.ndarray, threshold: float = 0.5, **filters: Any) -> Any:
+    def identify(self, crop: np.ndarray, threshold: float = 0.5, channel_order: str | None = None,
+                 **filters: Any) -> Any:
         """The identity of the best match when its cosine similarity reaches ``threshold``, else None."""
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
-        matches = self.search(crop, k=1, **filters)
+        matches = self.search(crop, k=1, channel_order=channel_order, **filters)
         return matches[0].identity if matches and matches[0].score >= threshold else None

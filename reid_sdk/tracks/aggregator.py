@@ -187,17 +187,27 @@ class TrackletAggregator:
         )
 
 
+def extract_crops(extractor: Any, crops: Sequence[np.ndarray], channel_order: str | None = None) -> np.ndarray:
+    """``extractor.extract(crops)``, naming the crops' colour order ("bgr" / "rgb") when one is given; None leaves
+    it to the extractor (``FeatureExtractor``: its own ``channel_order``), so duck-typed extractors need no keyword."""
+    if channel_order is None:
+        return extractor.extract(crops)
+    return extractor.extract(crops, channel_order=channel_order)
+
+
 def pooled_features(extractor: Any, groups: Sequence[Sequence[np.ndarray]],
-                    weights: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
+                    weights: Sequence[np.ndarray | None] | None = None,
+                    channel_order: str | None = None) -> np.ndarray:
     """One L2-normalised float32 feature per group of crops (a track's or a tracklet's frames, or one image): the
     mean of its crops' features, weighted by ``weights[i]`` when given, every group extracted in ONE
-    ``extractor.extract`` call. What every gallery ingest stores, on one process or many."""
+    ``extractor.extract`` call. What every gallery ingest stores, on one process or many. ``channel_order`` names
+    the crops' colour order ("bgr" for frames and files OpenCV decoded), None for the extractor's own."""
     if not len(groups):
         return np.empty((0, int(extractor.feature_dim)), dtype=np.float32)
     sizes = [len(group) for group in groups]
     if not min(sizes):
         raise ValueError(f"group {sizes.index(0)} has no crop, so it has no feature")
-    features = extractor.extract([crop for group in groups for crop in group])
+    features = extract_crops(extractor, [crop for group in groups for crop in group], channel_order)
     aggregator = TrackletAggregator()
     pooled = np.empty((len(groups), features.shape[1]), dtype=np.float32)
     ends = np.cumsum(sizes)
