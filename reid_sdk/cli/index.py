@@ -5,6 +5,7 @@ camera videos (see :mod:`reid_sdk.cli.tracks`).
     reid-index build --model model.onnx --images Market-1501/ --format market1501 --out milvus-lite:g.db
     reid-index build --model model.onnx --images crops/ --out gallery/ --engine ray --workers 4 --resume
     reid-index search --model model.onnx --gallery gallery/ query.jpg more_queries/ list.csv -k 10 --strip strips/
+    reid-index search --gallery gallery/ --track c2:7 --exclude-camera c2 --strip c2_7.png   # stored features
     reid-index ingest --model model.onnx --video c1.avi --tracks c1.txt --camera c1 --gallery gallery/
     reid-index match --model model.onnx --video c2.avi --tracks c2.txt --camera c2 --gallery gallery/ --out m.csv
 
@@ -29,16 +30,17 @@ from reid_sdk.cli.common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_cam
                                  configure_logging, fail, make_parser)
 from reid_sdk.cli.tracks import add_track_commands, check_video_source
 from reid_sdk.datasets.market import parse_image_name
-from reid_sdk.gallery import GalleryConfig, Match
+from reid_sdk.gallery import Gallery, GalleryConfig, Match
 from reid_sdk.gallery.config import INDEX_TYPES
 from reid_sdk.gallery.location import parse_location
 from reid_sdk.search.index import ReIDIndex
 from reid_sdk.search.gallery_writer import GalleryTarget, IngestInterrupted
 from reid_sdk.search.sources import (FOLDER, FORMATS, csv_records, dataset_records, folder_records, query_images,
                                      search_images)
+from reid_sdk.search.stored import entry_matches, parse_track, track_entry
 from reid_sdk.search.units import image_units
 from reid_sdk.scale.errors import RayJobFailed
-from reid_sdk.visualize.matches import render_strip
+from reid_sdk.visualize.matches import entry_crop, render_strip
 from reid_sdk.visualize.tiles import write_image
 
 PROG = "reid-index"
@@ -102,15 +104,38 @@ def _strip_paths(strip: Path | None, queries: list[Path]) -> list[Path | None]:
     return [strip / f"{number:04d}_{query.stem}_matches.png" for number, query in enumerate(queries, start=1)]
 
 
-def _print_matches(number: int, total: int, query: Path, matches: list[Match]) -> None:
+def _print_matches(number: int, total: int, query: Path | str, matches: list[Match]) -> None:
     print(f"query {number}/{total}: {query}")
     print(f"{'rank':>4}  {'score':>6}  {'identity':>10}  {'camera':>6}  {'entry':>7}  path")
     for rank, match in enumerate(matches, start=1):
+        source = match.metadata.get("path") or (f"track {match.track_id}, {match.metadata.get('video', '')}"
+                                                if match.track_id is not None else "")
         print(f"{rank:>4}  {match.score:6.3f}  {match.identity!s:>10}  {match.camera!s:>6}  {match.entry_id:>7}  "
-              f"{match.metadata.get('path', '')}")
+              f"{source}")
+
+
+def search_stored(args: argparse.Namespace) -> int:
+    """``search --track CAMERA:TRACK_ID`` / ``--entry ID``: the entry's stored feature is the query (no model)."""
+    with Gallery.open(args.gallery) as gallery:
+        entry = args.entry if args.entry is not None else track_entry(gallery, *parse_track(args.track))
+        filters = {"exclude_camera": label_forms(args.exclude_camera) if args.exclude_camera is not None else None,
+                   "camera_standardise": args.camera_standardise}
+        if args.query_camera is not None:
+            filters["query_camera"] = stored_label(args.query_camera, gallery)
+        row, matches = entry_matches(gallery, entry, k=args.k, **filters)
+        name = f"entry {entry} (camera {row.camera}, track {row.track_id})" if row.track_id is not None else \
+            f"entry {entry} ({row.metadata.get('path', 'no path')})"
+        _print_matches(1, 1, name, matches)
+        if args.strip is not None:
+            strip = _strip_paths(args.strip, [Path(f"entry{entry}")])[0]
+            write_image(render_strip(entry_crop(row.metadata), matches, row.identity, row.camera), strip)
+            print(f"strip written to {strip}")
+    return EXIT_OK
 
 
 def search(args: argparse.Namespace) -> int:
+    if args.track is not None or args.entry is not None:
+        return search_stored(args)
     queries = query_images(args.queries)
     strips = _strip_paths(args.strip, queries)
     index = ReIDIndex.load(_extractor(args), args.gallery, args.camera_standardise)
@@ -139,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      ("search", search, "find query crops' best matches in a gallery")):
         sub = add_subparser(commands, name, help_text)
         sub.set_defaults(handler=handler)
-        sub.add_argument("--model", required=True, help="checkpoint (.pt), ONNX model or TensorRT engine")
+        sub.add_argument("--model", required=name == "build",
+                         help="checkpoint (.pt), ONNX model or TensorRT engine" +
+                              ("" if name == "build" else " (query images need it; --track / --entry do not)"))
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
         sub.add_argument("--batch-size", type=int, default=64, help="crops per forward pass")
     build_parser, search_parser = commands.choices["build"], commands.choices["search"]
@@ -158,8 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     build_parser.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
                               help="auto: a bar on a terminal, log lines otherwise")
     engines.add_engine_options(build_parser)
-    search_parser.add_argument("queries", nargs="+", type=Path,
+    search_parser.add_argument("queries", nargs="*", type=Path,
                                help="query images, folders of them, or CSVs (path first)")
+    search_parser.add_argument("--track", metavar="CAMERA:TRACK_ID",
+                               help="search with a track the gallery holds (its stored feature), e.g. c2:7")
+    search_parser.add_argument("--entry", type=int, metavar="ID", help="search with the gallery entry of this id")
     search_parser.add_argument("--gallery", required=True, help="gallery directory or Milvus URI")
     search_parser.add_argument("-k", type=int, default=10, help="matches per query")
     search_parser.add_argument("--exclude-camera",
@@ -199,7 +229,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("build needs --images DIR or --csv FILE")
     if args.command == "build" and args.csv and args.format != FOLDER:
         parser.error("--csv lists the images itself: it does not combine with --format")
-    if args.command == "ingest":
+    if args.command == "search":
+        given = [name for name, value in (("query images", args.queries), ("--track", args.track),
+                                          ("--entry", args.entry is not None)) if value]
+        if len(given) != 1:
+            parser.error(f"search needs one of query images, --track CAMERA:TRACK_ID or --entry ID, got "
+                         f"{' and '.join(given) or 'none'}")
+        if args.queries and not args.model:
+            parser.error("search needs --model to embed query images (--track and --entry use stored features)")
+    if args.command in ("ingest", "match"):
         check_video_source(parser, args)
     if args.command in ("build", "ingest"):
         engines.check_engine_options(parser, args)

@@ -6,12 +6,15 @@
 
     reid-index ingest --model model.onnx --site site/ --gallery http://milvus:19530 --engine ray --workers 8 \\
                       --gpus-per-worker 1 --resume
+    reid-index match --model model.onnx --site site/ --gallery gallery/ --out matches.csv --picture pictures/
 
 ``ingest`` adds one gallery entry per track (its quality-weighted mean feature, camera, first / last time,
 track id), creating the gallery when there is none; ``--site`` ingests every camera of a site (see
 :mod:`reid_sdk.tracks.site`), ``--resume`` only the tracks the gallery lacks. ``match`` writes, for every
 track, its best matches in other cameras scoring at least ``--threshold``; a track without any gets one row with
-empty match fields.
+empty match fields; ``--site`` matches every camera of a site into one CSV (a camera it cannot read is named,
+the others are written, and the exit status is 2). ``--tracks-format`` / ``--person-class`` say how the tracks
+files are laid out (see :mod:`reid_sdk.tracks.mot`).
 """
 
 from __future__ import annotations
@@ -21,15 +24,15 @@ import sys
 from pathlib import Path
 
 from reid_sdk.cli import engines
-from reid_sdk.cli.common import EXIT_INTERRUPTED, EXIT_OK, add_camera_standardise_option, add_subparser
+from reid_sdk.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, add_camera_standardise_option, add_subparser
 from reid_sdk.gallery.config import INDEX_TYPES
 from reid_sdk.search.gallery_writer import GalleryTarget, IngestInterrupted
 from reid_sdk.search.index import ReIDIndex, TrackMatches
 from reid_sdk.search.units import VideoUnit
 from reid_sdk.tracks import FrameQuality, read_track_identities
 from reid_sdk.tracks.match_table import MatchedTrack, write_match_table
-from reid_sdk.tracks.mot import FORMATS, MotFormat, read_mot
-from reid_sdk.tracks.site import find_site
+from reid_sdk.tracks.mot import FORMATS, MotFormat
+from reid_sdk.tracks.site import SiteCamera, find_site
 from reid_sdk.visualize.matches import render_track_matches
 from reid_sdk.visualize.tiles import write_image
 
@@ -68,14 +71,14 @@ def video_units(args: argparse.Namespace) -> tuple[list[VideoUnit], list[tuple[s
 
 
 def check_video_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """ingest reads ``--site`` or one ``--video`` / ``--tracks`` / ``--camera``, never both."""
+    """ingest and match read ``--site`` or one ``--video`` / ``--tracks`` / ``--camera``, never both."""
     single = {"--video": args.video, "--tracks": args.tracks, "--camera": args.camera}
     if args.site is not None:
         given = [name for name, value in {**single, "--identities": args.identities}.items() if value is not None]
         if given:
             parser.error(f"--site lists the cameras itself: it does not combine with {', '.join(given)}")
     elif None in single.values():
-        parser.error(f"ingest needs --site DIR, or {', '.join(single)} of one camera "
+        parser.error(f"{args.command} needs --site DIR, or {', '.join(single)} of one camera "
                      f"(missing: {', '.join(name for name, value in single.items() if value is None)})")
 
 
@@ -95,24 +98,57 @@ def ingest(args: argparse.Namespace) -> int:
     return engines.report_failed_units("reid-index", summary, skipped)
 
 
+def _match_camera(args: argparse.Namespace, index: ReIDIndex, camera: SiteCamera, identities: dict[int, str],
+                  picture: Path | None) -> tuple[list[MatchedTrack], str]:
+    """One camera's tracks and their matches >= ``--threshold`` in other cameras, and a line saying how many matched;
+    its picture written to ``picture`` when given."""
+    results = index.search_tracks(camera.video, camera.read_tracks(), camera.name, k=args.k, rerank=args.rerank,
+                                  **_video_options(args))
+    results.sort(key=lambda result: result.track.track_id)
+    kept = [TrackMatches(r.track, [m for m in r.matches if m.score >= args.threshold]) for r in results]
+    matched = sum(bool(result.matches) for result in kept)
+    if picture is not None and kept:
+        write_image(render_track_matches(kept, camera.name, identities, args.threshold), picture)
+    return ([MatchedTrack.of(camera.name, r.track, identities.get(r.track.track_id), r.matches) for r in kept],
+            f"{len(results)} tracks of camera {camera.name}, {matched} with a match >= {args.threshold} in another "
+            f"camera")
+
+
 def match(args: argparse.Namespace) -> int:
     if not -1.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold is a cosine similarity in [-1, 1], got {args.threshold}")
     index = _index(args)
-    identities = read_track_identities(args.identities) if args.identities else {}
-    results = index.search_tracks(args.video, read_mot(args.tracks, _tracks_format(args)), args.camera, k=args.k,
-                                  rerank=args.rerank, **_video_options(args))
-    results.sort(key=lambda result: result.track.track_id)
-    kept = [TrackMatches(r.track, [m for m in r.matches if m.score >= args.threshold]) for r in results]
-    write_match_table(args.out, [MatchedTrack.of(args.camera, r.track, identities.get(r.track.track_id), r.matches)
-                                 for r in kept])
-    matched = sum(bool(result.matches) for result in kept)
-    print(f"{len(results)} tracks of camera {args.camera}, {matched} with a match >= {args.threshold} in another "
-          f"camera; written to {args.out}")
+    if args.site is None:
+        identities = read_track_identities(args.identities) if args.identities else {}
+        camera = SiteCamera(args.camera, args.video, args.tracks, args.identities, _tracks_format(args))
+        rows, line = _match_camera(args, index, camera, identities, args.picture)
+        write_match_table(args.out, rows)
+        print(f"{line}; written to {args.out}")
+        if args.picture:
+            print(f"picture written to {args.picture}")
+        return EXIT_OK
+    site = find_site(args.site, _tracks_format(args))
+    skipped, rows, matched = list(site.skipped), [], 0
     if args.picture:
-        write_image(render_track_matches(kept, args.camera, identities, args.threshold), args.picture)
-        print(f"picture written to {args.picture}")
-    return EXIT_OK
+        args.picture.mkdir(parents=True, exist_ok=True)
+    for camera in site.cameras:
+        picture = args.picture / f"matches_{camera.name}.png" if args.picture else None
+        try:
+            camera_rows, line = _match_camera(args, index, camera, camera.labels(), picture)
+        except (OSError, ValueError) as error:  # this camera's files: the others are still matched
+            skipped.append((camera.name, str(error)))
+            continue
+        rows, matched = rows + camera_rows, matched + 1
+        print(line)
+    if not rows:
+        raise ValueError(f"no camera of {site.root} could be matched: "
+                         f"{'; '.join(f'{name} ({reason})' for name, reason in skipped)}")
+    write_match_table(args.out, rows)
+    print(f"{len(rows)} tracks of {matched} cameras written to {args.out}"
+          f"{f'; pictures in {args.picture}' if args.picture else ''}")
+    for name, reason in skipped:
+        print(f"reid-index: camera {name} skipped: {reason}", file=sys.stderr)
+    return EXIT_BAD_INPUT if skipped else EXIT_OK
 
 
 def add_track_commands(commands: argparse._SubParsersAction) -> None:
@@ -122,16 +158,14 @@ def add_track_commands(commands: argparse._SubParsersAction) -> None:
     for sub, handler in ((ingest_parser, ingest), (match_parser, match)):
         sub.set_defaults(handler=handler)
         sub.add_argument("--model", required=True, help="checkpoint (.pt) or exported ONNX model")
-        required = sub is match_parser  # ingest takes them, or a --site
-        sub.add_argument("--video", type=Path, required=required, help="the camera's video file (read with OpenCV)")
-        sub.add_argument("--tracks", type=Path, required=required, help="MOTChallenge tracks file of that video")
+        sub.add_argument("--video", type=Path, help="the camera's video file (read with OpenCV)")
+        sub.add_argument("--tracks", type=Path, help="MOTChallenge tracks file of that video")
         sub.add_argument("--tracks-format", choices=tuple(FORMATS), default="mot",
                          help="layout of the tracks files: mot (MOTChallenge) or boxmot (BoxMOT's --save-txt)")
         sub.add_argument("--person-class", type=int,
                          help="class id of a person in the tracks files' class column (default: mot 1, boxmot 0); "
                               "rows of other classes are left out")
-        sub.add_argument("--camera", required=required,
-                         help="camera name stored with (or excluded from) the matches")
+        sub.add_argument("--camera", help="camera name stored with (or excluded from) the matches")
         sub.add_argument("--gallery", required=True,
                          help="gallery directory, milvus-lite:FILE.db or http://host:19530")
         sub.add_argument("--identities", type=Path, help="CSV track_id,identity of tracks whose person is known")
@@ -142,9 +176,9 @@ def add_track_commands(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
         sub.add_argument("--batch-size", type=int, default=64, help="crops per forward pass")
         sub.add_argument("--no-progress", action="store_true", help="no progress (a bar on a terminal, log lines elsewhere)")
-    ingest_parser.add_argument("--site", type=Path,
-                               help="every camera of a site instead of one --video: one folder per camera, video + "
-                                    "MOT file pairs (c1.avi + c1.txt) or a manifest.json (reid-synth --layout videos)")
+        sub.add_argument("--site", type=Path,
+                         help="every camera of a site instead of one --video: one folder per camera, video + MOT "
+                              "file pairs (c1.avi + c1.txt) or a manifest.json (reid-synth --layout videos)")
     ingest_parser.add_argument("--index", choices=INDEX_TYPES, default="flat", help="index of a new gallery")
     engines.add_engine_options(ingest_parser)
     match_parser.add_argument("--out", type=Path, required=True, help="CSV of the matches to write")
@@ -152,5 +186,6 @@ def add_track_commands(commands: argparse._SubParsersAction) -> None:
     match_parser.add_argument("--threshold", type=float, default=0.5, help="smallest cosine score written")
     match_parser.add_argument("--rerank", action="store_true",
                               help="k-reciprocal re-ranking of each track's candidates")
-    match_parser.add_argument("--picture", type=Path, help="PNG of each track and its matches")
+    match_parser.add_argument("--picture", type=Path,
+                              help="PNG of each track and its matches (with --site: a folder, one PNG per camera)")
     add_camera_standardise_option(match_parser)

@@ -17,16 +17,19 @@ from reid_sdk.visualize.tiles import Tile, label, render_row, stack_rows, verdic
 def render_strip(query: np.ndarray, matches: Sequence[Match], query_identity: Any = None,
                  query_camera: Any = None) -> np.ndarray:
     """The query then its matches, each captioned ``identity / camera`` and score; with ``query_identity`` the
-    matches are marked right or wrong. Match crops are read from their ``path`` metadata."""
-    tiles = [Tile(read_image(str(match.metadata.get("path", ""))), (label(match.identity, match.camera),
-                                                                    f"{match.score:.3f}"),
+    matches are marked right or wrong. Match crops are read as :func:`entry_crop` reads them."""
+    tiles = [Tile(entry_crop(match.metadata), (label(match.identity, match.camera), f"{match.score:.3f}"),
                   verdict(query_identity, match.identity)) for match in matches]
     return render_row(Tile(query, (label(query_identity, query_camera), "query"), "query"), tiles)
 
 
-def _track_crop(match: Match) -> np.ndarray | None:
-    """The best frame's crop of a track entry, read back from its video (None when it cannot be)."""
-    video, frame, box = (match.metadata.get(key) for key in ("video", "best_frame", "best_box"))
+def entry_crop(metadata: dict[str, Any]) -> np.ndarray | None:
+    """A gallery entry's picture from its metadata: the image at its ``path``, or for a track entry its best
+    frame's crop read back from its video (one frame decoded; the gallery stores no pixels). None when neither
+    can be read (the tile is then grey)."""
+    if metadata.get("path"):
+        return read_image(str(metadata["path"]))
+    video, frame, box = (metadata.get(key) for key in ("video", "best_frame", "best_box"))
     return read_box(video, frame, tuple(box)) if video and frame and box else None
 
 
@@ -42,7 +45,7 @@ def render_track_matches(results: Sequence[TrackMatches], camera: Any, identitie
         track, who = result.track, identities.get(result.track.track_id)
         query = Tile(track.thumbnail, (label(who, camera),
                                        f"t{track.track_id} {track.first_time:.0f}-{track.last_time:.0f}s"), "query")
-        tiles = [Tile(_track_crop(m), (label(m.identity, m.camera), f"t{m.track_id} {m.score:.3f}"),
+        tiles = [Tile(entry_crop(m.metadata), (label(m.identity, m.camera), f"t{m.track_id} {m.score:.3f}"),
                       verdict(who, m.identity)) for m in result.matches]
         row = render_row(query, tiles)
         rows.append(row if tiles else with_note(row, f"no match{cut}"))
