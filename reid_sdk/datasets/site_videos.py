@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reid_sdk.gallery.errors import NOT_WRITABLE
 from reid_sdk.tracks.site import LAYOUT as SITE_LAYOUT
 from reid_sdk.tracks.site_tracklets import CACHE_FOLDER, SiteTracklets, is_prepared, prepare_site, read_site_tracklets
 
@@ -34,7 +35,9 @@ def load_site_videos(root: str | Path) -> DatasetSplits:
     else:
         try:
             prepared = prepare_site(root, root / CACHE_FOLDER, progress=True)
-        except PermissionError as error:
+        except OSError as error:  # no permission, or a read-only file system
+            if error.errno not in NOT_WRITABLE:
+                raise
             raise DatasetLayoutError(f"cannot write the site's tracklets into {root / CACHE_FOLDER} ({error}): "
                                      f"prepare them elsewhere (reid_sdk.tracks.site_tracklets.prepare_site(SITE, OUT))"
                                      f" and train on that folder with --format videos") from error
