@@ -303,7 +303,7 @@ def test_adapt_runs_end_to_end_and_resumes_without_repeating_work(rendered, tmp_
     argv += [item for override in TINY_TRAINING for item in ("--set", override)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "before (ImageNet start):" in printed and "parity with torch: passed" in printed
+    assert "before (random start, model.pretrained=null):" in printed and "parity with torch: passed" in printed
     assert "label_free_score per stage: 0: " in printed  # every stage's score, the chosen one starred
     resumed = json.loads((out / "report.json").read_text())["seconds"]
     assert all(resumed[step] >= cost[step] for step in cost) and resumed["train"] > 0  # what the steps cost

@@ -10,18 +10,20 @@ of the paper's method (camera proxies in the loss, each camera's mean removed be
 method as published on every seed of ``benchmarks/site_adaptation.py``: a site's cameras differ in look, and an
 ImageNet start sees the look first. Everything in the training run can be changed with ``section.key=value``
 overrides, as ``reid-train --set`` takes them: ``train.loss=repelled clustering.camera_centering=false`` for the
-paper's method as published, ``clustering.cannot_link`` (on by default), the backbone, the schedule.
+paper's method as published, ``clustering.cannot_link`` (on by default), the backbone, the schedule, and
+``train.init_checkpoint=MY.pt`` to adapt the user's own checkpoint (of the same model config) instead of the
+ImageNet start. What the pipeline sets itself (:data:`OWN_KEYS`) is refused, with what to do instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from reid_sdk.tracks import FrameQuality
 from reid_sdk.tracks.site_tracklets import TrackletOptions
-from reid_sdk.training.config import RunConfig, load_config
+from reid_sdk.training.config import ConfigError, RunConfig, load_config
 
 #: The training run's settings for a site, before the user's overrides (see the module docstring).
 ADAPT_DEFAULTS = (
@@ -40,8 +42,17 @@ ADAPT_DEFAULTS = (
     "clustering.camera_centering=true",
     "data.num_workers=0",
 )
-#: Set last: what the pipeline itself relies on (the site's tracklets, the start it measured, no labels).
+#: Set last: what the pipeline itself relies on (the site's tracklets, no labels).
 _FIXED = ("data.format=videos", "train.select_by=label_free")
+#: ``--set`` keys the pipeline sets itself, refused at start-up with what to do instead (a value replaced without
+#: a word would be a run the user did not ask for).
+OWN_KEYS = {
+    "data.root": "reid-adapt trains on the tracklets it prepares from SITE in the run folder",
+    "data.format": "reid-adapt reads the site's tracklets as videos",
+    "train.select_by": "a site has no labels: the label-free rule chooses the stage",
+    "train.device": "use --device (it also runs the matching before and after training)",
+    "train.seed": "use --seed (it also seeds the start)",
+}
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,10 @@ class AdaptSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", tuple(self.overrides))
+        for assignment in self.overrides:
+            key = assignment.partition("=")[0].strip()
+            if key in OWN_KEYS:
+                raise ConfigError(f"--set {key}: {OWN_KEYS[key]}; drop it")
         if self.top_k < 1 or self.picture_tracks < 0 or self.parity_crops < 1:
             raise ValueError("top_k and parity_crops must be >= 1 and picture_tracks >= 0")
         if not -1.0 <= self.threshold <= 1.0:
@@ -80,10 +95,13 @@ class AdaptSettings:
         return TrackletOptions(self.quality, self.min_boxes)
 
     def run_config(self, tracklets: Path, start: Path) -> RunConfig:
-        """The training run: the defaults, the user's overrides, then the site's tracklets from ``start``."""
-        return load_config(None, [*ADAPT_DEFAULTS, f"train.device={self.device}", f"train.seed={self.seed}",
-                                  *self.overrides, *_FIXED, f"data.root={tracklets}",
-                                  f"train.init_checkpoint={start}"])
+        """The training run: the defaults, the user's overrides, then the site's tracklets; it starts from the
+        user's ``train.init_checkpoint`` (made absolute) when the overrides name one, else from ``start``."""
+        config = load_config(None, [*ADAPT_DEFAULTS, f"train.device={self.device}", f"train.seed={self.seed}",
+                                    *self.overrides, *_FIXED, f"data.root={tracklets}"])
+        init = config.train.init_checkpoint
+        init = str(Path(init).expanduser().resolve()) if init else str(start)
+        return replace(config, train=replace(config.train, init_checkpoint=init))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

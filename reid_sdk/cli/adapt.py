@@ -8,7 +8,9 @@ manifest.json reid-synth --layout videos writes). Steps: tracklets of every trac
 on the site, camera-aware training (no labels; two tracks one camera saw at once are never merged; the paper's
 method as published with the second line's settings), ONNX export with parity checked, the adapted model
 measured: galleries, matches.csv and pictures before/ and after/, report.json.
-Running the same command again resumes: finished steps are skipped, training continues from its last stage.
+Running the same command again resumes: finished steps are skipped, training continues from its last stage;
+steps that read a camera whose video or tracks changed since run again (with the steps after them). A finished
+run prints its summary again without writing anything (from a read-only copy too).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from reid_sdk.cli.common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_camera_standardise_option, configure_logging,
                                  fail, make_parser)
+from reid_sdk.gallery.errors import NOT_WRITABLE
 from reid_sdk.tracks import FrameQuality
 
 PROG = "reid-adapt"
@@ -41,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-k", "--top-k", type=int, default=5, help="matches per track in matches.csv")
     parser.add_argument("--threshold", type=float, default=0.5, help="score that counts a track as matched")
     parser.add_argument("--pictures", type=int, default=12, help="tracks drawn per camera in the pictures")
+    parser.add_argument("--max-memory", default="4GiB", metavar="SIZE",
+                        help="resident memory a CPU training step may use (train.max_memory): steps are "
+                             "checkpointed or split to fit, or refused at start-up")
     add_camera_standardise_option(parser)
     return parser
 
@@ -60,12 +66,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = AdaptSettings(overrides=tuple(args.overrides), device=args.device, seed=args.seed,
                                  min_boxes=args.min_boxes, max_frames=args.max_frames, min_height=args.min_height,
                                  top_k=args.top_k, threshold=args.threshold, picture_tracks=args.pictures,
-                                 camera_standardise=args.camera_standardise)
+                                 camera_standardise=args.camera_standardise, max_memory=args.max_memory)
         result = adapt_site(args.site, args.out, settings)
     except (TrainingDiverged, ParityFailed) as error:
         print(f"{PROG}: stopped: {error}", file=sys.stderr)
         return EXIT_FAILED
-    except (ValueError, OSError, ImportError) as error:  # a bad site, option or run folder; missing weights
+    except OSError as error:
+        if error.errno in NOT_WRITABLE and _inside(error.filename, args.out):
+            return fail(PROG, f"cannot write in the run folder {args.out} ({error.strerror}): a finished run "
+                              f"prints its summary from it as it is; to resume or change it, copy it somewhere "
+                              f"writable and run there")
+        return fail(PROG, error)
+    except (ValueError, ImportError) as error:  # a bad site, option or run folder; missing weights
         return fail(PROG, error)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; run the same command again to resume (finished steps are kept)",
@@ -73,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     print("\n".join(result.lines()))
     return EXIT_OK
+
+
+def _inside(filename: str | None, folder: Path) -> bool:
+    """Whether the file an OSError names lies in ``folder`` (or is it)."""
+    return filename is not None and Path(filename).resolve().is_relative_to(folder.resolve())
 
 
 if __name__ == "__main__":
