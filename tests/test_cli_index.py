@@ -366,7 +366,9 @@ def test_a_folder_it_may_not_write_in_is_exit_2_naming_it_and_why(checkpoint, tm
     reason = os.strerror(code).lower()
     if backend == "milvus-lite":  # Milvus Lite writes in its folder even to search
         assert search_one(checkpoint, tmp_path, milvus) == 2
-        assert error_line(capsys) == f"reid-index: error: [Errno {code}] cannot write in {folder / 'g.db'}: {reason}"
+        assert error_line(capsys) == (f"reid-index: error: [Errno {code}] cannot write in {folder / 'g.db'}: {reason} "
+                                      "(Milvus Lite writes a lock in its folder even to search: copy the gallery to a "
+                                      "folder it may write in, or serve a FAISS gallery, which opens read-only)")
     out = str(folder) if backend == "faiss" else f"milvus-lite:{folder / 'new.db'}"
     assert build_four(checkpoint, tmp_path, out) == 2
     assert error_line(capsys) == f"reid-index: error: [Errno {code}] cannot write in {folder}: {reason}"

@@ -64,12 +64,14 @@ def _quiet_ray_data_logs() -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
-def kept_after_stop(location: str, summary: IngestSummary) -> str:
-    """What a stopped run leaves at ``location``: what it saved, and how to add the rest."""
+def kept_after_stop(target: GalleryTarget, summary: IngestSummary) -> str:
+    """What a stopped run leaves at ``target``: what it saved, and how to add the rest."""
+    location = target.location
     if summary.saved:
         return (f"{summary.saved} entries of this run are saved in {location}: run the same command with --resume "
                 "to add the rest")
-    where = "is as it was" if parse_location(location).backend == "faiss" else "has none of this run's entries"
+    as_it_was = target.overwrite or parse_location(location).backend == "faiss"  # nothing was written there
+    where = "is as it was" if as_it_was else "has none of this run's entries"
     return f"nothing saved, {location} {where}"
 
 

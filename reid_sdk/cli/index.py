@@ -18,7 +18,6 @@ ingest on a Ray cluster (see :mod:`reid_sdk.scale`); ``--resume`` adds only what
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +31,6 @@ from reid_sdk.cli.tracks import add_track_commands, check_video_source
 from reid_sdk.datasets.market import parse_image_name
 from reid_sdk.gallery import Gallery, GalleryConfig, Match
 from reid_sdk.gallery.config import INDEX_TYPES
-from reid_sdk.gallery.location import parse_location
 from reid_sdk.search.index import ReIDIndex
 from reid_sdk.search.gallery_writer import GalleryTarget, IngestInterrupted
 from reid_sdk.search.sources import (FOLDER, FORMATS, csv_records, dataset_records, folder_records, query_images,
@@ -66,7 +64,7 @@ def build(args: argparse.Namespace) -> int:
         summary = engines.run(args, image_units(records), target, args.progress)
     except IngestInterrupted as stop:
         print(f"{PROG}: interrupted after adding {stop.summary.added} of {len(records)} records: "
-              f"{engines.kept_after_stop(args.out, stop.summary)}", file=sys.stderr)
+              f"{engines.kept_after_stop(target, stop.summary)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     skipped = f"; {len(summary.skipped_files)} unreadable images skipped" if summary.skipped_files else ""
     resumed = f"; {summary.already_present} were there already" if args.resume else ""
@@ -204,23 +202,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _on_milvus(args: argparse.Namespace) -> bool:
-    """Whether the command's gallery (``--gallery``, or build's ``--out``) is a Milvus one."""
-    location = getattr(args, "gallery", None) or (args.out if args.command == "build" else None)
-    return location is not None and parse_location(location).backend == "milvus"
-
-
-def _quiet_milvus_logs() -> None:
-    """Silence pymilvus's and Milvus Lite's logs: they log each failed call with its traceback, and reid-index says
-    what went wrong itself, in one line. pymilvus sets its loggers up when imported, so it is imported first."""
-    try:
-        import pymilvus  # noqa: F401
-    except ImportError:
-        return  # opening the gallery says what to install
-    for name in ("pymilvus", "pymilvus.milvus_client", "milvus_lite"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``reid-index``."""
     parser = build_parser()
@@ -243,8 +224,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         engines.check_engine_options(parser, args)
     configure_logging()
     try:
-        if _on_milvus(args):
-            _quiet_milvus_logs()
         return args.handler(args)
     except (ValueError, OSError, ImportError) as error:  # OSError: a full disk, a folder it may not write in, ...
         return fail(PROG, error)

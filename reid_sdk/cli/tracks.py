@@ -89,7 +89,7 @@ def ingest(args: argparse.Namespace) -> int:
         summary = engines.run(args, units, target, "none" if args.no_progress else "auto")
     except IngestInterrupted as stop:
         print(f"reid-index: interrupted after adding {stop.summary.added} entries: "
-              f"{engines.kept_after_stop(args.gallery, stop.summary)}", file=sys.stderr)
+              f"{engines.kept_after_stop(target, stop.summary)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     lines = [f"{report.used} of {report.tracks} tracks of {unit.video} (camera {unit.camera}) added{report.left_out()}"
              for unit, report in summary.videos]

@@ -29,19 +29,19 @@ def unknown_entries(missing: list[int]) -> KeyError:
     return KeyError(f"no gallery entries with ids {missing[:10]}{more}: they were removed or never added")
 
 
-def unwritable(folder: Path | str, code: int) -> OSError:
+def unwritable(folder: Path | str, code: int, hint: str = "") -> OSError:
     """The error of a folder this process may not write in (``code``: no permission, a read-only file system),
-    naming both; a PermissionError where the permission is missing."""
-    return OSError(code, f"cannot write in {folder}: {os.strerror(code).lower()}")
+    naming both, and ``hint`` (what to do) when given; a PermissionError where the permission is missing."""
+    return OSError(code, f"cannot write in {folder}: {os.strerror(code).lower()}{f' ({hint})' if hint else ''}")
 
 
 @contextmanager
-def writing_in(folder: Path | str) -> Iterator[None]:
-    """Re-raise a missing permission or a read-only file system met by the block as :func:`unwritable` ``folder``:
-    the OS names a lock or temporary file, the user must fix the folder."""
+def writing_in(folder: Path | str, hint: str = "") -> Iterator[None]:
+    """Re-raise a missing permission or a read-only file system met by the block as :func:`unwritable` ``folder``
+    (with ``hint``): the OS names a lock or temporary file, the user must fix the folder."""
     try:
         yield
     except OSError as error:
         if error.errno not in NOT_WRITABLE:
             raise
-        raise unwritable(folder, error.errno) from error
+        raise unwritable(folder, error.errno, hint) from error

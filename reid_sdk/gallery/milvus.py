@@ -9,7 +9,10 @@ save and close; opening checks it, so a collection changed behind reid-sdk's bac
 (CorruptGalleryError), and between the first write and the next save or close it records none. A server
 has many writers and no atomic counter: there the count is not recorded.
 Filters become Milvus boolean expressions; every write is durable once Milvus acknowledges it, and
-``save`` flushes. Index types: flat = FLAT, ivf = IVF_FLAT, hnsw = HNSW, ivfpq = IVF_PQ (a server only;
+``save`` flushes. A gallery created with ``overwrite`` over an existing one is built aside, in a collection of its
+own, and takes the old one's place at its first ``save`` (the old one is renamed aside, the new one renamed in, the
+old one dropped): closed before that (Ctrl-C, a full disk, a failed model), it is dropped and the old gallery stays
+as it was, as a FAISS gallery's does. Index types: flat = FLAT, ivf = IVF_FLAT, hnsw = HNSW, ivfpq = IVF_PQ (a server only;
 Milvus Lite has no IVF_PQ).
 
 Camera standardisation: the handle keeps the per-camera statistics of the collection's vectors as it writes, and
@@ -20,12 +23,18 @@ searches are exact and local: every entry's standardised vector is held in memor
 one matrix product per batch of queries, the filter's ids asked of Milvus; the copy is rebuilt (all vectors read
 again) at the first standardised search after the statistics changed. Fine for Milvus Lite sizes; a large server
 gallery should search with camera standardisation off.
+
+pymilvus and Milvus Lite log each failed call with its traceback: opening a gallery sets their loggers to CRITICAL
+(the errors reach the caller as exceptions, those of Milvus Lite's files translated: a full disk, a folder it may
+not write in, a damaged file). Milvus Lite writes in its folder (a lock) even to search: a gallery on a read-only
+mount cannot be opened; FAISS galleries open read-only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import logging
 import re
@@ -58,6 +67,19 @@ DEFAULT_NLIST = 1024        # IVF cells when the config leaves nlist to the data
 _REQUEST_BYTES = 32 << 20   # stay well below gRPC's 64 MiB message limit
 _INDEX_TYPES = {"flat": "FLAT", "ivf": "IVF_FLAT", "hnsw": "HNSW", "ivfpq": "IVF_PQ"}
 _OS_ERROR = re.compile(r"\[errno (\d+)\][^']*(?:'([^']+)')?", re.IGNORECASE)  # an OSError Milvus Lite passes on
+_BUILDING = "_reid_sdk_building"  # suffix of the collection an overwriting gallery is built in
+_REPLACED = "_reid_sdk_replaced"  # suffix of the old collection while the new one is renamed in
+_LOGGERS = ("pymilvus", "milvus_lite")
+READ_ONLY_HINT = ("Milvus Lite writes a lock in its folder even to search: copy the gallery to a folder it may write "
+                  "in, or serve a FAISS gallery, which opens read-only")
+
+
+@functools.cache
+def _quiet_logs() -> None:
+    """Set pymilvus's and Milvus Lite's loggers to CRITICAL, once: they log each failed call with its traceback, and
+    the caller gets the error itself (pymilvus sets its loggers up when imported, so after the import)."""
+    for name in _LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 # -- Milvus Lite's files -------------------------------------------------------------------------------------------
@@ -165,6 +187,7 @@ class MilvusBackend:
         self._client = client
         self._where = location
         self._name = location.collection
+        self._replaces: str | None = None  # the collection an overwriting gallery replaces at its first save
         self._config = config
         self._lite = location.path is not None  # Milvus Lite: the entry count is recorded and checked
         self._recorded: int | None = None       # the count the property holds; None: unknown (written since)
@@ -176,8 +199,10 @@ class MilvusBackend:
 
     # -- connection ---------------------------------------------------------------------------------------------
     @staticmethod
-    def _connect(location: GalleryLocation) -> Any:
+    def _connect(location: GalleryLocation, reading: bool = False) -> Any:
+        """A client of ``location`` (its loggers quieted); ``reading``: to open an existing gallery."""
         pymilvus = require("pymilvus", "milvus")
+        _quiet_logs()
         if location.path is not None:
             with writing_in(location.path.parent.parent):  # a folder it may not create is named, like any other
                 location.path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +210,7 @@ class MilvusBackend:
             return pymilvus.MilvusClient(uri=location.client_uri, token=location.token)
         except pymilvus.MilvusException as error:
             if location.path is not None:  # Milvus Lite must write in its folder, even to search
-                with writing_in(_lite_folder(location)):
+                with writing_in(_lite_folder(location), READ_ONLY_HINT if reading else ""):
                     tempfile.TemporaryFile(dir=_lite_folder(location)).close()
             hint = (" (Milvus Lite serves a file to one process at a time: several processes need a Milvus server)"
                     if location.path is not None else "")
@@ -194,19 +219,21 @@ class MilvusBackend:
     @classmethod
     def create(cls, location: GalleryLocation, dim: int, config: GalleryConfig, model_id: str | None = None,
                overwrite: bool = False) -> MilvusBackend:
-        """A new, empty collection; FileExistsError if it exists (unless ``overwrite``, which drops it)."""
+        """A new, empty collection; FileExistsError if it exists, unless ``overwrite``: then the new gallery is built
+        aside and replaces the old one at its first save (see the module docstring)."""
         if config.index == "ivfpq" and location.path is not None:
             raise ValueError("Milvus Lite has no IVF_PQ index: use index 'flat', 'ivf' or 'hnsw', or a Milvus server")
         client = cls._connect(location)
         try:
-            with _lite_errors(location, reading=True):
-                # Milvus Lite drops a collection unread, even one it cannot read any more, and an absent one quietly
-                if (overwrite and location.path is not None) or client.has_collection(location.collection):
-                    if not overwrite:
-                        raise FileExistsError(f"a gallery already exists at {location.text}: open it with "
-                                              "Gallery.open, or pass overwrite=True to replace it")
-                    client.drop_collection(location.collection)
             backend = cls(client, location, dim, config, model_id)
+            with _lite_errors(location, reading=True):
+                if overwrite:
+                    backend._name = f"{location.collection}{_BUILDING}"
+                    backend._replaces = location.collection
+                    client.drop_collection(backend._name)  # a killed build's (Milvus drops an absent one quietly)
+                elif client.has_collection(location.collection):
+                    raise FileExistsError(f"a gallery already exists at {location.text}: open it with "
+                                          "Gallery.open, or pass overwrite=True to replace it")
             if backend._lite:
                 backend._recorded = 0
             with _lite_errors(location):
@@ -221,7 +248,7 @@ class MilvusBackend:
         """The gallery in an existing collection, with ``search_params`` overriding its saved query settings."""
         if location.path is not None and not location.path.exists():
             raise FileNotFoundError(f"no gallery at {location.text}: {location.path} does not exist")
-        client = cls._connect(location)
+        client = cls._connect(location, reading=True)
         try:
             with _lite_errors(location, reading=True):
                 if not client.has_collection(location.collection):
@@ -282,7 +309,7 @@ class MilvusBackend:
         return {PROPERTY: json.dumps(info, sort_keys=True)}
 
     def _write_properties(self) -> None:
-        with self._count_lock:
+        with self._count_lock, _lite_errors(self._where):
             self._client.alter_collection_properties(self._name, properties=self._properties())
 
     def _record_count(self) -> None:
@@ -512,15 +539,40 @@ class MilvusBackend:
             with _lite_errors(self._where):
                 self._client.flush(self._name)
                 self._record_count()
+                if self._replaces is not None:
+                    self._take_place()
         except BaseException:
             self._wrote = False  # after a failed flush Milvus Lite counts stale entries: leave the count unknown
             raise
         return self._where.text
 
-    def close(self) -> None:
-        """Record the entry count after this handle's writes (Milvus Lite) and disconnect."""
+    def _take_place(self) -> None:
+        """Rename this gallery, built aside, to the collection it replaces: the old one renamed aside first (a
+        damaged one Milvus cannot read is dropped at once), then dropped."""
+        pymilvus = require("pymilvus", "milvus")
+        target, replaced = self._replaces, f"{self._replaces}{_REPLACED}"
+        self._client.drop_collection(replaced)  # a swap killed midway left it: this save's target is the new one
         try:
-            if self._wrote:
+            old = self._client.has_collection(target)
+            if old:
+                self._client.rename_collection(target, replaced)
+        except pymilvus.MilvusException:  # one it cannot read any more: it is replaced, so dropped unread
+            self._client.drop_collection(target)
+            old = False
+        self._client.rename_collection(self._name, target)
+        self._name, self._replaces = target, None
+        self._client.load_collection(target)
+        if old:
+            self._client.drop_collection(replaced)
+
+    def close(self) -> None:
+        """Record the entry count after this handle's writes (Milvus Lite) and disconnect; an overwriting gallery
+        never saved is dropped, and the gallery it was to replace stays as it was."""
+        try:
+            if self._replaces is not None:
+                with _lite_errors(self._where):
+                    self._client.drop_collection(self._name)
+            elif self._wrote:
                 self._record_count()
         finally:
             self._client.close()

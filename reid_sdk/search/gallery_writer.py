@@ -5,9 +5,10 @@ in where units are read and extracted (see :mod:`reid_sdk.search.units`).
 
 A FAISS + SQLite gallery is saved every ``save_every_s`` seconds and at the end (a save rewrites the gallery's
 files: keep the interval well above a save's duration); a Milvus gallery holds each batch once Milvus acknowledges
-it. A run stopped by Ctrl-C (:class:`IngestInterrupted`) keeps what was saved; one stopped by an error (a failed
-worker, a model returning NaN) first saves what it added. Either way the same run with ``resume`` adds only the
-entries the gallery lacks.
+it, except one that replaces another (``overwrite``): built aside, it is saved like a FAISS gallery and replaces the
+old one at its first save. A run stopped by Ctrl-C (:class:`IngestInterrupted`) keeps what was saved; one stopped
+by an error (a failed worker, a model returning NaN) first saves what it added. Either way the same run with
+``resume`` adds only the entries the gallery lacks.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def run_units(units: Sequence[WorkUnit], target: GalleryTarget, facts: ModelFact
         known = present_keys(gallery) if target.resume else set()
         plan = leave_out_present(units, known) if target.resume else ResumePlan(list(units))
         summary = IngestSummary(already_present=plan.already_present)
-        return _write(gallery, plan.units, items_of, progress, summary, known, target.save_every_s)
+        return _write(gallery, plan.units, items_of, progress, summary, known, target.save_every_s, target.overwrite)
     finally:
         gallery.close()
 
@@ -183,10 +184,10 @@ def ingest_units(units: Sequence[WorkUnit], extractor: Any, target: GalleryTarge
 
 
 def _write(gallery: Gallery, units: list[WorkUnit], items_of: Callable[[list[WorkUnit]], Items], progress: str,
-           summary: IngestSummary, known: set[str], save_every_s: float | None) -> IngestSummary:
+           summary: IngestSummary, known: set[str], save_every_s: float | None, replacing: bool) -> IngestSummary:
     summary.units = len(units)
     summary.location, summary.dim, summary.model_id = str(gallery.path), gallery.dim, gallery.model_id
-    durable = parse_location(gallery.path).backend == "milvus"
+    durable = parse_location(gallery.path).backend == "milvus" and not replacing  # else durable once saved
     written = set(known)
     started = last_save = time.monotonic()
     try:
