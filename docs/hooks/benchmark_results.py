@@ -13,11 +13,16 @@ so that it cannot drift from the measurement::
 
     {{ result("extract_throughput_cpu.json", "target.batch16.speedup", ".1f") }}            -> 8.3
     {{ result("extract_throughput_cpu.json", "trained_model.backends.onnxruntime int8.mAP", ".2f", scale=100) }}
-    {{ result("rerank_eval.json", "runs[distances=cosine].mAP", ".3f") }}
+                                                                                                -> 18.99
+    {{ result("rerank_eval.json", "results.re-ranking (k1=20, k2=6, lambda=0.3).mAP", ".3f") }}  -> 0.203
+    {{ result("extract_throughput_cpu.json", "runs[backend=torch fp32,batch_size=16].crops_per_s", ".1f",
+              per="runs[backend=onnxruntime fp32,batch_size=16].crops_per_s") }}                  -> 0.2
 
-The arguments: the file in ``benchmarks/results/``; a dotted key path, where ``NAME[field=value,...]`` picks the
-one element of the list ``NAME`` whose fields equal those values (compared as text) and ``NAME[3]`` the fourth;
-a Python format spec (default: the value as is); ``scale=`` multiplies a number first (fractions as percent).
+The arguments: the file in ``benchmarks/results/``; a dotted key path (keys may hold dots and spaces: each step
+is the longest key that the rest of the path starts with), where ``NAME[field=value,...]`` picks the one element of
+the list ``NAME`` whose fields equal those values (compared as text) and ``NAME[3]`` the fourth;
+a Python format spec (default: the value as is); ``per="other.key"`` divides by that figure of the same file
+(ratios, speed-ups); ``scale=`` multiplies a number first (fractions as percent).
 A missing file, key or list element, more than one matching element, or a malformed macro fails the build.
 """
 
@@ -38,8 +43,8 @@ RESULTS = "benchmarks/results"
 # a Markdown link target that climbs out of docs/ into benchmarks/results/: ](../benchmarks/results/x.json)
 _LINK = re.compile(r"\]\(((?:\.\./)+" + re.escape(RESULTS) + r"/[^)#\s]+\.json)")
 # {{ result("file.json", "key.path", ".2f", scale=100) }}
+_FIELDS = re.compile(r",(?=\s*\w+=)")  # [a=x, y,b=z]: fields split at a comma before "name=", values may hold commas
 MACRO = re.compile(r"\{\{\s*(result.*?)\s*\}\}")
-_STEP = re.compile(r"^(?P<name>[^\[\]]*)(?:\[(?P<pick>[^\]]*)\])?$")
 
 
 def _repository_root(config) -> Path:
@@ -76,43 +81,57 @@ def _load(path: Path, modified_ns: int) -> Any:
     return json.loads(path.read_text())
 
 
-def _step(value: Any, step: str) -> Any:
-    """One dotted step of a key path: ``key``, ``key[3]`` or ``key[field=value,...]``."""
-    parsed = _STEP.match(step)
-    if parsed is None:
-        raise KeyError(f"malformed step {step!r}")
-    name, pick = parsed.group("name"), parsed.group("pick")
-    if name:
-        if not isinstance(value, dict) or name not in value:
-            raise KeyError(f"no key {name!r}")
-        value = value[name]
-    if pick is None:
-        return value
-    if not isinstance(value, list):
+def _pick(items: Any, name: str, selector: str) -> Any:
+    """The element of the list ``items`` that ``[selector]`` names: an index, or ``field=value,...`` (one match)."""
+    if not isinstance(items, list):
         raise KeyError(f"{name!r} is not a list")
-    if pick.strip().isdigit():
-        if int(pick) >= len(value):
-            raise KeyError(f"{name!r} has {len(value)} elements, not {int(pick) + 1}")
-        return value[int(pick)]
-    wanted = dict(part.split("=", 1) for part in pick.split(",") if "=" in part)
-    if len(wanted) != len(pick.split(",")):
-        raise KeyError(f"malformed selector [{pick}]: write [field=value,...]")
-    found = [item for item in value if isinstance(item, dict)
-             and all(field.strip() in item and str(item[field.strip()]) == text.strip()
-                     for field, text in wanted.items())]
+    if selector.strip().isdigit():
+        if int(selector) >= len(items):
+            raise KeyError(f"{name!r} has {len(items)} elements, not {int(selector) + 1}")
+        return items[int(selector)]
+    parts = [part.split("=", 1) for part in _FIELDS.split(selector)]
+    if any(len(part) != 2 for part in parts):
+        raise KeyError(f"malformed selector [{selector}]: write [field=value,...]")
+    found = [item for item in items if isinstance(item, dict)
+             and all(field.strip() in item and str(item[field.strip()]) == text.strip() for field, text in parts)]
     if len(found) != 1:
-        raise KeyError(f"{len(found)} elements of {name!r} match [{pick}], not 1")
+        raise KeyError(f"{len(found)} elements of {name!r} match [{selector}], not 1")
     return found[0]
 
 
-def result(results_dir: Path, file: str, key: str, spec: str = "", scale: float | None = None) -> str:
-    """The figure at ``key`` in ``results_dir / file``, formatted with ``spec`` (after ``scale``)."""
+def _lookup(value: Any, key: str) -> Any:
+    """The value at a dotted ``key``; a step is the longest key of the object there that the rest of the path
+    starts with, so keys that hold dots or spaces (``re-ranking (lambda=0.3)``) need no quoting."""
+    rest, name = key, "the file"
+    while rest:
+        if rest.startswith("["):
+            close = rest.find("]")
+            if close < 0:
+                raise KeyError(f"malformed selector {rest!r}: no closing ]")
+            value, rest = _pick(value, name, rest[1:close]), rest[close + 1 :]
+        elif isinstance(value, dict):
+            steps = [step for step in value if rest == step or rest.startswith((step + ".", step + "["))]
+            if not steps:
+                raise KeyError(f"no key {rest.split('.')[0].split('[')[0]!r}")
+            name = max(steps, key=len)
+            value, rest = value[name], rest[len(name) :]
+        else:
+            raise KeyError(f"{name!r} holds {type(value).__name__}, not an object with {rest!r}")
+        rest = rest[1:] if rest.startswith(".") else rest
+    return value
+
+
+def result(results_dir: Path, file: str, key: str, spec: str = "", scale: float | None = None,
+           per: str | None = None) -> str:
+    """The figure at ``key`` in ``results_dir / file``, divided by the one at ``per`` when given (a ratio, such
+    as a speed-up), multiplied by ``scale`` and formatted with ``spec``."""
     path = results_dir / file
     if "/" in file or not path.is_file():
         raise KeyError(f"no results file {RESULTS}/{file}")
-    value: Any = _load(path.resolve(), path.stat().st_mtime_ns)
-    for step in key.split("."):
-        value = _step(value, step)
+    content = _load(path.resolve(), path.stat().st_mtime_ns)
+    value = _lookup(content, key)
+    if per is not None:
+        value = value / _lookup(content, per)
     if scale is not None:
         value = value * scale
     return format(value, spec)
