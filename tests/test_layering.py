@@ -11,7 +11,7 @@ from tests.helpers import run_python_without
 
 # Folders whose modules import without torch (DESIGN.md's layering rule); the torch backend is the exception.
 RUNTIME_FOLDERS = ("_utils", "inference", "tracks", "gallery", "search", "scale", "evaluation", "visualize", "datasets",
-                   "synthetic", "serve")
+                   "synthetic", "serve", "detection")
 NEEDS_TORCH = {"reid_sdk.inference.backends.torch_backend"}
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,7 +100,7 @@ LAYERS = [
     ("", "_utils"),
     ("datasets", "tracks", "gallery", "model"),
     ("inference", "synthetic"),
-    ("search",),
+    ("search", "detection"),  # detection: detectors on inference's engines, writing the MOT files tracks reads
     ("scale",),  # Ray Data ingest: search's units and writer on a cluster
     ("evaluation",),
     ("visualize", "training"),
