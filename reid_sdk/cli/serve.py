@@ -23,8 +23,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reid_sdk.cli.common import (EXIT_OK, add_device_option, add_model_option, add_subparser, configure_logging, fail,
-                                 make_parser)
+from reid_sdk.cli.common import (EXIT_OK, add_camera_standardise_option, add_device_option, add_model_option,
+                                 add_subparser, configure_logging, fail, make_parser)
 from reid_sdk.serve.keys import ROLES, Caller, add_key, list_keys, remove_key
 from reid_sdk.serve.settings import ServeSettings
 from reid_sdk.serve.uploads import UploadLimits
@@ -49,6 +49,7 @@ def build_run_parser() -> argparse.ArgumentParser:
     add_model_option(parser, "ONNX / OpenVINO / TensorRT / torch model of the gallery (without one: search by entry "
                              "and by track only)", required=False)
     add_device_option(parser)
+    add_camera_standardise_option(parser)
     parser.add_argument("--media", type=Path, action="append", default=[],
                         help="a folder whose images and videos thumbnails may be cut from (repeatable)")
     parser.add_argument("--read-only", action="store_true", help="a read-only worker: refuse writes, reload the "
@@ -109,7 +110,8 @@ def _serve(args: argparse.Namespace) -> int:
         extractor = FeatureExtractor(args.model, device=args.device)
     limits = UploadLimits(max_bytes=int(args.max_upload_mb * (1 << 20)), max_pixels=args.max_pixels)
     settings = _settings(args, media_roots=tuple(args.media), read_only=args.read_only, refresh_s=args.refresh_s,
-                         retention_every_s=args.retention_every_s, k_max=args.k_max, limits=limits)
+                         retention_every_s=args.retention_every_s, k_max=args.k_max, limits=limits,
+                         camera_standardise=args.camera_standardise)
     if not settings.keys_file.is_file():
         raise ValueError(f"no key file at {settings.keys_file}: add a key first (reid-serve keys add NAME --role admin "
                          f"--keys {settings.keys_file}); every route but the health checks needs one")

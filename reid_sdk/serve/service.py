@@ -90,7 +90,7 @@ class SearchService:
     def _load(self) -> tuple[ReIDIndex, TrackCatalog]:
         gallery = Gallery.open(self.settings.gallery)
         try:
-            index = ReIDIndex(self._extractor or NoModel(gallery.dim), gallery)
+            index = ReIDIndex(self._extractor or NoModel(gallery.dim), gallery, self.settings.camera_standardise)
             return index, TrackCatalog.of(gallery)
         except BaseException:
             gallery.close()

@@ -19,6 +19,7 @@ class ServeSettings:
     writes and reload the gallery every ``refresh_s`` seconds when another process saved it (the several-readers,
     one-writer deployment). ``max_age_s``: retention, entries older than this (by timestamp, Unix seconds) are
     removed at start-up and every ``retention_every_s`` by the writer. ``k_max``: the most results one search returns.
+    ``camera_standardise``: as :class:`~reid_sdk.search.ReIDIndex` takes it (None: on where entries have cameras).
     """
 
     gallery: str
@@ -34,6 +35,7 @@ class ServeSettings:
     limits: UploadLimits = field(default_factory=UploadLimits)
     audit_max_bytes: int = 10 << 20
     audit_backups: int = 10
+    camera_standardise: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("refresh_s", "retention_every_s"):
