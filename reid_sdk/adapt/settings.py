@@ -24,6 +24,7 @@ from typing import Any
 from reid_sdk.tracks import FrameQuality
 from reid_sdk.tracks.site_tracklets import TrackletOptions
 from reid_sdk.training.config import ConfigError, RunConfig, load_config
+from reid_sdk.training.memory_size import parse_memory
 
 #: The training run's settings for a site, before the user's overrides (see the module docstring).
 ADAPT_DEFAULTS = (
@@ -41,6 +42,7 @@ ADAPT_DEFAULTS = (
     "train.loss=camera_proxy",
     "clustering.camera_centering=true",
     "data.num_workers=0",
+    "data.frames_per_tracklet=8",
 )
 #: Set last: what the pipeline itself relies on (the site's tracklets, no labels).
 _FIXED = ("data.format=videos", "train.select_by=label_free")
@@ -52,6 +54,7 @@ OWN_KEYS = {
     "train.select_by": "a site has no labels: the label-free rule chooses the stage",
     "train.device": "use --device (it also runs the matching before and after training)",
     "train.seed": "use --seed (it also seeds the start)",
+    "train.max_memory": "use --max-memory",
 }
 
 
@@ -61,7 +64,8 @@ class AdaptSettings:
     tracklets (``min_boxes``, ``max_frames``, ``min_height``) and how matches are reported (``top_k`` per track,
     ``threshold`` for the count of matched tracks, ``picture_tracks`` per camera, ``parity_crops`` for the ONNX
     check, ``camera_standardise``: matches compare features with their camera's mean removed, None: on);
-    ``seed`` seeds the start and the training."""
+    ``seed`` seeds the start and the training; ``max_memory`` (e.g. ``4GiB``) is the resident memory a CPU training
+    step may use (``train.max_memory``)."""
 
     overrides: tuple[str, ...] = ()
     device: str = "auto"
@@ -74,6 +78,7 @@ class AdaptSettings:
     parity_crops: int = 16
     seed: int = 0
     camera_standardise: bool | None = None
+    max_memory: str = "4GiB"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", tuple(self.overrides))
@@ -86,6 +91,7 @@ class AdaptSettings:
         if not -1.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
         self.tracklet_options()  # checks min_boxes, max_frames, min_height
+        parse_memory(self.max_memory)
 
     @property
     def quality(self) -> FrameQuality:
@@ -98,7 +104,8 @@ class AdaptSettings:
         """The training run: the defaults, the user's overrides, then the site's tracklets; it starts from the
         user's ``train.init_checkpoint`` (made absolute) when the overrides name one, else from ``start``."""
         config = load_config(None, [*ADAPT_DEFAULTS, f"train.device={self.device}", f"train.seed={self.seed}",
-                                    *self.overrides, *_FIXED, f"data.root={tracklets}"])
+                                    f"train.max_memory={self.max_memory}", *self.overrides, *_FIXED,
+                                    f"data.root={tracklets}"])
         init = config.train.init_checkpoint
         init = str(Path(init).expanduser().resolve()) if init else str(start)
         return replace(config, train=replace(config.train, init_checkpoint=init))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from reid_sdk.cli.common import EXIT_FAILED, EXIT_OK, configure_logging, fail, make_parser
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one value, e.g. --set train.batch_size=64 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last stage")
+    parser.add_argument("--max-memory", metavar="SIZE",
+                        help="resident memory a CPU training step may use, e.g. 4GiB (train.max_memory; default: what "
+                             "the machine has free): steps are checkpointed or split to fit, or refused at start-up")
     ablation = parser.add_argument_group("ablations (paper Tables III and IV)")
     ablation.add_argument("--linkage", help="clustering.linkage: imd_cpd, imd, min, max, average, buc")
     ablation.add_argument("--pooling", help="model.pooling: avg, max, mixed")
@@ -47,10 +51,12 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         if args.config or args.overrides or args.data or args.format or args.eval_data or args.eval_format:
             raise ConfigError("--resume continues with the run's saved config; drop --config/--set/--data/--format/"
                               "--eval-data/--eval-format")
-        return load_config(saved)
+        config = load_config(saved)  # the memory budget belongs to the machine, not the run: --max-memory may change
+        return replace(config, train=replace(config.train, max_memory=args.max_memory)) if args.max_memory else config
     flags = {"data.root": args.data, "data.format": args.format, "data.eval_root": args.eval_data,
              "data.eval_format": args.eval_format, "clustering.linkage": args.linkage,
-             "model.pooling": args.pooling, "model.non_local": args.non_local, "train.device": args.device}
+             "model.pooling": args.pooling, "model.non_local": args.non_local, "train.device": args.device,
+             "train.max_memory": args.max_memory}
     overrides = [f"{key}={str(value).lower() if isinstance(value, bool) else value}"
                  for key, value in flags.items() if value is not None]
     return load_config(args.config, overrides + args.overrides)

@@ -19,6 +19,7 @@ from reid_sdk._utils.atomic_file import atomic_write
 from reid_sdk.datasets import LOADERS
 from reid_sdk.model.config import ModelConfig
 from reid_sdk.training.clustering import LINKAGES
+from reid_sdk.training.memory_size import parse_memory
 
 SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 AMP_MODES = ("auto", "bf16", "fp16", "off")
@@ -129,6 +130,7 @@ class TrainConfig:
     camera_proxy_negatives: int = 50  # camera_proxy: hardest negative proxies in the cross-camera term
     schedule: str = "stages"  # stages: Algorithm 1 (the paper); recluster: re-cluster every epoch (section recluster)
     patience: int | None = None  # stop once best.pt's score has not improved for this many stages / epochs
+    max_memory: str | None = None  # CPU: resident memory a step may use (e.g. 4GiB); None: what the machine has free
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 2, f"train.batch_size must be >= 2, got {self.batch_size}")
@@ -158,6 +160,11 @@ class TrainConfig:
         _require(self.patience is None or self.patience >= 1, "train.patience must be >= 1, or null to never stop early")
         _require(self.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}, "
                                              f"got {self.schedule!r}")
+        if self.max_memory is not None:
+            try:
+                parse_memory(str(self.max_memory))
+            except ValueError as error:
+                raise ConfigError(f"train.max_memory: {error}") from None
 
 
 @dataclass(frozen=True)

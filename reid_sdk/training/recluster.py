@@ -84,7 +84,8 @@ class ReclusterTrainer(Trainer):
         """Train ``recluster.epochs`` epochs, re-clustering before each; returns every epoch's result."""
         extracted = self._begin()
         self.sgd = ReclusterSGD(self.model, self.config.train, self.config.recluster, self._train_dataset(),
-                                self.config.data.num_workers, self.device, self.amp_dtype, self.distributed)
+                                self.config.data.num_workers, self.device, self.amp_dtype, self.distributed,
+                                self.micro_batch)
         if self.resume_state is not None:
             if "optimizer_state" not in self.resume_state:
                 raise ConfigError(f"--resume: {self.run_dir.stage_path(int(self.resume_state['stage']))} holds no "

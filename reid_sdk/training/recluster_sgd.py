@@ -25,12 +25,13 @@ class ReclusterSGD:
     """Trains ``model`` one epoch at a time on groups that change every epoch; the Adam state persists.
 
     ``dataset`` items are (images, pid, camera, index), asked for as (index, seed). Under ``torchrun`` each rank
-    takes its share of every global P x K batch and the learning rate follows ``train.lr_scaling``.
+    takes its share of every global P x K batch and the learning rate follows ``train.lr_scaling``. ``micro_batch``
+    splits each batch into passes as in :class:`~reid_sdk.training.stage_sgd.TrainingPass`.
     """
 
     def __init__(self, model: ReIDNet, train: TrainConfig, recluster: ReclusterConfig, dataset: Dataset,
                  num_workers: int, device: torch.device, amp_dtype: torch.dtype | None,
-                 distributed: Distributed | None = None) -> None:
+                 distributed: Distributed | None = None, micro_batch: int | None = None) -> None:
         self.model = model
         self.recluster = recluster
         self.dataset = dataset
@@ -38,7 +39,7 @@ class ReclusterSGD:
         self.device = device
         self.distributed = distributed or Distributed()
         self.pass_ = TrainingPass(training_module(model, train, device, self.distributed), device, amp_dtype,
-                                  self.distributed, train.batch_size)
+                                  self.distributed, train.batch_size, micro_batch)
         self.base_lr = recluster.lr * lr_scale(train, self.distributed.world_size)
         self.optimizer = torch.optim.Adam(parameter_groups(model, self.base_lr, recluster.backbone_lr_scale),
                                           lr=self.base_lr, weight_decay=recluster.weight_decay)

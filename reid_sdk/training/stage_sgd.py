@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from reid_sdk.training.config import TrainConfig
 from reid_sdk.training.distributed import Distributed
 from reid_sdk.training.extraction import autocast_context
 from reid_sdk.training.memory import CameraProxyMemory, ClusterMemory
+from reid_sdk.training.memory_budget import micro_batches
 from reid_sdk.training.samplers import EpochSampler
 
 
@@ -83,11 +85,13 @@ class StageSGD:
     tracklet is one sample of its cluster. The data loader is made once and its workers persist across
     stages (the samples never change, only their pseudo-labels). Under ``torchrun`` the model is wrapped in
     DistributedDataParallel, each rank draws its share of every global batch, and the learning rate
-    follows the global batch (``train.lr_scaling``).
+    follows the global batch (``train.lr_scaling``). ``micro_batch`` (the trainer's memory plan) splits each
+    batch into forward / backward passes of at most that many samples (:class:`TrainingPass`).
     """
 
     def __init__(self, model: ReIDNet, train: TrainConfig, dataset: Dataset, num_workers: int, device: torch.device,
-                 amp_dtype: torch.dtype | None, video: bool, distributed: Distributed | None = None) -> None:
+                 amp_dtype: torch.dtype | None, video: bool, distributed: Distributed | None = None,
+                 micro_batch: int | None = None) -> None:
         self.model = model
         self.train_config = train
         self.device = device
@@ -95,7 +99,7 @@ class StageSGD:
         self.video = video
         self.distributed = distributed or Distributed()
         self.pass_ = TrainingPass(training_module(model, train, device, self.distributed), device, amp_dtype,
-                                  self.distributed, train.batch_size)
+                                  self.distributed, train.batch_size, micro_batch)
         self.lr_scale = lr_scale(train, self.distributed.world_size)
         self.sampler = EpochSampler(len(dataset), self.distributed.rank, self.distributed.world_size)
         self.loader = DataLoader(dataset, batch_size=train.batch_size, sampler=self.sampler, num_workers=num_workers,
@@ -140,15 +144,23 @@ def training_module(model: ReIDNet, train: TrainConfig, device: torch.device, di
 
 class TrainingPass:
     """One pass of a data loader through the network: a step per batch on the memory's loss, the loss read every
-    :data:`LOSS_CHECK_STEPS` steps (progress bar, divergence check). Shared by both schedules."""
+    :data:`LOSS_CHECK_STEPS` steps (progress bar, divergence check). Shared by both schedules.
+
+    With ``micro_batch``, each batch runs as near-equal parts of at most that many samples whose gradients add up
+    before the one optimiser step: the loss is a mean of per-sample terms against a lookup table that only changes
+    after the step, so each part's loss is weighted by its share of the batch and the table is updated with the
+    whole batch's embeddings, in batch order, as without parts. (BatchNorm layers in training mode normalise each
+    part by its own statistics: the one thing that differs from a single pass.)
+    """
 
     def __init__(self, train_model: torch.nn.Module, device: torch.device, amp_dtype: torch.dtype | None,
-                 distributed: Distributed, batch_size: int) -> None:
+                 distributed: Distributed, batch_size: int, micro_batch: int | None = None) -> None:
         self.train_model = train_model
         self.device = device
         self.amp_dtype = amp_dtype
         self.distributed = distributed
         self.global_batch = batch_size * distributed.world_size
+        self.micro_batch = micro_batch or batch_size
 
     def run(self, loader: DataLoader, targets: torch.Tensor, memory: ClusterMemory | CameraProxyMemory,
             optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, desc: str) -> float:
@@ -168,21 +180,31 @@ class TrainingPass:
 
     def _step(self, images: torch.Tensor, targets: torch.Tensor, memory: ClusterMemory | CameraProxyMemory,
               optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> torch.Tensor:
-        """One optimiser step, then the memory's update; returns the detached loss on the device (no host sync)."""
+        """One optimiser step over the batch's parts, then the memory's update; returns the detached loss on the
+        device (no host sync)."""
         targets_on_device = targets.to(self.device, non_blocking=True)
-        with autocast_context(self.device, self.amp_dtype):
-            embedding = self.train_model(images.to(self.device, non_blocking=True)).embedding
-        loss = memory.loss(embedding, targets_on_device)
+        parts = micro_batches(len(targets), self.micro_batch)
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        embeddings, loss = [], torch.zeros((), device=self.device)
+        for part, (part_images, part_targets) in enumerate(zip(torch.tensor_split(images, parts),
+                                                                torch.tensor_split(targets_on_device, parts))):
+            last = part == parts - 1  # DDP averages the gradients across ranks once, after the last part
+            with self.train_model.no_sync() if self.distributed.enabled and not last else nullcontext():
+                with autocast_context(self.device, self.amp_dtype):
+                    embedding = self.train_model(part_images.to(self.device, non_blocking=True)).embedding
+                part_loss = memory.loss(embedding, part_targets) * (len(part_targets) / len(targets))
+                scaler.scale(part_loss).backward()
+            embeddings.append(embedding.detach())
+            loss = loss + part_loss.detach()
+        embedding = torch.cat(embeddings)
         scaler.step(optimizer)
         scaler.update()
         if self.distributed.enabled:  # V sees the whole global batch, in one order, on every rank
-            memory.update(self.distributed.gather_batch(embedding.detach()),
+            memory.update(self.distributed.gather_batch(embedding),
                           self.distributed.gather_batch(targets_on_device))
         else:
             memory.update(embedding, targets)
-        return loss.detach()
+        return loss
 
 
 def _checked_mean(total: torch.Tensor, steps: int, where: str) -> float:

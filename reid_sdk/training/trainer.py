@@ -34,6 +34,7 @@ from reid_sdk.training.distributed import Distributed
 from reid_sdk.training.extraction import Extracted, extract_records
 from reid_sdk.training.camera_centering import center_per_camera
 from reid_sdk.training.memory import CameraProxyMemory, ClusterMemory
+from reid_sdk.training.memory_budget import StepPlan, plan_training_step
 from reid_sdk.training.model_choice import ModelChoiceRule, label_free_scores, model_choice_rule
 from reid_sdk.training.plot import plot_stages
 from reid_sdk.training.run_dir import RunDirectory
@@ -95,6 +96,7 @@ class Trainer:
         self.model = self._build_model().to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.step_plan = self._plan_step()  # refuses a budget that cannot hold even the smallest step
         self.resume_state = self._read_resume_state(done) if resume and done else None
         self.data_fingerprint = DataFingerprint.of(self.splits)
         if self.resume_state is not None:
@@ -145,6 +147,21 @@ class Trainer:
         torch.manual_seed(self.config.train.seed)  # the random initialisation is part of the run's seed
         return ReIDNet(self.config.model)
 
+    def _plan_step(self) -> StepPlan | None:
+        """CPU: how a training step fits the memory budget (train.max_memory, else the machine's free memory);
+        the model then checkpoints its trunk if the plan says so. None on a GPU (its memory is not the host's)."""
+        if self.device.type != "cpu":
+            return None
+        frames = self.config.data.frames_per_tracklet if self.video else 1
+        plan = plan_training_step(self.model, self.config.train.batch_size, frames, self.config.train.max_memory)
+        self.model.checkpoint_trunk = plan.checkpoint_trunk
+        return plan
+
+    @property
+    def micro_batch(self) -> int | None:
+        """Samples per forward / backward pass of the memory plan (None: the whole batch)."""
+        return self.step_plan.micro_batch if self.step_plan else None
+
     def _startup_line(self) -> str:
         data, train = self.config.data, self.config.train
         device = str(self.device)
@@ -160,7 +177,8 @@ class Trainer:
                  if self.distributed.enabled else "")
         return (f"reid-train: {world}device {device}, {precision}, weights {self.model.weights_source}; "
                 f"data {len(self.splits.train)} training {kind} from {self.splits.root} ({data.format}{skipped}); "
-                f"evaluation {evaluation}; best.pt by {self.model_choice.reason}; seed {train.seed}")
+                f"evaluation {evaluation}; best.pt by {self.model_choice.reason}; seed {train.seed}"
+                f"{f'; step: {self.step_plan.describe()}' if self.step_plan else ''}")
 
     def _read_resume_state(self, done: list[int]) -> dict[str, Any]:
         """The newest readable stage checkpoint (an unreadable newest one falls back to the one before)."""
@@ -212,7 +230,7 @@ class Trainer:
             extracted = self._extract_train()  # the restored model's embeddings start the next table
         stage_merges = self.schedule.stage_merges()[: self.config.clustering.max_stages]
         self.sgd = StageSGD(self.model, self.config.train, self._train_dataset(), self.config.data.num_workers,
-                            self.device, self.amp_dtype, self.video, self.distributed)
+                            self.device, self.amp_dtype, self.video, self.distributed, self.micro_batch)
         for stage in range(self.start_stage, len(stage_merges)):
             extracted = self._run_stage(stage, len(stage_merges), stage_merges[stage], extracted)
             if self._out_of_patience(len(stage_merges)):
