@@ -143,3 +143,39 @@ def test_a_site_camera_without_its_mot_file_is_counted_and_exits_2_like_one_came
     (site / "c1.txt").unlink()
     assert main(["ingest", *args, "--site", str(site)]) == 2
     assert capsys.readouterr().err.splitlines()[-1].startswith(f"reid-index: error: no camera found in {site}: ")
+
+
+def test_ctrl_c_in_ingest_says_what_was_committed_and_resume_adds_the_rest(setup, capsys, tmp_path, monkeypatch):
+    pytest.importorskip("milvus_lite", reason="milvus-lite: URIs need pip install milvus-lite")
+    from reid_sdk.inference.extractor import FeatureExtractor
+
+    root, checkpoint, (first, second) = setup
+    gallery = f"milvus-lite:{tmp_path / 'g.db'}"
+    args = ["ingest", "--model", str(checkpoint), "--device", "cpu", "--no-progress", "--site", str(first.video.parent),
+            "--gallery", gallery, "--batch-size", "1000"]  # one model call, one add, per camera
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:  # before anything is added: while the model opens
+        patched.setattr(FeatureExtractor, "__init__", ctrl_c)
+        assert main(args) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"reid-index: interrupted after adding 0 entries: nothing saved, {gallery} has none of this run's entries")
+    real_add, calls = Gallery.add, []
+
+    def add_then_ctrl_c(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_add(self, *args, **kwargs)
+
+    with monkeypatch.context() as patched:  # mid-ingest: the first camera is in Milvus once acknowledged
+        patched.setattr(Gallery, "add", add_then_ctrl_c)
+        assert main(args) == 130
+    known = len(read_track_identities(first.identities))
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"reid-index: interrupted after adding {known} entries: {known} entries of this run are saved in {gallery}: "
+        "run the same command with --resume to add the rest")
+    assert main([*args, "--resume"]) == 0
+    assert len(Gallery.open(gallery)) == known + len(read_track_identities(second.identities))

@@ -11,7 +11,7 @@ from typing import Any
 
 from reid_sdk.cli.common import EXIT_BAD_INPUT, EXIT_OK
 from reid_sdk.gallery.location import parse_location
-from reid_sdk.search.gallery_writer import GalleryTarget, IngestSummary, ingest_units
+from reid_sdk.search.gallery_writer import GalleryTarget, IngestInterrupted, IngestSummary, ingest_units
 from reid_sdk.search.units import WorkUnit
 
 ENGINES = ("local", "ray")
@@ -40,7 +40,17 @@ def check_engine_options(parser: argparse.ArgumentParser, args: argparse.Namespa
 
 
 def run(args: argparse.Namespace, units: list[WorkUnit], target: GalleryTarget, progress: str) -> IngestSummary:
-    """Run ``units`` into ``target`` on the engine the command line chose."""
+    """Run ``units`` into ``target`` on the engine the command line chose; a Ctrl-C is always an
+    :class:`IngestInterrupted` saying what was saved (nothing, before the writer started)."""
+    try:
+        return _run(args, units, target, progress)
+    except IngestInterrupted:
+        raise
+    except KeyboardInterrupt as interrupt:  # opening the model or the gallery, joining Ray: nothing added yet
+        raise IngestInterrupted(IngestSummary()) from interrupt
+
+
+def _run(args: argparse.Namespace, units: list[WorkUnit], target: GalleryTarget, progress: str) -> IngestSummary:
     if args.engine == "ray":
         from reid_sdk.scale import ingest  # Ray is imported only here
 

@@ -113,7 +113,8 @@ class IngestSummary:
 
 
 class IngestInterrupted(KeyboardInterrupt):
-    """Ctrl-C during an ingest; ``summary`` says what was added and what of it is saved."""
+    """Ctrl-C during an ingest; ``summary`` says what was added and what of it is saved (nothing, for a Ctrl-C
+    before the first entry: opening the model or the gallery, joining Ray)."""
 
     def __init__(self, summary: IngestSummary) -> None:
         super().__init__("interrupted")
@@ -215,7 +216,10 @@ def _write(gallery: Gallery, units: list[WorkUnit], items_of: Callable[[list[Wor
             logger.warning("stopped after adding %d entries, saved in %s: run again with resume to add the rest",
                            summary.added, gallery.path)
         raise
-    gallery.save()
+    try:
+        gallery.save()
+    except KeyboardInterrupt as interrupt:  # a save is atomic: what the last one saved is there
+        raise IngestInterrupted(summary) from interrupt
     summary.saved = summary.added
     position = {id(unit): number for number, unit in enumerate(units)}  # units end in any order on a cluster
     by_name = {unit.name: number for number, unit in enumerate(units)}
