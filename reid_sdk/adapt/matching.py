@@ -102,12 +102,12 @@ def match_site(model: str | Path, site: SiteLayout, out: str | Path, k: int = 5,
         try:
             labels = camera.labels()  # optional: a bad file is a warning, the camera stays
             index.add_tracks(camera.video, camera.read_tracks(), camera.name, identities=labels, quality=quality,
-                             progress=progress, report=report)
+                             start_time=camera.start_time or 0.0, progress=progress, report=report)
         except (OSError, ValueError) as error:
             summary.skipped_cameras.append([camera.name, str(error)])
             logger.warning("camera %s skipped: %s", camera.name, error)
             continue
-        identities[camera.name] = labels
+        identities.setdefault(camera.name, {}).update(labels)  # a camera's segments: track ids of their own
         summary.left_out_tracks += report.tracks - report.used
     index.save()
     entries = _entries(index)
@@ -124,12 +124,11 @@ def match_site(model: str | Path, site: SiteLayout, out: str | Path, k: int = 5,
     _score_labelled(summary, distances, entries, cameras)
     results = _top_matches(index, entries, vectors, k)
     write_match_table(out / "matches.csv", [_table_row(result) for result in results])
-    for camera in site.cameras:
-        shown = [result for result in results if str(result.entry.camera) == camera.name][:picture_tracks]
+    for name in site.recordings():
+        shown = [result for result in results if str(result.entry.camera) == name][:picture_tracks]
         if shown:
             tracks = [TrackMatches(_query_track(result.entry, result.feature), result.matches) for result in shown]
-            write_image(render_track_matches(tracks, camera.name, identities.get(camera.name)),
-                        out / f"matches_{camera.name}.png")
+            write_image(render_track_matches(tracks, name, identities.get(name)), out / f"matches_{name}.png")
     summary.seconds = round(time.perf_counter() - start, 1)
     with atomic_write(out / SUMMARY) as handle:  # last: the folder is complete
         handle.write(json.dumps(summary.to_dict(), indent=1).encode())

@@ -52,6 +52,11 @@ def _tracks_format(args: argparse.Namespace) -> MotFormat:
     return MotFormat(args.tracks_format, args.person_class)
 
 
+def _start_time(args: argparse.Namespace, camera: SiteCamera) -> float:
+    """A site camera's own start time (manifest, or its video's name), else ``--start-time``."""
+    return camera.start_time if camera.start_time is not None else args.start_time
+
+
 def _video_options(args: argparse.Namespace) -> dict:
     return {"fps": args.fps, "start_time": args.start_time, "progress": not args.no_progress,
             "quality": _quality(args)}
@@ -66,7 +71,8 @@ def video_units(args: argparse.Namespace) -> tuple[list[VideoUnit], list[tuple[s
                           **options)], []
     site = find_site(args.site, _tracks_format(args))
     return ([VideoUnit(camera.video, camera.tracks, camera.name, camera.identities,
-                       tracks_format=camera.tracks_format, **options) for camera in site.cameras],
+                       **{**options, "start_time": _start_time(args, camera)}, tracks_format=camera.tracks_format,
+                       track_id_offset=camera.track_id_offset) for camera in site.cameras],
             [(f"camera {name} of {site.root}", reason) for name, reason in site.skipped])
 
 
@@ -103,7 +109,7 @@ def _match_camera(args: argparse.Namespace, index: ReIDIndex, camera: SiteCamera
     """One camera's tracks and their matches >= ``--threshold`` in other cameras, and a line saying how many matched;
     its picture written to ``picture`` when given."""
     results = index.search_tracks(camera.video, camera.read_tracks(), camera.name, k=args.k, rerank=args.rerank,
-                                  **_video_options(args))
+                                  **{**_video_options(args), "start_time": _start_time(args, camera)})
     results.sort(key=lambda result: result.track.track_id)
     kept = [TrackMatches(r.track, [m for m in r.matches if m.score >= args.threshold]) for r in results]
     matched = sum(bool(result.matches) for result in kept)
@@ -128,23 +134,25 @@ def match(args: argparse.Namespace) -> int:
             print(f"picture written to {args.picture}")
         return EXIT_OK
     site = find_site(args.site, _tracks_format(args))
-    skipped, rows, matched = list(site.skipped), [], 0
+    skipped, rows, matched = list(site.skipped), [], set()
     if args.picture:
         args.picture.mkdir(parents=True, exist_ok=True)
     for camera in site.cameras:
-        picture = args.picture / f"matches_{camera.name}.png" if args.picture else None
+        name = camera.name if camera.segments == 1 else f"{camera.name}_{camera.segment + 1}"  # one per segment
         try:
-            camera_rows, line = _match_camera(args, index, camera, camera.labels(), picture)
+            camera_rows, line = _match_camera(args, index, camera, camera.labels(),
+                                              args.picture / f"matches_{name}.png" if args.picture else None)
         except (OSError, ValueError) as error:  # this camera's files: the others are still matched
-            skipped.append((camera.name, str(error)))
+            skipped.append((camera.name if camera.segments == 1 else f"{camera.name}/{camera.video.name}",
+                            str(error)))
             continue
-        rows, matched = rows + camera_rows, matched + 1
-        print(line)
+        rows, matched = rows + camera_rows, matched | {camera.name}
+        print(line if camera.segments == 1 else f"{line} (segment {camera.video.name})")
     if not rows:
         raise ValueError(f"no camera of {site.root} could be matched: "
                          f"{'; '.join(f'{name} ({reason})' for name, reason in skipped)}")
     write_match_table(args.out, rows)
-    print(f"{len(rows)} tracks of {matched} cameras written to {args.out}"
+    print(f"{len(rows)} tracks of {len(matched)} cameras written to {args.out}"
           f"{f'; pictures in {args.picture}' if args.picture else ''}")
     for name, reason in skipped:
         print(f"reid-index: camera {name} skipped: {reason}", file=sys.stderr)

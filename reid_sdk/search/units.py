@@ -86,7 +86,8 @@ class VideoUnit:
     """A camera's video and its MOTChallenge tracks file: one entry per track (see :func:`track_crops`).
 
     ``identities`` is a ``track_id,identity`` CSV of the tracks whose person is known; ``tracks_format`` the
-    layout of the tracks file; ``skip_tracks`` the tracks a resumed run leaves out (already in the gallery).
+    layout of the tracks file; ``track_id_offset`` is added to its track ids (a camera's later segment, see
+    :mod:`reid_sdk.tracks.site`); ``skip_tracks`` the tracks a resumed run leaves out (already in the gallery).
     """
 
     video: Path
@@ -98,6 +99,7 @@ class VideoUnit:
     quality: FrameQuality = FrameQuality()
     skip_tracks: frozenset[int] = frozenset()
     tracks_format: MotFormat = MotFormat()
+    track_id_offset: int = 0
 
     @property
     def name(self) -> str:
@@ -250,8 +252,9 @@ def _pending_images(shard: ImageShard, skipped: list[Path]) -> Iterator[PendingI
 def _pending_tracks(unit: VideoUnit, input_size: tuple[int, int], report: IngestReport,
                     progress: bool) -> Iterator[PendingTrack]:
     info = probe_video(unit.video, unit.fps)
-    tracks = read_mot(unit.tracks, unit.tracks_format)
-    identities = read_track_identities(unit.identities) if unit.identities is not None else {}
+    tracks = read_mot(unit.tracks, unit.tracks_format).with_id_offset(unit.track_id_offset)
+    identities = {track + unit.track_id_offset: who for track, who in read_track_identities(unit.identities).items()} \
+        if unit.identities is not None else {}
     key = unit.key()
     for track in track_crops(info, tracks, unit.quality, progress, report, skip_tracks=unit.skip_tracks):
         if track.crops:

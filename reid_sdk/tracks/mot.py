@@ -26,7 +26,7 @@ import logging
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +104,10 @@ class MotTracks:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    def with_id_offset(self, offset: int) -> MotTracks:
+        """The same boxes with ``offset`` added to every track id (a camera's later segment: ids of its own)."""
+        return replace(self, track_ids=self.track_ids + offset) if offset else self
 
     def tracks(self) -> Iterator[tuple[int, np.ndarray]]:
         """(track id, row indices in frame order) for every track, by increasing id."""

@@ -30,7 +30,8 @@ import cv2
 import numpy as np
 
 from reid_sdk._utils.atomic_file import atomic_write
-from reid_sdk.tracks.ingest import IngestReport, probe_video, track_crops
+from reid_sdk.tracks.ingest import IngestReport, VideoInfo, probe_video, track_crops
+from reid_sdk.tracks.mot import MotTracks
 from reid_sdk.tracks.quality import FrameQuality
 from reid_sdk.tracks.site import SiteCamera, SiteLayout, find_site
 
@@ -147,12 +148,12 @@ def prepare_site(site: str | Path | SiteLayout, out: str | Path, options: Trackl
     layout = site if isinstance(site, SiteLayout) else find_site(site)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cameras = []
-    for number, camera in enumerate(layout.cameras, start=1):
-        outcome = _prepare_camera(camera, number, out / camera.name, options, progress)
-        logger.info("[%d/%d] %s", number, len(layout.cameras), outcome.line())
+    cameras, recordings = [], layout.recordings()
+    for number, (name, segments) in enumerate(recordings.items(), start=1):
+        outcome = _prepare_camera(segments, number, out / name, options, progress)
+        logger.info("[%d/%d] %s", number, len(recordings), outcome.line())
         cameras.append(outcome)
-    offset = len(layout.cameras)
+    offset = len(recordings)
     for number, (name, reason) in enumerate(layout.skipped, start=offset + 1):
         cameras.append(CameraTracklets(name, number, skipped=reason))
     with atomic_write(out / SITE_FILE) as handle:
@@ -187,42 +188,71 @@ def read_site_tracklets(folder: str | Path) -> SiteTracklets:
 # ------------------------------------------------------------------------------------------------ one camera
 
 
-def _source_stamp(camera: SiteCamera) -> dict[str, Any]:
-    """What the camera's tracklets depend on: each file's path, size and modification time, and how the tracks file
-    is read."""
-    stamp: dict[str, Any] = {"tracks_format": asdict(camera.tracks_format)}
-    for key in ("video", "tracks", "identities"):
-        path = getattr(camera, key)
-        status = path.stat() if path is not None else None
-        stamp[key] = None if status is None else [str(path.resolve()), status.st_size, status.st_mtime_ns]
-    return stamp
+def _source_stamp(segments: list[SiteCamera]) -> dict[str, Any]:
+    """What the camera's tracklets depend on: each segment's files (path, size and modification time), and how
+    its tracks file is read."""
+    stamps = []
+    for camera in segments:
+        stamp: dict[str, Any] = {"tracks_format": asdict(camera.tracks_format)}
+        for key in ("video", "tracks", "identities"):
+            path = getattr(camera, key)
+            status = path.stat() if path is not None else None
+            stamp[key] = None if status is None else [str(path.resolve()), status.st_size, status.st_mtime_ns]
+        stamps.append(stamp)
+    return {"segments": stamps}
 
 
-def _prepare_camera(camera: SiteCamera, number: int, folder: Path, options: TrackletOptions,
+def _prepare_camera(segments: list[SiteCamera], number: int, folder: Path, options: TrackletOptions,
                     progress: bool) -> CameraTracklets:
-    outcome = CameraTracklets(camera.name, number)
+    """One camera's tracklets from its video, or its segments' videos in time order: a later segment's frames
+    follow the earlier ones' (offset by their length), its track ids are its own (see :mod:`.site`)."""
+    outcome = CameraTracklets(segments[0].name, number)
     try:
-        stamp = _source_stamp(camera)
+        stamp = _source_stamp(segments)
         if _reusable(folder, stamp, options):
             _load_camera(folder, outcome)
             outcome.reused = True
             return outcome
-        tracks = camera.read_tracks()
-        info = probe_video(camera.video)
+        sources = [(segment, segment.read_tracks(), probe_video(segment.video)) for segment in segments]
     except (OSError, ValueError) as error:  # a missing, unreadable or malformed file: this camera only
         outcome.skipped = str(error)
         return outcome
     if folder.exists():
         shutil.rmtree(folder)  # an interrupted or outdated preparation
     folder.mkdir(parents=True)
-    identities = camera.labels()
+    rows: list[dict[str, Any]] = []
+    counts = {"mot_tracks": 0, "short": 0, "outside_frame": 0, "after_video_end": 0, "frames_read": 0,
+              "rows_left_out": {}}
+    frame_offset = 0
+    for segment, tracks, info in sources:
+        report, short = _prepare_segment(segment, tracks, info, frame_offset, folder, options, progress, rows)
+        for key, value in (("mot_tracks", report.tracks), ("short", short), ("outside_frame", report.outside_frame),
+                           ("after_video_end", report.after_video_end), ("frames_read", report.frames_read)):
+            counts[key] += value
+        for reason, count in tracks.left_out.items():
+            counts["rows_left_out"][reason] = counts["rows_left_out"].get(reason, 0) + count
+        frame_offset += max(info.frame_count, report.frames_read, int(tracks.frames.max()))
+    rows.sort(key=lambda row: row["track_id"])
+    document = {"format": CAMERA_FORMAT, "camera": outcome.name, "source": stamp, "options": options.to_dict(),
+                "counts": counts, "tracks": rows}
+    with atomic_write(folder / CAMERA_FILE) as handle:  # last: the camera is complete
+        handle.write(json.dumps(document, indent=1).encode())
+    _load_camera(folder, outcome)
+    return outcome
+
+
+def _prepare_segment(segment: SiteCamera, tracks: MotTracks, info: VideoInfo, frame_offset: int, folder: Path,
+                     options: TrackletOptions, progress: bool, rows: list[dict[str, Any]]) -> tuple[IngestReport, int]:
+    """Write one video's tracklets into ``folder`` and their rows (frames offset by ``frame_offset``) into
+    ``rows``; returns the video's counts and how many tracks were left out as too short."""
+    identities = segment.labels()
     lengths = dict(zip(*np.unique(tracks.track_ids, return_counts=True)))
     report = IngestReport()
-    rows = []
+    short = 0
     for crops in track_crops(info, tracks, options.quality, progress, report):
         track_id = crops.plan.track_id
         if lengths[track_id] < options.min_boxes:
-            outcome.short += 1
+            short += 1
             continue
         if not crops.crops:
             continue  # after the video's end: counted in the report
@@ -230,19 +260,12 @@ def _prepare_camera(camera: SiteCamera, number: int, folder: Path, options: Trac
         (folder / str(track_id)).mkdir()
         for name, crop in zip(names, crops.crops):
             _write_jpeg(folder / name, crop)
-        rows.append({"track_id": track_id, "first_frame": crops.plan.first_frame, "last_frame": crops.plan.last_frame,
-                     "detected": frame_runs(tracks.frames[tracks.track_ids == track_id]),
+        runs = frame_runs(tracks.frames[tracks.track_ids == track_id])
+        rows.append({"track_id": track_id, "first_frame": crops.plan.first_frame + frame_offset,
+                     "last_frame": crops.plan.last_frame + frame_offset,
+                     "detected": [[first + frame_offset, last + frame_offset] for first, last in runs],
                      "fallback": crops.plan.fallback, "identity": identities.get(track_id), "crops": names})
-    rows.sort(key=lambda row: row["track_id"])
-    document = {"format": CAMERA_FORMAT, "camera": camera.name, "source": stamp, "options": options.to_dict(),
-                "counts": {"mot_tracks": report.tracks, "short": outcome.short, "outside_frame": report.outside_frame,
-                           "after_video_end": report.after_video_end, "frames_read": report.frames_read,
-                           "rows_left_out": tracks.left_out},
-                "tracks": rows}
-    with atomic_write(folder / CAMERA_FILE) as handle:  # last: the camera is complete
-        handle.write(json.dumps(document, indent=1).encode())
-    _load_camera(folder, outcome)
-    return outcome
+    return report, short
 
 
 def frame_runs(frames: np.ndarray) -> list[list[int]]:
