@@ -131,10 +131,10 @@ def test_reid_index_takes_the_switch_in_its_constructor_and_per_search():
     gallery.add(x, cameras=cameras)
     crops = list(queries[:, None, :, None])  # (1, 16, 1) "crops" the Identity extractor flattens
     on, off = ReIDIndex(Identity(), gallery), ReIDIndex(Identity(), gallery, camera_standardise=False)
-    plain = [m.entry_id for m in off.search(crops, k=3)[0]]
+    plain = [m.entry_id for m in off.search_batch(crops, k=3)[0]]
     assert plain == brute_force(x, queries[:1], 3)[1][0].tolist()
-    assert [m.entry_id for m in on.search(crops, k=3, camera_standardise=False)[0]] == plain
-    standardised = [m.entry_id for m in on.search(crops, k=3, query_camera=1)[0]]
+    assert [m.entry_id for m in on.search_batch(crops, k=3, camera_standardise=False)[0]] == plain
+    standardised = [m.entry_id for m in on.search_batch(crops, k=3, query_camera=1)[0]]
     assert standardised == standardised_brute_force(x, cameras, queries[:1], 3, query_cameras=[1])[1][0].tolist()
     with pytest.raises(ValueError, match="camera_standardise must be"):
         ReIDIndex(Identity(), gallery, camera_standardise="off")

@@ -199,3 +199,27 @@ def test_a_gallery_refuses_another_models_features(tmp_path):
     with pytest.raises(ModelMismatchError, match=f"built with model {extractor_a.model_id} but the extractor runs "
                                                  f"model {extractor_b.model_id}"):
         ReIDIndex.load(extractor_b, tmp_path / "g")
+
+
+def test_video_tracks_are_read_as_bgr_whatever_the_extractors_default(tmp_path):
+    """Frames come from OpenCV (BGR): an extractor made for RGB crops gives the same track features there."""
+    import cv2
+
+    from reid_sdk.inference.extractor import FeatureExtractor
+    from reid_sdk.tracks import MotTracks
+    from tests.helpers import tiny_model
+
+    writer = cv2.VideoWriter(str(tmp_path / "c1.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 96))
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        writer.write(rng.integers(0, 256, (96, 64, 3), dtype=np.uint8))
+    writer.release()
+    tracks = MotTracks(np.arange(1, 7), np.ones(6, dtype=int), np.tile([[8.0, 10.0, 40.0, 80.0]], (6, 1)), np.ones(6))
+    model = tiny_model()
+    features = {}
+    for order in ("bgr", "rgb"):
+        index = ReIDIndex.create(FeatureExtractor(model, device="cpu", channel_order=order))
+        index.add_tracks(tmp_path / "c1.avi", tracks, "c1")
+        features[order] = index.gallery.vectors(index.gallery.ids())
+    assert len(features["bgr"]) == 1
+    np.testing.assert_allclose(features["rgb"], features["bgr"], atol=1e-5)

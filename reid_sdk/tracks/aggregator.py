@@ -188,9 +188,10 @@ class TrackletAggregator:
 
 
 def extract_crops(extractor: Any, crops: Sequence[np.ndarray], channel_order: str | None = None) -> np.ndarray:
-    """``extractor.extract(crops)``, naming the crops' colour order ("bgr" / "rgb") when one is given; None leaves
-    it to the extractor (``FeatureExtractor``: its own ``channel_order``), so duck-typed extractors need no keyword."""
-    if channel_order is None:
+    """``extractor.extract(crops)``, naming the crops' colour order ("bgr" / "rgb") when it is not the extractor's
+    own (``FeatureExtractor.channel_order``; BGR for an extractor that states none, so a duck-typed one is only
+    asked with the keyword for RGB crops). None leaves the order to the extractor."""
+    if channel_order is None or channel_order == getattr(extractor, "channel_order", "bgr"):
         return extractor.extract(crops)
     return extractor.extract(crops, channel_order=channel_order)
 

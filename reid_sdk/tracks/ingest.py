@@ -153,7 +153,8 @@ def _finish_tracks(extractor: Any, tracks: list[TrackCrops], info: VideoInfo, qu
     out): each is the sharpness-weighted mean of its crops' features."""
     tracks = [track for track in tracks if track.crops]
     weights = [sharpness_weights(track.crops, input_size_of(extractor), quality.min_weight) for track in tracks]
-    features = pooled_features(extractor, [track.crops for track in tracks], weights)
+    # the crops are cut from frames OpenCV decoded: BGR, whatever order the extractor expects by default
+    features = pooled_features(extractor, [track.crops for track in tracks], weights, channel_order="bgr")
     return [track.finish(feature, weight, info, start_time) for track, feature, weight in zip(tracks, features, weights)]
 
 
