@@ -223,3 +223,21 @@ def test_video_tracks_are_read_as_bgr_whatever_the_extractors_default(tmp_path):
         features[order] = index.gallery.vectors(index.gallery.ids())
     assert len(features["bgr"]) == 1
     np.testing.assert_allclose(features["rgb"], features["bgr"], atol=1e-5)
+
+
+def test_image_files_are_searched_as_bgr_whatever_the_extractors_default(tmp_path):
+    """reid-index search reads files with OpenCV (BGR): an RGB extractor still finds each image's own entry."""
+    import cv2
+
+    from reid_sdk.inference.extractor import FeatureExtractor
+    from reid_sdk.search.sources import search_images
+    from tests.helpers import tiny_model
+
+    crops = random_crops(3, seed=5, min_size=40)
+    paths = [tmp_path / f"{i}.png" for i in range(3)]
+    for path, crop in zip(paths, crops):
+        cv2.imwrite(str(path), crop)
+    index = ReIDIndex.create(FeatureExtractor(tiny_model(), device="cpu", channel_order="rgb"))
+    ids = index.add(crops, channel_order="bgr").tolist()
+    found = [(result.matches[0].entry_id, result.matches[0].score) for result in search_images(index, paths, k=1)]
+    assert [entry for entry, _ in found] == ids and min(score for _, score in found) > 0.9999

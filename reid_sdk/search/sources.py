@@ -181,7 +181,7 @@ def search_images(index: ReIDIndex, paths: Sequence[Path], k: int = 10, batch_si
         crops = read_crops(paths[start : start + batch_size], skipped)
         if not crops:
             continue
-        results = index.search_batch([crop for _, crop in crops], k=k, **filters)
+        results = index.search_batch([crop for _, crop in crops], k=k, channel_order="bgr", **filters)  # OpenCV's
         for (position, crop), matches in zip(crops, results):
             yield QueryMatches(start + position, paths[start + position], crop, matches)
     warn_skipped(skipped, "queries")
