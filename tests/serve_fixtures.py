@@ -42,13 +42,15 @@ class ServedGallery:
     media: Path
 
 
-def build_served_gallery(root: Path, **settings) -> ServedGallery:
-    """Write the gallery (track t of camera c: person t, two crops, timestamps from START), keys and settings."""
+def build_served_gallery(root: Path, location: str | None = None, **settings) -> ServedGallery:
+    """Write the gallery (track t of camera c: person t, two crops, timestamps from START) at ``location`` (default:
+    the FAISS + SQLite directory ``root/gallery``), keys and settings."""
+    location = location or str(root / "gallery")
     world = SyntheticWorld(SyntheticConfig(seed=3, image_size=(128, 64)))
     media = root / "media"
     media.mkdir(parents=True)
     extractor = ColourExtractor()
-    gallery = Gallery(extractor.feature_dim, path=root / "gallery", model_id=extractor.model_id)
+    gallery = Gallery(extractor.feature_dim, path=location, model_id=extractor.model_id)
     for number, camera in enumerate(CAMERAS):
         for person in range(PEOPLE):
             crops = [world.render(Shot(path="", pid=person + 1, camera=number + 1, stream=(person, shot)))[0]
@@ -65,5 +67,5 @@ def build_served_gallery(root: Path, **settings) -> ServedGallery:
     keys = root / "keys.json"
     values = dict(media_roots=(media,), crop_dir=root / "crops")
     values.update(settings)
-    served = ServeSettings(str(root / "gallery"), keys, root / "audit" / "audit.jsonl", **values)
+    served = ServeSettings(location, keys, root / "audit" / "audit.jsonl", **values)
     return ServedGallery(served, add_key(keys, "admin", "admin"), add_key(keys, "alice", "search"), media)

@@ -95,6 +95,24 @@ def test_track_search_matches_the_gallery_and_honours_filters(client, served):
     gallery.close()
 
 
+def test_the_service_over_milvus_lite(tmp_path):
+    pytest.importorskip("milvus_lite")
+    served = build_served_gallery(tmp_path, location=f"milvus-lite:{tmp_path / 'gallery.db'}")
+    gallery = Gallery.open(served.settings.gallery)  # Milvus Lite serves its file to one process: expected first
+    own = track_entries(gallery, "c2", 1)
+    feature = gallery.vectors(own).mean(axis=0)
+    expected = [m.entry_id for m in gallery.search(feature / np.linalg.norm(feature), k=6, exclude_camera="c2",
+                                                   query_camera="c2") if m.entry_id not in own][:4]
+    gallery.close()
+    with TestClient(create_app(served.settings, ColourExtractor())) as client:
+        key = auth(served.admin_key)
+        answer = client.get("/api/search/track/c2:1", params={"k": 4}, headers=key).json()
+        assert [m["entry_id"] for m in answer["matches"]] == expected
+        assert client.post("/api/erase", json={"track": "c2:1"}, headers=key).json() == {"removed": len(own)}
+        assert client.get("/api/search/track/c2:1", headers=key).status_code == 404
+        assert client.get("/readyz").json()["entries"] == 24 - len(own)
+
+
 def test_crop_search_is_the_models_feature_search(client, served):
     crop = cv2.imread(str(served.media / "c2_1_0.png"))
     gallery = Gallery.open(served.settings.gallery)
