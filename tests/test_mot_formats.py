@@ -1,5 +1,6 @@
-"""Tracker text files as trackers really write them: the class column, BoxMOT's layout, frames from 0, BOMs and
-comment lines, absurd numbers, coasting rows; and the cannot-link constraint built from detected frames only."""
+"""Tracker text files as trackers really write them: the class column, BoxMOT's and ultralytics' layouts, frames
+from 0, BOMs and comment lines, absurd numbers, coasting rows; and the cannot-link constraint built from detected
+frames only."""
 
 from __future__ import annotations
 
@@ -47,8 +48,29 @@ def test_boxmot_save_txt_is_read_directly(tmp_path):
     assert tracks.left_out == {"class other than 0 (the person class of boxmot files)": 1}
     with pytest.raises(ValueError, match="holds no usable tracked boxes .*class other than 1"):
         read_mot(path)  # read as MOTChallenge, class 0 is not a pedestrian: said, not silently empty
-    with pytest.raises(ValueError, match="unknown tracks format 'yolo'; expected one of mot, boxmot"):
+    with pytest.raises(ValueError, match="unknown tracks format 'yolo'; expected one of mot, boxmot, ultralytics"):
         MotFormat("yolo")
+
+
+def test_ultralytics_label_folders_are_read_with_the_frame_size(tmp_path):
+    # yolo track ... save_txt=True: labels/<video>_<frame>.txt, "class xc yc w h [conf] id" normalised, COCO classes
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "cam1_1.txt").write_text("0 0.5 0.5 0.25 0.5 0.9 3\n2 0.1 0.1 0.1 0.1 0.8 4\n")  # a person, a car
+    (labels / "cam1_2.txt").write_text("0 0.5 0.55 0.25 0.5 3\n0 0.2 0.2 0.1 0.1\n")  # no conf saved; no id
+    tracks = read_mot(labels, MotFormat("ultralytics"), frame_size=(200, 400))
+    assert tracks.frames.tolist() == [1, 2] and tracks.track_ids.tolist() == [3, 3]
+    np.testing.assert_allclose(tracks.boxes, [[150, 50, 250, 150], [150, 60, 250, 160]])
+    np.testing.assert_allclose(tracks.confidences, [0.9, 1.0])
+    assert tracks.left_out == {"class other than 0 (the person class of ultralytics files)": 1,
+                               "no track id (id < 0)": 1}
+    with pytest.raises(ValueError, match="ultralytics labels are normalised to the frame: the video's frame size"):
+        read_mot(labels, MotFormat("ultralytics"))
+    (labels / "cam2_1.txt").write_text("0 0.5 0.5 0.25 0.5 7\n")
+    with pytest.raises(ValueError, match="holds the labels of 2 videos \\(cam1, cam2\\): give one video's"):
+        read_mot(labels, MotFormat("ultralytics"), frame_size=(200, 400))
+    with pytest.raises(FileNotFoundError, match="labels folder not found"):
+        read_mot(tmp_path / "absent", MotFormat("ultralytics"), frame_size=(200, 400))
 
 
 def test_frames_from_zero_are_shifted_and_negative_frames_refused(tmp_path):

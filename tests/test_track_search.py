@@ -8,6 +8,7 @@ import re
 import shutil
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -128,3 +129,30 @@ def test_match_a_whole_site_into_one_table(site, tmp_path, capsys):
     assert "camera c2 skipped: " in captured.err and "holds no usable tracked boxes" in captured.err
     with open(out, newline="") as handle:
         assert {r["camera"] for r in csv.DictReader(handle)} == {"c1"}  # the readable camera is still written
+
+
+def test_ultralytics_labels_ingest_like_the_same_tracks_in_mot(site, tmp_path, capsys):
+    """The plumbing of --tracks-format ultralytics: a labels folder, boxes scaled by the video's frame size."""
+    from reid_sdk.tracks.mot import MotFormat, read_mot
+
+    root, checkpoint, videos = site
+    video = videos[0]
+    mot = read_mot(video.tracks)
+    height, width = cv2.VideoCapture(str(video.video)).read()[1].shape[:2]
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for frame in np.unique(mot.frames):
+        rows = np.flatnonzero(mot.frames == frame)
+        lines = [f"0 {(x1 + x2) / 2 / width} {(y1 + y2) / 2 / height} {(x2 - x1) / width} {(y2 - y1) / height} "
+                 f"0.9 {mot.track_ids[row]}" for row, (x1, y1, x2, y2) in zip(rows, mot.boxes[rows])]
+        (labels / f"{video.video.stem}_{frame}.txt").write_text("\n".join(lines) + "\n")
+    args = ["ingest", "--model", str(checkpoint), "--video", str(video.video), "--camera", video.camera,
+            "--device", "cpu", "--no-progress"]
+    read = read_mot(labels, MotFormat("ultralytics"), frame_size=(height, width))
+    assert read.frames.tolist() == mot.frames.tolist() and read.track_ids.tolist() == mot.track_ids.tolist()
+    np.testing.assert_allclose(read.boxes, mot.boxes, atol=1e-6)
+    assert main([*args, "--tracks", str(labels), "--tracks-format", "ultralytics",
+                 "--gallery", str(tmp_path / "u")]) == 0
+    gallery = Gallery.open(tmp_path / "u")
+    stored = sorted(int(row.track_id) for row in gallery.rows(gallery.ids()).values())
+    assert stored == sorted(read_track_identities(video.identities)) and len(stored) == len(np.unique(mot.track_ids))

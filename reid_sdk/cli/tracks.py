@@ -169,10 +169,11 @@ def add_track_commands(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--video", type=Path, help="the camera's video file (read with OpenCV)")
         sub.add_argument("--tracks", type=Path, help="MOTChallenge tracks file of that video")
         sub.add_argument("--tracks-format", choices=tuple(FORMATS), default="mot",
-                         help="layout of the tracks files: mot (MOTChallenge) or boxmot (BoxMOT's --save-txt)")
+                         help="layout of the tracks files: mot (MOTChallenge), boxmot (BoxMOT's --save-txt) or "
+                              "ultralytics (yolo track save_txt=True: --tracks is its labels folder)")
         sub.add_argument("--person-class", type=int,
-                         help="class id of a person in the tracks files' class column (default: mot 1, boxmot 0); "
-                              "rows of other classes are left out")
+                         help="class id of a person in the tracks files' class column (default: mot 1, boxmot and "
+                              "ultralytics 0); rows of other classes are left out")
         sub.add_argument("--camera", help="camera name stored with (or excluded from) the matches")
         sub.add_argument("--gallery", required=True,
                          help="gallery directory, milvus-lite:FILE.db or http://host:19530")

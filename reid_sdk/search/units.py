@@ -252,7 +252,7 @@ def _pending_images(shard: ImageShard, skipped: list[Path]) -> Iterator[PendingI
 def _pending_tracks(unit: VideoUnit, input_size: tuple[int, int], report: IngestReport,
                     progress: bool) -> Iterator[PendingTrack]:
     info = probe_video(unit.video, unit.fps)
-    tracks = read_mot(unit.tracks, unit.tracks_format).with_id_offset(unit.track_id_offset)
+    tracks = read_mot(unit.tracks, unit.tracks_format, info.frame_size).with_id_offset(unit.track_id_offset)
     identities = {track + unit.track_id_offset: who for track, who in read_track_identities(unit.identities).items()} \
         if unit.identities is not None else {}
     key = unit.key()

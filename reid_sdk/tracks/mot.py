@@ -1,12 +1,16 @@
 """Tracker text files: the boxes with track ids a detector + tracker writes, one line per box.
 
-Two layouts are read (:class:`MotFormat`, ``--tracks-format``):
+Three layouts are read (:class:`MotFormat`, ``--tracks-format``):
 
 - ``mot`` (MOTChallenge): ``frame, id, left, top, width, height[, conf, class, visibility]``; the class column
   is ``-1`` (unset) in a tracker's output and 1 for a pedestrian in MOT ground truth;
 - ``boxmot`` (BoxMOT's ``--save-txt``): ``frame id left top width height conf class det_index`` separated by
   spaces (or commas), classes numbered as COCO's (0 = person); its confidences are written as integers, so they
-  say nothing about the box and are kept but never read as a mark.
+  say nothing about the box and are kept but never read as a mark;
+- ``ultralytics`` (``yolo track ... save_txt=True``): a folder of one label file per frame,
+  ``<video>_<frame>.txt`` (frames from 1), each line ``class x_centre y_centre width height [conf] id``
+  normalised to the frame (so the video's frame size is needed), COCO classes; a line without an id is a box no
+  tracker claimed.
 
 Separators may be commas, spaces or both; a UTF-8 byte-order mark, blank lines and ``#`` comment lines (in any
 encoding) are skipped. Frames count from 1; a file holding a frame 0 counts from 0 and is shifted by one.
@@ -28,6 +32,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,6 +44,7 @@ MAX_FRAME = 10**9
 MAX_COORDINATE = 1e7
 _SEPARATORS = re.compile(r"\s*,\s*|\s+")
 _BOM = b"\xef\xbb\xbf"
+_LABEL_FILE = re.compile(r"(.+)_(\d+)\.txt")  # ultralytics: <video stem>_<frame>.txt
 _LINES_NAMED = 3  # lines named per reason in the log: enough to find the rows, short enough to read
 
 
@@ -87,7 +93,8 @@ class _Layout:
 #: The layouts read: the columns (0-based) are the same, frame, id, left, top, width, height, conf, class and
 #: the visibility (mot) or detection index (boxmot).
 FORMATS = {"mot": _Layout("frame,id,left,top,width,height[,conf,class,visibility]", 1, True),
-           "boxmot": _Layout("frame id left top width height conf class det_index", 0, False)}
+           "boxmot": _Layout("frame id left top width height conf class det_index", 0, False),
+           "ultralytics": _Layout("class x_centre y_centre width height [conf] id (normalised)", 0, False)}
 
 
 @dataclass(frozen=True)
@@ -136,21 +143,26 @@ def _integer(text: str, name: str, where: str, limit: int = 2**62) -> int:
     return int(value)
 
 
-def _box(fields: list[str], where: str) -> tuple[float, float, float, float] | None:
-    """left, top, width, height; None when a value is not finite or beyond MAX_COORDINATE (a skipped row)."""
-    values = []
-    for index, name in enumerate(("left", "top", "width", "height"), start=2):
-        try:
-            value = float(fields[index])
-        except ValueError:
-            raise ValueError(f"{where}: {name} {fields[index].strip()!r} is not a number") from None
-        if not (math.isfinite(value) and abs(value) <= MAX_COORDINATE):
-            return None
-        values.append(value)
-    left, top, width, height = values
+def _checked_box(left: float, top: float, width: float, height: float,
+                 where: str) -> tuple[float, float, float, float] | None:
+    """The box, or None when a value is not finite or beyond MAX_COORDINATE (a skipped row); ValueError for an
+    empty one."""
+    if not all(math.isfinite(value) and abs(value) <= MAX_COORDINATE for value in (left, top, width, height)):
+        return None
     if width <= 0 or height <= 0:
         raise ValueError(f"{where}: box width and height must be > 0, got {width:g} x {height:g}")
     return left, top, width, height
+
+
+def _floats(texts: list[str], names: tuple[str, ...], where: str) -> list[float]:
+    """Numbers that may be non-finite (a box's: skipped, not an error); ValueError for text that is no number."""
+    values = []
+    for text, name in zip(texts, names):
+        try:
+            values.append(float(text))
+        except ValueError:
+            raise ValueError(f"{where}: {name} {text.strip()!r} is not a number") from None
+    return values
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -169,13 +181,74 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                     from None
 
 
+class _Row(NamedTuple):
+    """One box as a layout gives it: where it was read (for messages), its frame, track id (< 0: none), box
+    (left, top, width, height; None: not finite or absurd), confidence, and class and visibility when given."""
+
+    where: str
+    line: str
+    frame: int
+    track: int
+    box: tuple[float, float, float, float] | None
+    confidence: float
+    cls: float | None
+    visibility: float | None
+
+
+def _mot_rows(path: Path, tracks_format: MotFormat) -> Iterator[_Row]:
+    """The rows of a ``mot`` or ``boxmot`` file."""
+    for line, text in _lines(path):
+        fields = _SEPARATORS.split(text)
+        where = f"{path}:{line}"
+        if len(fields) < 6:
+            raise ValueError(f"{where}: expected at least 6 fields {tracks_format.fields}, got {fields}")
+        frame = _integer(fields[0], "frame", where, MAX_FRAME)
+        if frame < 0:
+            raise ValueError(f"{where}: frame {frame}: frames count from 1 (MOTChallenge) or from 0")
+        track = _integer(fields[1], "id", where)
+        box = _checked_box(*_floats(fields[2:6], ("left", "top", "width", "height"), where), where)
+        extra = [_number(text, name, where) for text, name in zip(fields[6:9], ("conf", "class", "visibility"))]
+        yield _Row(where, str(line), frame, track, box, extra[0] if extra else 1.0,
+                   extra[1] if len(extra) > 1 else None, extra[2] if len(extra) > 2 else None)
+
+
+def _ultralytics_rows(folder: Path, frame_size: tuple[int, int] | None) -> Iterator[_Row]:
+    """The rows of ultralytics' per-frame label files ``<video>_<frame>.txt`` (frames from 1), each line ``class
+    x_centre y_centre width height [conf] [id]`` normalised to the frame."""
+    if frame_size is None:
+        raise ValueError(f"{folder}: ultralytics labels are normalised to the frame: the video's frame size is needed")
+    height, width = frame_size
+    files = [(path, _LABEL_FILE.fullmatch(path.name)) for path in sorted(folder.iterdir()) if path.suffix == ".txt"]
+    files = [(path, found) for path, found in files if found]
+    videos = sorted({found[1] for _, found in files})
+    if not files:
+        raise ValueError(f"{folder} holds no ultralytics label files <video>_<frame>.txt "
+                         f"(yolo track ... save_txt=True)")
+    if len(videos) > 1:
+        raise ValueError(f"{folder} holds the labels of {len(videos)} videos ({', '.join(videos)}): give one video's "
+                         f"labels folder")
+    for path, found in files:
+        frame = _integer(found[2], "frame", str(path), MAX_FRAME)
+        for line, text in _lines(path):
+            fields, where = text.split(), f"{path}:{line}"
+            if len(fields) not in (5, 6, 7):
+                raise ValueError(f"{where}: expected {FORMATS['ultralytics'].fields}, got {fields}")
+            cls = _number(fields[0], "class", where)
+            centre_x, centre_y, box_width, box_height = _floats(fields[1:5], ("x", "y", "width", "height"), where)
+            box = _checked_box((centre_x - box_width / 2) * width, (centre_y - box_height / 2) * height,
+                               box_width * width, box_height * height, where)
+            track = _integer(fields[-1], "id", where) if len(fields) > 5 else -1
+            confidence = _number(fields[5], "conf", where) if len(fields) == 7 else 1.0
+            yield _Row(where, f"{path.name}:{line}", frame, track, box, confidence, cls, None)
+
+
 class _LeftOut:
     """Rows read but not used: counts and the first lines, by reason."""
 
     def __init__(self) -> None:
-        self.lines: dict[str, list[int]] = {}
+        self.lines: dict[str, list[str]] = {}
 
-    def add(self, reason: str, line: int) -> None:
+    def add(self, reason: str, line: str) -> None:
         self.lines.setdefault(reason, []).append(line)
 
     def counts(self) -> dict[str, int]:
@@ -183,43 +256,35 @@ class _LeftOut:
 
     def log(self, path: Path) -> None:
         for reason, lines in self.lines.items():
-            named = ", ".join(map(str, lines[:_LINES_NAMED])) + (", ..." if len(lines) > _LINES_NAMED else "")
+            named = ", ".join(lines[:_LINES_NAMED]) + (", ..." if len(lines) > _LINES_NAMED else "")
             logger.warning("%s: skipped %d rows: %s (lines %s)", path, len(lines), reason, named)
 
 
-def read_mot(path: str | Path, tracks_format: MotFormat = MotFormat()) -> MotTracks:
-    """Parse a tracker's text file (see the module docstring); ValueError on malformed lines, a duplicate
-    (frame, id) or no usable tracked box."""
+def read_mot(path: str | Path, tracks_format: MotFormat = MotFormat(),
+             frame_size: tuple[int, int] | None = None) -> MotTracks:
+    """Parse a tracker's text file, or ultralytics' folder of label files (see the module docstring; it needs the
+    video's ``frame_size`` (height, width)); ValueError on malformed lines, a duplicate (frame, id) or no usable
+    tracked box."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tracks file not found: {path}")
+    folder = tracks_format.name == "ultralytics"
+    if not (path.is_dir() if folder else path.is_file()):
+        raise FileNotFoundError(f"{'labels folder' if folder else 'tracks file'} not found: {path}")
     person, fields_named = tracks_format.person, tracks_format.fields
     of_files = "" if tracks_format.person_class is not None else f" of {tracks_format.name} files"
     rows: list[tuple[int, int, float, float, float, float, float]] = []
     left_out = _LeftOut()
-    for line, text in _lines(path):
-        fields = _SEPARATORS.split(text)
-        where = f"{path}:{line}"
-        if len(fields) < 6:
-            raise ValueError(f"{where}: expected at least 6 fields {fields_named}, got {fields}")
-        frame = _integer(fields[0], "frame", where, MAX_FRAME)
-        track = _integer(fields[1], "id", where)
-        box = _box(fields, where)
-        extra = [_number(text, name, where) for text, name in zip(fields[6:9], ("conf", "class", "visibility"))]
-        confidence = extra[0] if extra else 1.0
-        if frame < 0:
-            raise ValueError(f"{where}: frame {frame}: frames count from 1 (MOTChallenge) or from 0")
-        if box is None:
-            left_out.add(f"box not finite or beyond {MAX_COORDINATE:.0e} pixels", line)
-        elif len(extra) > 1 and extra[1] != -1 and extra[1] != person:
-            left_out.add(f"class other than {person} (the person class{of_files})", line)
-        elif track < 0:
-            left_out.add("no track id (id < 0)", line)
-        elif tracks_format.marks_coasting and (confidence == 0 or (len(extra) > 2 and extra[2] == 0)):
-            left_out.add("coasting (confidence or visibility 0: the tracker's prediction, not a detection)", line)
+    for row in _ultralytics_rows(path, frame_size) if folder else _mot_rows(path, tracks_format):
+        if row.box is None:
+            left_out.add(f"box not finite or beyond {MAX_COORDINATE:.0e} pixels", row.line)
+        elif row.cls is not None and row.cls != -1 and row.cls != person:
+            left_out.add(f"class other than {person} (the person class{of_files})", row.line)
+        elif row.track < 0:
+            left_out.add("no track id (id < 0)", row.line)
+        elif tracks_format.marks_coasting and (row.confidence == 0 or row.visibility == 0):
+            left_out.add("coasting (confidence or visibility 0: the tracker's prediction, not a detection)", row.line)
         else:
-            left, top, width, height = box
-            rows.append((frame, track, left, top, left + width, top + height, confidence))
+            left, top, width, height = row.box
+            rows.append((row.frame, row.track, left, top, left + width, top + height, row.confidence))
     left_out.log(path)
     if not rows:
         why = "; ".join(f"{count} {reason}" for reason, count in left_out.counts().items())

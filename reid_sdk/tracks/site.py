@@ -24,10 +24,10 @@ exposes no container creation time, so that source is not read.
 A camera whose files are missing or ambiguous is skipped with its reason (counted, never silently); hidden
 folders (a prepared tracklet cache) are not cameras. Tracks files are read in the layout given to
 :func:`find_site` (:class:`~reid_sdk.tracks.mot.MotFormat`), or the manifest's ``tracks_format`` for its camera
-(``mot`` or ``boxmot``). The identities file is optional (labels for reports only):
-an unreadable or malformed one is a warning, and the camera goes on without labels. With ``untracked=True`` a camera
-with a video and no tracks file is kept with ``tracks=None`` instead of skipped (reid-adapt detects and tracks it
-first, see :mod:`reid_sdk.detection`).
+(``mot``, ``boxmot`` or ``ultralytics``, whose ``tracks`` is a folder of label files). The identities file is
+optional (labels for reports only): an unreadable or malformed one is a warning, and the camera goes on without
+labels. With ``untracked=True`` a camera with a video and no tracks file is kept with ``tracks=None`` instead of
+skipped (reid-adapt detects and tracks it first, see :mod:`reid_sdk.detection`).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from reid_sdk.tracks.ingest import probe_video
 from reid_sdk.tracks.mot import MotFormat, MotTracks, read_mot, read_track_identities
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ class SiteCamera:
 
     def read_tracks(self) -> MotTracks:
         """The camera's tracks file, read in its layout; a segment's track ids offset (see the module docstring)."""
-        tracks = read_mot(self.tracks, self.tracks_format)
+        normalised = self.tracks_format.name == "ultralytics"  # boxes relative to the frame
+        tracks = read_mot(self.tracks, self.tracks_format, probe_video(self.video).frame_size if normalised else None)
         if self.segments == 1:
             return tracks
         if tracks.track_ids.max() >= SEGMENT_TRACK_IDS:
@@ -197,7 +199,7 @@ def _from_manifest(root: Path, tracks_format: MotFormat, untracked: bool) -> Sit
     found: dict[str, list[SiteCamera]] = {}
     for name, video, tracks, identities, layout, start in listed:
         video, tracks = root / video, root / tracks
-        missing = [str(path.name) for path in (video, tracks) if not path.is_file()]
+        missing = [str(path.name) for path in (video, tracks) if not path.exists()]  # ultralytics: a folder
         many = sum(entry[0] == name for entry in listed) > 1
         if untracked and missing == [tracks.name]:
             found.setdefault(name, []).append(SiteCamera(name, video, None, tracks_format=layout, start_time=start))
