@@ -9,11 +9,13 @@ save and close; opening checks it, so a collection changed behind reid-sdk's bac
 (CorruptGalleryError), and between the first write and the next save or close it records none. A server
 has many writers and no atomic counter: there the count is not recorded.
 Filters become Milvus boolean expressions; every write is durable once Milvus acknowledges it, and
-``save`` flushes. A gallery created with ``overwrite`` over an existing one is built aside, in a collection of its
-own, and takes the old one's place at its first ``save`` (the old one is renamed aside, the new one renamed in, the
-old one dropped): closed before that (Ctrl-C, a full disk, a failed model), it is dropped and the old gallery stays
-as it was, as a FAISS gallery's does. Index types: flat = FLAT, ivf = IVF_FLAT, hnsw = HNSW, ivfpq = IVF_PQ (a server only;
+``save`` flushes. Index types: flat = FLAT, ivf = IVF_FLAT, hnsw = HNSW, ivfpq = IVF_PQ (a server only;
 Milvus Lite has no IVF_PQ).
+
+A gallery created with ``overwrite`` over an existing one is built aside, in a collection of its own, and takes the
+old one's place at its first ``save`` (the old one renamed aside, the new one renamed in, the old one dropped):
+closed before that (Ctrl-C, a full disk, a failed model), it is dropped and the old gallery stays as it was, as a
+FAISS gallery's does.
 
 Camera standardisation: the handle keeps the per-camera statistics of the collection's vectors as it writes, and
 records them in the property at each save and close. Opening uses them where the entry count is recorded and
