@@ -4,6 +4,8 @@ retention, the audit trail, durability of acknowledged writes, read-only workers
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -161,6 +163,9 @@ def test_bad_input_gets_a_clear_4xx(client, served, tmp_path):
     malformed = client.post("/api/erase", content=b"{not json", headers={**admin, "Content-Type": "application/json"})
     assert malformed.status_code == 422
     assert client.post("/api/erase", json={}, headers=admin).status_code == 422
+    outside = client.post("/api/videos", json={"video": "/etc/passwd", "tracks": "/etc/hosts", "camera": "c1"},
+                          headers=admin)
+    assert outside.status_code == 422 and "media roots" in outside.json()["detail"]
     for trick in ("..%2F..%2Fetc%2Fpasswd", "../../etc/passwd", "%2Fetc%2Fpasswd", "0%00"):
         assert client.get(f"/api/entries/{trick}/thumbnail", headers=key).status_code in (404, 422), trick
 
@@ -309,3 +314,51 @@ def test_command_line_keys_erase_and_retention(served, tmp_path, capsys):
     assert [r["action"] for r in AuditLog(served.settings.audit_file).read()] == ["erase", "retention"]
     assert serve_main(["--gallery", gallery, "--keys", str(tmp_path / "missing.json")]) == 2
     assert "no key file" in capsys.readouterr().err
+
+
+def test_reid_serve_runs_a_model_answers_and_shuts_down_gracefully(tmp_path):
+    """The console script end to end: an ONNX model, a crop search, an add, SIGTERM; the add survives."""
+    import httpx
+
+    from reid_sdk.inference.extractor import FeatureExtractor
+    from reid_sdk.inference.model_contract import ModelMetadata
+    from reid_sdk.search.index import ReIDIndex
+    from reid_sdk.serve.keys import add_key
+    from reid_sdk.synthetic.layouts import sample_crops
+    from tests.helpers import pooling_onnx
+
+    model = pooling_onnx(tmp_path / "model.onnx", metadata=ModelMetadata((64, 32), 12))
+    crops = sample_crops(6, seed=1)
+    index = ReIDIndex.create(FeatureExtractor(model), path=tmp_path / "gallery")
+    index.add(crops, camera=["c1", "c2"] * 3, track_id=[1, 1, 2, 2, 3, 3], timestamp=START)
+    index.save()
+    index.gallery.close()
+    key = add_key(tmp_path / "keys.json", "ops", "admin")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "reid_sdk.cli.serve", "--gallery", str(tmp_path / "gallery"),
+                               "--model", str(model), "--keys", str(tmp_path / "keys.json"), "--audit",
+                               str(tmp_path / "audit.jsonl"), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}) as http:
+            for _ in range(600):  # until it is ready (a bounded wait, not a timed assertion)
+                try:
+                    if http.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    assert server.poll() is None, server.stderr.read()
+                    time.sleep(0.1)
+            found = http.post("/api/search/crop", params={"k": 2, "camera": "c1"},
+                              files={"image": ("q.png", png(crops[0]), "image/png")}).json()["matches"]
+            added = http.post("/api/entries", data={"camera": "c3"},
+                              files=[("images", ("a.png", png(crops[1]), "image/png"))]).json()["entry_ids"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, log = server.communicate(timeout=60)
+    assert [m["camera"] for m in found] == ["c2", "c2"]
+    assert "Application shutdown complete" in log
+    reopened = Gallery.open(tmp_path / "gallery")
+    assert added[0] in reopened.ids().tolist()
+    reopened.close()
