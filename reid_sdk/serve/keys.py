@@ -132,9 +132,6 @@ class KeyRing:
         if stamp != self._stamp:
             self._keys, self._verified, self._stamp = _read(self.path), {}, stamp
 
-    def __len__(self) -> int:
-        return len(self._keys)
-
     def caller(self, presented: str | None) -> Caller | None:
         """The caller a presented key stands for, or None (no key, unknown name, wrong secret)."""
         if not presented:

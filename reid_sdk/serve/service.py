@@ -13,9 +13,8 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -25,7 +24,7 @@ from reid_sdk._utils.atomic_file import atomic_path
 from reid_sdk.gallery import Gallery, Match
 from reid_sdk.gallery.location import parse_location
 from reid_sdk.search.index import ReIDIndex
-from reid_sdk.serve.catalog import Track, TrackCatalog
+from reid_sdk.serve.catalog import TrackCatalog
 from reid_sdk.serve.settings import ServeSettings
 from reid_sdk.serve.thumbnails import confined, entry_image, thumbnail_jpeg
 
@@ -204,7 +203,7 @@ class SearchService:
             self.catalog.add(self.gallery.rows(list(added.values())).items())
         return added
 
-    def _remove(self, ids: Sequence[int], remove: Any = None) -> int:
+    def _remove(self, ids: Sequence[int], remove: Callable[[], int] | None = None) -> int:
         """Remove ``ids`` (by ``remove()`` when given, the gallery's own selection of the same entries), save,
         forget them and delete the crops the service kept for them."""
         rows = self.gallery.rows(ids)
