@@ -163,3 +163,59 @@ def test_a_read_only_milvus_lite_gallery_says_why_it_cannot_be_searched(tmp_path
         f"[Errno {code}] cannot write in {tmp_path / 'g.db'}: {os.strerror(code).lower()} (Milvus Lite writes a lock "
         "in its folder even to search: copy the gallery to a folder it may write in, or serve a FAISS gallery, "
         "which opens read-only)")
+
+
+def names_in(path) -> list[str]:
+    import pymilvus
+
+    client = pymilvus.MilvusClient(str(path))
+    try:
+        return sorted(client.list_collections())
+    finally:
+        client.close()
+
+
+def identities_in(uri: str) -> list:
+    gallery = Gallery.open(uri)
+    try:
+        return sorted(row.identity for row in gallery.rows(gallery.ids()).values())
+    finally:
+        gallery.close()
+
+
+def test_a_save_stopped_between_the_renames_puts_the_old_gallery_back(tmp_path, monkeypatch):
+    import pymilvus
+
+    uri = f"milvus-lite:{tmp_path / 'g.db'}?collection=shop"
+    saved_gallery(uri)
+    replacement = Gallery(4, path=uri, overwrite=True)
+    replacement.add(np.eye(4)[:2], identities=[7, 8])
+    real_rename, renames = pymilvus.MilvusClient.rename_collection, []
+
+    def rename_then_ctrl_c(self, *args, **kwargs):
+        renames.append(args)
+        if len(renames) == 2:  # the new gallery into the old one's place
+            raise KeyboardInterrupt
+        return real_rename(self, *args, **kwargs)
+
+    monkeypatch.setattr(pymilvus.MilvusClient, "rename_collection", rename_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        replacement.save()
+    replacement.close()
+    monkeypatch.undo()
+    assert identities_in(uri) == [1, 2, 3, 4] and names_in(tmp_path / "g.db") == ["shop"]
+
+
+def test_a_replacement_killed_between_the_renames_is_completed_at_the_next_open(tmp_path):
+    import pymilvus
+
+    uri = f"milvus-lite:{tmp_path / 'g.db'}?collection=shop"
+    saved_gallery(uri)
+    new = Gallery(4, path=f"milvus-lite:{tmp_path / 'g.db'}?collection=shop_reid_sdk_building")  # saved aside
+    new.add(np.eye(4)[:2], identities=[7, 8])
+    new.save()
+    new.close()
+    client = pymilvus.MilvusClient(str(tmp_path / "g.db"))
+    client.rename_collection("shop", "shop_reid_sdk_replaced")  # where a kill between the renames leaves them
+    client.close()
+    assert identities_in(uri) == [7, 8] and names_in(tmp_path / "g.db") == ["shop"]

@@ -15,7 +15,8 @@ Milvus Lite has no IVF_PQ).
 A gallery created with ``overwrite`` over an existing one is built aside, in a collection of its own, and takes the
 old one's place at its first ``save`` (the old one renamed aside, the new one renamed in, the old one dropped):
 closed before that (Ctrl-C, a full disk, a failed model), it is dropped and the old gallery stays as it was, as a
-FAISS gallery's does.
+FAISS gallery's does. A save stopped between the renames puts the old one back; a process killed there leaves both
+aside, and the next open completes the replacement.
 
 Camera standardisation: the handle keeps the per-camera statistics of the collection's vectors as it writes, and
 records them in the property at each save and close. Opening uses them where the entry count is recorded and
@@ -253,7 +254,7 @@ class MilvusBackend:
         client = cls._connect(location, reading=True)
         try:
             with _lite_errors(location, reading=True):
-                if not client.has_collection(location.collection):
+                if not (client.has_collection(location.collection) or cls._finish_replacing(client, location)):
                     raise FileNotFoundError(f"no gallery at {location.text}: Milvus has no collection "
                                             f"{location.collection!r}")
                 described = client.describe_collection(location.collection).get("properties", {})
@@ -561,11 +562,30 @@ class MilvusBackend:
         except pymilvus.MilvusException:  # one it cannot read any more: it is replaced, so dropped unread
             self._client.drop_collection(target)
             old = False
-        self._client.rename_collection(self._name, target)
+        try:
+            self._client.rename_collection(self._name, target)
+        except BaseException:  # the old gallery back in its place; this one stays aside, dropped at close
+            if old:
+                self._client.rename_collection(replaced, target)
+            raise
         self._name, self._replaces = target, None
         self._client.load_collection(target)
         if old:
             self._client.drop_collection(replaced)
+
+    @staticmethod
+    def _finish_replacing(client: Any, location: GalleryLocation) -> bool:
+        """Complete a replacement a killed process left between its renames (the old gallery renamed aside, the new
+        one saved but not renamed in, so ``location`` has no collection); True when there was one."""
+        target = location.collection
+        building, replaced = f"{target}{_BUILDING}", f"{target}{_REPLACED}"
+        if not (client.has_collection(building) and client.has_collection(replaced)):
+            return False
+        client.rename_collection(building, target)
+        client.drop_collection(replaced)
+        logger.warning("%s: completed the replacement of the gallery that a stopped build with overwrite had saved",
+                       location.text)
+        return True
 
     def close(self) -> None:
         """Record the entry count after this handle's writes (Milvus Lite) and disconnect; an overwriting gallery
