@@ -141,7 +141,7 @@ def test_adapting_from_the_users_checkpoint_measures_that_checkpoint_first(rende
 def test_set_values_reid_adapt_decides_are_refused_in_one_line(rendered, tmp_path, capsys, override, says):
     from reid_sdk.cli.adapt import main
 
-    assert main([str(rendered), "--out", str(tmp_path / "run"), "--set", override]) == 2
+    assert main([str(rendered), "--out", str(tmp_path / "run"), *TINY_OPTIONS, "--set", override]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"reid-adapt: error: {says}") and error.endswith("; drop it")
     assert len(error.splitlines()) == 1 and not (tmp_path / "run").exists()
