@@ -141,3 +141,26 @@ def test_ingest_stamps_each_segment_with_its_own_start_time(rendered, tmp_path):
             (row.camera, int(row.track_id) // SEGMENT_TRACK_IDS)]
         assert start <= row.timestamp <= start + 60 / 10  # the segment's start + seconds into it (10 fps)
     assert {int(row.track_id) // SEGMENT_TRACK_IDS for row in rows if row.camera == "c1"} == {0, 1}
+
+
+def test_site_matching_puts_each_segment_on_the_site_clock(rendered, tmp_path):
+    """reid-adapt's matching step: one camera per name (one picture), each track's times from its segment's start."""
+    import csv
+
+    from reid_sdk.adapt.matching import match_site
+    from reid_sdk.model import save_checkpoint
+    from tests.helpers import tiny_model
+
+    site = find_site(segmented_site(rendered, tmp_path / "site"))
+    checkpoint = save_checkpoint(tiny_model(), tmp_path / "tiny.pt")
+    summary = match_site(checkpoint, site, tmp_path / "matching", device="cpu", progress=False)
+    assert summary.cameras == 2 and summary.skipped_cameras == []
+    assert sorted(p.name for p in (tmp_path / "matching").glob("*.png")) == ["matches_c1.png", "matches_c2.png"]
+    with open(tmp_path / "matching" / "matches.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    ten = name_time("2026-03-01T10")
+    for row in table:
+        segment = int(row["track_id"]) // SEGMENT_TRACK_IDS
+        start = ten + (HOUR * segment if row["camera"] == "c1" else HOUR / 2)
+        assert float(row["first_time"]) == pytest.approx(start + (int(row["first_frame"]) - 1) / 10, abs=0.01)
+    assert {int(r["track_id"]) // SEGMENT_TRACK_IDS for r in table if r["camera"] == "c1"} == {0, 1}
