@@ -3,6 +3,8 @@
 Six steps into one run folder, each skipped when its output is complete, so running the same command again
 resumes an interrupted run (training from its last finished stage):
 
+0. ``tracks/``: only for cameras with a video and no tracks file: people detected and tracked
+   (:mod:`reid_sdk.adapt.detected_tracks`), the site folder left untouched;
 1. ``tracklets/``: every camera's tracks as tracklets through the frame-quality rule (bad or missing videos
    are skipped and counted; a site with tracks from one camera only stops here: nothing in it teaches
    matching across cameras);
@@ -38,6 +40,7 @@ from typing import Any, TypeVar
 import torch
 
 from reid_sdk._utils.atomic_file import atomic_write
+from reid_sdk.adapt.detected_tracks import track_untracked_cameras
 from reid_sdk.adapt.matching import SiteMatching, match_site, read_matching
 from reid_sdk.adapt.settings import AdaptSettings
 from reid_sdk.adapt.step_inputs import StepLedger, file_stamp, site_inputs
@@ -135,12 +138,13 @@ def adapt_site(site: str | Path, out: str | Path, settings: AdaptSettings = Adap
     checkpoint.
     """
     paths = AdaptPaths(Path(out))
-    layout = find_site(site)
+    layout = find_site(site, untracked=True)  # cameras without a tracks file are tracked below, after the claim
     require_two_cameras([camera.name for camera in layout.cameras], layout.root)  # before any work
     config = settings.run_config(paths.tracklets, paths.start)
     resolve_device(config.train.device)
     start_network = _start_network(config, paths)
     _claim(paths, layout.root, settings)
+    layout = track_untracked_cameras(layout, paths.root, progress)
     steps = _Steps(paths, _step_inputs(layout, settings, config, paths))
 
     log.info("[1/%d] tracklets of %d camera(s) into %s", STEPS, len(layout.cameras), paths.tracklets)
