@@ -62,7 +62,7 @@ class MotFormat:
     """
 
     name: str = "mot"
-    person_class: int | None = None  # None: the layout's own (mot 1, boxmot 0)
+    person_class: int | None = None  # None: the layout's own (mot 1, boxmot and ultralytics 0)
 
     def __post_init__(self) -> None:
         if self.name not in FORMATS:
@@ -80,18 +80,21 @@ class MotFormat:
 
     @property
     def fields(self) -> str:
+        """The layout's columns, for messages."""
         return FORMATS[self.name].fields
 
 
 @dataclass(frozen=True)
 class _Layout:
+    """One layout: its columns (for messages), its person class, and whether conf / visibility 0 marks coasting."""
+
     fields: str
     person: int
     marks_coasting: bool
 
 
-#: The layouts read: the columns (0-based) are the same, frame, id, left, top, width, height, conf, class and
-#: the visibility (mot) or detection index (boxmot).
+#: The layouts read. mot and boxmot share their columns (frame, id, left, top, width, height, conf, class, then
+#: visibility or BoxMOT's detection index); ultralytics' are its own (see the module docstring).
 FORMATS = {"mot": _Layout("frame,id,left,top,width,height[,conf,class,visibility]", 1, True),
            "boxmot": _Layout("frame id left top width height conf class det_index", 0, False),
            "ultralytics": _Layout("class x_centre y_centre width height [conf] id (normalised)", 0, False)}
