@@ -10,6 +10,7 @@ from reid_sdk.cli.adapt import main as adapt_main
 from reid_sdk.cli.train import main as train_main
 from reid_sdk.model import ReIDNet
 from reid_sdk.synthetic.layouts import PRESETS, SyntheticConfig, generate
+from reid_sdk.synthetic.video import VideoSetConfig, render_videos
 from reid_sdk.training.distributed import Distributed
 from reid_sdk.training.memory import CameraProxyMemory
 from reid_sdk.training.memory_budget import (MIN_MICRO_BATCH, RUN_MARGIN, ActivationCost, MemoryBudgetError,
@@ -159,3 +160,14 @@ def test_reid_adapt_rejects_an_unreadable_max_memory(tmp_path, capsys):
     assert adapt_main([str(site), "--out", str(tmp_path / "run"), "--max-memory", "4 potatoes"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "memory size" in err
+
+
+def test_reid_adapt_refuses_a_budget_too_small_before_any_work(tmp_path, capsys):
+    site = render_videos(tmp_path / "site", VideoSetConfig(seed=5, num_cameras=2, walkers=2, passers_by=0,
+                                                           cameras_per_walker=(2, 2), frames=40,
+                                                           frame_size=(96, 128)))[0].video.parent
+    code = adapt_main([str(site), "--out", str(tmp_path / "run"), "--device", "cpu", "--max-memory", "64MiB",
+                       "--set", "model.pretrained=null", "--set", "model.backbone=resnet18"])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and line.startswith("reid-adapt: ") and "budget is 0.06 GiB" in line
+    assert not (tmp_path / "run" / "adapt.json").exists()  # refused before the run folder was claimed

@@ -53,6 +53,7 @@ from reid_sdk.model.device import resolve_device
 from reid_sdk.tracks.site import SiteLayout, find_site
 from reid_sdk.tracks.site_tracklets import SITE_FILE, SiteTracklets, is_prepared, prepare_site, read_site_tracklets
 from reid_sdk.training.config import RunConfig
+from reid_sdk.training.memory_budget import plan_run_step
 from reid_sdk.training.model_choice import scores_line
 from reid_sdk.training.run_dir import RunDirectory
 from reid_sdk.training.schedules import build_trainer
@@ -143,6 +144,7 @@ def adapt_site(site: str | Path, out: str | Path, settings: AdaptSettings = Adap
     config = settings.run_config(paths.tracklets, paths.start)
     resolve_device(config.train.device)
     start_network = _start_network(config, paths)
+    plan_run_step(config, video=True, device=resolve_device(config.train.device))  # a memory budget too small: refused
     _claim(paths, layout.root, settings)
     layout = track_untracked_cameras(layout, paths.root, progress)
     steps = _Steps(paths, _step_inputs(layout, settings, config, paths))

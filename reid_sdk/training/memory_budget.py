@@ -19,7 +19,7 @@ killing it mid-run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psutil
 import torch
@@ -27,7 +27,7 @@ from torch import nn
 
 from reid_sdk.training.memory_size import format_memory, parse_memory
 from reid_sdk.model import ReIDNet
-from reid_sdk.training.config import ConfigError
+from reid_sdk.training.config import ConfigError, RunConfig
 
 #: Peak resident growth per byte autograd saves: measured 0.85 (one pass) and 0.9 (checkpointed) on MobileNetV2
 #: steps at 256 x 128 (benchmarks/adapt_memory.py; saved tensors are freed as the backward pass goes); 1.0 keeps
@@ -159,3 +159,15 @@ def plan_training_step(model: ReIDNet, batch_size: int, frames: int, max_memory:
     model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     return plan_step(batch_size, frames, measure_activation_cost(model), psutil.Process().memory_info().rss,
                      available_budget(max_memory), model_bytes)
+
+
+def plan_run_step(config: RunConfig, video: bool, device: torch.device, model: ReIDNet | None = None
+                  ) -> StepPlan | None:
+    """On a CPU, :func:`plan_training_step` for ``config``'s batch, clip length (``video``) and budget, on ``model``
+    (default: the config's network, untrained: the cost depends on the shapes alone); None on a GPU, whose memory
+    is not the host's."""
+    if device.type != "cpu":
+        return None
+    model = model or ReIDNet(replace(config.model, pretrained=None)).to(memory_format=torch.channels_last)
+    frames = config.data.frames_per_tracklet if video else 1
+    return plan_training_step(model, config.train.batch_size, frames, config.train.max_memory)

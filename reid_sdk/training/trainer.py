@@ -34,7 +34,7 @@ from reid_sdk.training.distributed import Distributed
 from reid_sdk.training.extraction import Extracted, extract_records
 from reid_sdk.training.camera_centering import center_per_camera
 from reid_sdk.training.memory import CameraProxyMemory, ClusterMemory
-from reid_sdk.training.memory_budget import StepPlan, plan_training_step
+from reid_sdk.training.memory_budget import StepPlan, plan_run_step
 from reid_sdk.training.model_choice import ModelChoiceRule, label_free_scores, model_choice_rule
 from reid_sdk.training.plot import plot_stages
 from reid_sdk.training.run_dir import RunDirectory
@@ -150,11 +150,8 @@ class Trainer:
     def _plan_step(self) -> StepPlan | None:
         """CPU: how a training step fits the memory budget (train.max_memory, else the machine's free memory);
         the model then checkpoints its trunk if the plan says so. None on a GPU (its memory is not the host's)."""
-        if self.device.type != "cpu":
-            return None
-        frames = self.config.data.frames_per_tracklet if self.video else 1
-        plan = plan_training_step(self.model, self.config.train.batch_size, frames, self.config.train.max_memory)
-        self.model.checkpoint_trunk = plan.checkpoint_trunk
+        plan = plan_run_step(self.config, self.video, self.device, self.model)
+        self.model.checkpoint_trunk = bool(plan and plan.checkpoint_trunk)
         return plan
 
     @property
