@@ -164,3 +164,24 @@ def test_site_matching_puts_each_segment_on_the_site_clock(rendered, tmp_path):
         start = ten + (HOUR * segment if row["camera"] == "c1" else HOUR / 2)
         assert float(row["first_time"]) == pytest.approx(start + (int(row["first_frame"]) - 1) / 10, abs=0.01)
     assert {int(r["track_id"]) // SEGMENT_TRACK_IDS for r in table if r["camera"] == "c1"} == {0, 1}
+
+
+def test_track_times_are_the_containers_timestamps(rendered):
+    """Times come from the container (CAP_PROP_POS_MSEC: a variable frame rate's real times), frame / fps where a
+    track's last box lies past its last chosen frame; for a constant rate both agree."""
+    from reid_sdk.tracks.ingest import TrackCrops, VideoInfo, probe_video, track_crops
+    from reid_sdk.tracks.quality import TrackPlan
+
+    video = rendered["c1"]
+    info = probe_video(video.video)
+    for crops in track_crops(info, read_mot(video.tracks)):
+        assert crops.first_seconds == pytest.approx((crops.plan.first_frame - 1) / info.fps)
+        assert crops.last_chosen_seconds == pytest.approx((crops.frames[-1] - 1) / info.fps)
+    plan = TrackPlan(7, np.array([0, 1]), first_frame=3, last_frame=11, fallback=False)
+    made = TrackCrops(plan, [np.zeros((4, 2, 3), np.uint8)] * 2, [5, 9], [(0, 0, 2, 4)] * 2, first_seconds=2.0,
+                      last_chosen_seconds=3.0)
+    ten_fps = VideoInfo(video.video, 10.0, 100, (144, 192))
+    feature = made.finish(np.ones(4, np.float32), np.array([1.0, 0.5]), ten_fps, start_time=100.0)
+    assert (feature.first_time, feature.last_time) == (102.0, pytest.approx(103.2))  # 2 frames past the last chosen
+    unread = TrackCrops(plan, made.crops, made.frames, made.boxes)
+    assert unread.finish(np.ones(4, np.float32), np.array([1.0, 0.5]), ten_fps, 100.0).first_time == 100.2

@@ -125,19 +125,27 @@ class TrackFeature:
 
 @dataclass
 class TrackCrops:
-    """One track's chosen crops as cut from the video: its plan, the crops (BGR), their MOT frames and boxes."""
+    """One track's chosen crops as cut from the video: its plan, the crops (BGR), their MOT frames and boxes, and
+    the container's time (seconds into the video) of its first MOT frame and of its last chosen frame, as read."""
 
     plan: TrackPlan
     crops: list[np.ndarray]
     frames: list[int]
     boxes: list[tuple[int, int, int, int]]
+    first_seconds: float | None = None
+    last_chosen_seconds: float | None = None
 
     def finish(self, feature: np.ndarray, weights: np.ndarray, info: VideoInfo, start_time: float) -> TrackFeature:
         """The track's TrackFeature given its pooled ``feature`` and its crops' ``weights`` (the highest-weighted
-        crop is its best frame); times come from the video's frame rate, counted from ``start_time``."""
+        crop is its best frame). Times, counted from ``start_time``, are the container's timestamps where they were
+        read (right for a variable frame rate), frame / frame rate otherwise; a last box after the last chosen
+        frame adds its frames at the frame rate."""
         best, plan = int(np.argmax(weights)), self.plan
-        return TrackFeature(plan.track_id, feature, plan.first_frame, plan.last_frame,
-                            info.time_of(plan.first_frame, start_time), info.time_of(plan.last_frame, start_time),
+        first = (start_time + self.first_seconds if self.first_seconds is not None
+                 else info.time_of(plan.first_frame, start_time))
+        last = (start_time + self.last_chosen_seconds + (plan.last_frame - self.frames[-1]) / info.fps
+                if self.last_chosen_seconds is not None and self.frames else info.time_of(plan.last_frame, start_time))
+        return TrackFeature(plan.track_id, feature, plan.first_frame, plan.last_frame, first, last,
                             len(self.crops), self.frames[best], self.boxes[best], self.crops[best], plan.fallback)
 
 
@@ -203,6 +211,9 @@ def track_crops(video: str | Path | VideoInfo, tracks: MotTracks, quality: Frame
         for row in plan.rows:
             wanted[int(tracks.frames[row])].append((plan.track_id, int(row)))
     collected = {plan.track_id: TrackCrops(plan, [], [], []) for plan in plans}
+    starts: dict[int, list[int]] = defaultdict(list)  # frame -> tracks whose first MOT frame it is
+    for plan in plans:
+        starts[plan.first_frame].append(plan.track_id)
     last_wanted = max(wanted)
     capture = cv2.VideoCapture(str(info.path))
     frame = 0
@@ -217,8 +228,11 @@ def track_crops(video: str | Path | VideoInfo, tracks: MotTracks, quality: Frame
                     frame -= 1
                     break
                 bar.update(1)
+                seconds = _container_seconds(capture)
+                for track_id in starts.get(frame, ()):
+                    collected[track_id].first_seconds = seconds
                 if needed:
-                    yield from _crop_frame(image, frame, needed, tracks, collected)
+                    yield from _crop_frame(image, frame, seconds, needed, tracks, collected)
     finally:
         capture.release()
     report.frames_read = frame
@@ -234,9 +248,17 @@ def track_crops(video: str | Path | VideoInfo, tracks: MotTracks, quality: Frame
         yield from collected.values()
 
 
-def _crop_frame(image: np.ndarray, frame: int, needed: list[tuple[int, int]], tracks: MotTracks,
-                collected: dict[int, TrackCrops]) -> Iterator[TrackCrops]:
-    """Collect the chosen crops of one frame; hand over the tracks whose last chosen frame this is."""
+def _container_seconds(capture: cv2.VideoCapture) -> float | None:
+    """The container's timestamp of the frame just read or grabbed (seconds into the video); None where the
+    backend gives none."""
+    milliseconds = capture.get(cv2.CAP_PROP_POS_MSEC)
+    return milliseconds / 1000.0 if np.isfinite(milliseconds) and milliseconds >= 0 else None
+
+
+def _crop_frame(image: np.ndarray, frame: int, seconds: float | None, needed: list[tuple[int, int]],
+                tracks: MotTracks, collected: dict[int, TrackCrops]) -> Iterator[TrackCrops]:
+    """Collect the chosen crops of one frame (its container time ``seconds``); hand over the tracks whose last
+    chosen frame this is."""
     track_ids, rows = zip(*needed)
     boxes = tracks.boxes[list(rows)]
     crops, kept = extract_boxes(image, boxes, min_size=(1, 1))
@@ -246,6 +268,7 @@ def _crop_frame(image: np.ndarray, frame: int, needed: list[tuple[int, int]], tr
         track.crops.append(crop)
         track.frames.append(frame)
         track.boxes.append(tuple(int(v) for v in clipped[index]))
+        track.last_chosen_seconds = seconds
     for track_id in set(track_ids):
         track = collected[track_id]
         if int(tracks.frames[track.plan.rows[-1]]) == frame:
