@@ -62,6 +62,8 @@ class LoggedProgress(Iterable[T]):
         rate = self.done / max(now - self.started, 1e-9)
         total = f"/{self.total}" if self.total is not None else ""
         extra = "".join(f" {key}={value}" for key, value in self.postfix.items())
+        if self.total is not None and 0 < self.done < self.total:  # as a bar shows it: the time left at this rate
+            extra += f", about {_duration((self.total - self.done) / rate)} left"
         logger.info("%s: %d%s %s (%.1f %s/s)%s", self.desc, self.done, total, self.unit, rate, self.unit, extra)
 
     def __iter__(self) -> Iterator[T]:
@@ -75,6 +77,13 @@ class LoggedProgress(Iterable[T]):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min`` or ``1.2 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def progress(iterable: Iterable[T] | None = None, desc: str = "", total: int | None = None, unit: str = "it",
