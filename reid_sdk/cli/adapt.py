@@ -4,10 +4,12 @@
     reid-adapt site/ --out paper/ --set train.loss=repelled --set clustering.camera_centering=false
 
 SITE holds one folder per camera with its video and its tracker's MOT file (or c1.avi + c1.txt pairs, or the
-manifest.json reid-synth --layout videos writes). Steps: tracklets of every track, the ImageNet start measured
-on the site, camera-aware training (no labels; two tracks one camera saw at once are never merged; the paper's
-method as published with the second line's settings), ONNX export with parity checked, the adapted model
-measured: galleries, matches.csv and pictures before/ and after/, report.json.
+manifest.json reid-synth --layout videos writes); a camera with a video and no MOT file is detected and tracked
+first, into RUN/tracks/ (reid-track's offline detector and ByteTrack), so a folder of videos alone works. Steps:
+tracklets of every track, the ImageNet start measured on the site, camera-aware training (no labels; two tracks one
+camera saw at once are never merged; the paper's method as published with the second line's settings), ONNX export
+with parity checked, the adapted model measured: galleries, matches.csv and pictures before/ and after/,
+report.json.
 Running the same command again resumes: finished steps are skipped, training continues from its last stage;
 steps that read a camera whose video or tracks changed since run again (with the steps after them). A finished
 run prints its summary again without writing anything (from a read-only copy too).
@@ -31,7 +33,9 @@ PROG = "reid-adapt"
 def build_parser() -> argparse.ArgumentParser:
     """The ``reid-adapt`` argument parser."""
     parser = make_parser(PROG, __doc__)
-    parser.add_argument("site", type=Path, help="the site folder: its cameras' videos and MOT tracks files")
+    parser.add_argument("site", type=Path,
+                        help="the site folder: its cameras' videos and MOT tracks files (videos without one are "
+                             "tracked here)")
     parser.add_argument("--out", type=Path, required=True, help="run folder (created; an earlier run there resumes)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="change the training run, as reid-train --set (repeatable), e.g. "
