@@ -62,7 +62,7 @@ class LoggedProgress(Iterable[T]):
         rate = self.done / max(now - self.started, 1e-9)
         total = f"/{self.total}" if self.total is not None else ""
         extra = "".join(f" {key}={value}" for key, value in self.postfix.items())
-        if self.total is not None and 0 < self.done < self.total:  # as a bar shows it: the time left at this rate
+        if self.total is not None and 1 < self.done < self.total:  # as a bar shows it: the time left at this rate
             extra += f", about {_duration((self.total - self.done) / rate)} left"
         logger.info("%s: %d%s %s (%.1f %s/s)%s", self.desc, self.done, total, self.unit, rate, self.unit, extra)
 

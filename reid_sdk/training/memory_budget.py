@@ -25,9 +25,9 @@ import psutil
 import torch
 from torch import nn
 
-from reid_sdk.training.memory_size import format_memory, parse_memory
 from reid_sdk.model import ReIDNet
 from reid_sdk.training.config import ConfigError, RunConfig
+from reid_sdk.training.memory_size import format_memory, parse_memory
 
 #: Peak resident growth per byte autograd saves: measured 0.85 (one pass) and 0.9 (checkpointed) on MobileNetV2
 #: steps at 256 x 128 (benchmarks/adapt_memory.py; saved tensors are freed as the backward pass goes); 1.0 keeps
