@@ -4,6 +4,7 @@ reid-adapt from videos alone."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from pathlib import Path
@@ -213,12 +214,13 @@ def test_stride_and_max_side_keep_the_videos_frame_numbers_and_pixels(tmp_path):
 
 def test_reid_track_writes_mot_files_that_reid_sdk_reads_back(site, tmp_path, capsys):
     videos = [camera.video for camera in load_video_set(site)]
-    assert track_main([*map(str, videos), "--out", str(tmp_path / "tracks"), "--progress", "none"]) == 0
-    printed = capsys.readouterr().out
-    for video in videos:
-        tracks = read_mot(tmp_path / "tracks" / f"{video.stem}.txt")
-        assert len(tracks) > 50 and tracks.frames.min() >= 1 and tracks.frames.max() <= SITE.frames
-        assert f"{video.name}: {SITE.frames} frames read" in printed
+    assert track_main([*map(str, videos), "--out", str(tmp_path / "tracks"), "--progress", "none", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [Path(row["tracks_file"]) for row in printed] == [tmp_path / "tracks" / f"{v.stem}.txt" for v in videos]
+    for video, row in zip(videos, printed):
+        tracks = read_mot(row["tracks_file"])
+        assert len(tracks) == row["boxes"] > 50 and len(np.unique(tracks.track_ids)) == row["tracks"]
+        assert row["frames_read"] == SITE.frames and 1 <= tracks.frames.min() <= tracks.frames.max() <= SITE.frames
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -18,8 +18,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reid_sdk.cli.common import (EXIT_INTERRUPTED, EXIT_OK, add_device_option, add_progress_option, configure_logging,
-                                 fail, make_parser)
+from reid_sdk.cli.common import (EXIT_INTERRUPTED, EXIT_OK, add_device_option, add_json_option, add_progress_option,
+                                 configure_logging, fail, make_parser, print_json)
 
 PROG = "reid-track"
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="shrink frames so their longer side is at most this many pixels before detection")
     parser.add_argument("--batch", type=int, default=8, help="frames per detector call")
     add_progress_option(parser)
+    add_json_option(parser)
     return parser
 
 
@@ -63,13 +64,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = TrackingOptions(sampling=FrameSampling(args.stride, args.max_side), batch=args.batch)
         detector = open_detector(args.detector, **given)
-        for result in track_videos(args.videos, args.out, detector, options, progress=args.progress):
-            print(result.line())
+        results = track_videos(args.videos, args.out, detector, options, progress=args.progress)
     except (ValueError, OSError, ImportError) as error:  # a bad video, detector file, option; a missing extra
         return fail(PROG, error)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; the MOT files written so far are complete", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if args.json:
+        print_json([vars(result) for result in results])
+    else:
+        print("\n".join(result.line() for result in results))
     return EXIT_OK
 
 
