@@ -262,3 +262,25 @@ def test_reid_adapt_from_videos_alone_tracks_into_the_run_and_goes_to_the_end(si
     assert result.parity["passed"] and result.after.cameras == 2 and result.after.tracks >= 4
     header, *rows = (tmp_path / "run" / "after" / "matches.csv").read_text().splitlines()
     assert rows and all(row.split(",")[0] != row.split(",")[8] for row in rows)  # matches across the two cameras
+
+
+def test_untracked_cameras_are_tracked_once_and_an_unreadable_video_is_skipped_and_said(site, tmp_path, caplog):
+    from reid_sdk.adapt.detected_tracks import track_untracked_cameras
+    from reid_sdk.tracks.site import find_site
+
+    videos = tmp_path / "site"
+    videos.mkdir()
+    shutil.copy(site / "c1.avi", videos / "c1.avi")
+    (videos / "c2.avi").write_bytes(b"not a video")
+    layout = track_untracked_cameras(find_site(videos, untracked=True), tmp_path / "run", progress=False)
+    assert [camera.name for camera in layout.cameras] == ["c1"]
+    assert layout.skipped == [("c2", f"no tracks file, and OpenCV cannot open the video {videos / 'c2.avi'}")]
+    assert "camera c2 skipped: no tracks file" in caplog.text
+    written = layout.cameras[0].tracks
+    assert written == tmp_path / "run" / "tracks" / "c1" / "c1.txt" and len(read_mot(written)) > 50
+    before = written.stat().st_mtime_ns
+    again = track_untracked_cameras(find_site(videos, untracked=True), tmp_path / "run", progress=False)
+    assert again.cameras[0].tracks == written and written.stat().st_mtime_ns == before  # reused, not tracked again
+    (videos / "c1.avi").write_bytes((site / "c2.avi").read_bytes())  # the video replaced: tracked again
+    track_untracked_cameras(find_site(videos, untracked=True), tmp_path / "run", progress=False)
+    assert written.stat().st_mtime_ns != before

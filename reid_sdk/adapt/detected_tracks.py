@@ -35,24 +35,33 @@ def track_untracked_cameras(layout: SiteLayout, run: Path, progress: bool = True
     log.info("[0] detecting and tracking people in %d video(s) without a tracks file (camera(s) %s) into %s",
              len(untracked), ", ".join(sorted({camera.name for camera in untracked})), folder)
     options = TrackingOptions()
-    cameras = []
+    cameras, skipped = [], list(layout.skipped)
     for camera in layout.cameras:
         if camera.tracks is None:
             tracks = folder / camera.name / f"{camera.video.stem}.txt"
-            record = tracks.with_suffix(".source.json")
-            tracks.parent.mkdir(parents=True, exist_ok=True)
-            status = camera.video.stat()
-            source = {"video": [str(camera.video.resolve()), status.st_size, status.st_mtime_ns],
-                      "options": repr(options)}
-            if not (tracks.is_file() and _recorded(record) == source):
-                result = track_video(camera.video, tracks, BackgroundDetector(), options,
-                                     progress="auto" if progress else "none")
-                log.info("camera %s: %s", camera.name, result.line())
-                with atomic_write(record) as handle:
-                    handle.write(json.dumps(source).encode())
+            try:
+                _track(camera.video, tracks, options, progress)
+            except ValueError as error:  # a video OpenCV cannot read: skipped and said, as a bad video with tracks is
+                log.warning("camera %s skipped: no tracks file, and %s", camera.name, error)
+                skipped.append((camera.name, f"no tracks file, and {error}"))
+                continue
             camera = replace(camera, tracks=tracks, tracks_format=MotFormat())  # what track_video writes
         cameras.append(camera)
-    return replace(layout, cameras=cameras)
+    return replace(layout, cameras=cameras, skipped=skipped)
+
+
+def _track(video: Path, tracks: Path, options: TrackingOptions, progress: bool) -> None:
+    """Track ``video`` into ``tracks`` unless it was, from this very video file, with these options."""
+    record = tracks.with_suffix(".source.json")
+    status = video.stat()
+    source = {"video": [str(video.resolve()), status.st_size, status.st_mtime_ns], "options": repr(options)}
+    if tracks.is_file() and _recorded(record) == source:
+        return
+    tracks.parent.mkdir(parents=True, exist_ok=True)
+    result = track_video(video, tracks, BackgroundDetector(), options, progress="auto" if progress else "none")
+    log.info("%s", result.line())
+    with atomic_write(record) as handle:
+        handle.write(json.dumps(source).encode())
 
 
 def _recorded(record: Path) -> object:
