@@ -9,14 +9,16 @@ timings; each is a flat (exact) FAISS search with plain cosine scores (``--no-ca
 standardisation on, every add makes the next search rebuild the standardised index of all entries, which this
 benchmark times on its own (``standardised_rebuild``). Clients are threads of this process with
 one keep-alive HTTP connection each, on the same cores as the server: the numbers are upper bounds under that load.
-FAISS + SQLite only (Milvus Lite not measured here).
+The kill takes the service's whole process group (Milvus Lite runs its server as a child process): a crash.
 
-    python -m benchmarks.serve_load                    # JSON in benchmarks/results/serve_load.json
+    python -m benchmarks.serve_load                          # FAISS + SQLite: benchmarks/results/serve_load.json
+    python -m benchmarks.serve_load --backend milvus-lite    # benchmarks/results/serve_load_milvus_lite.json
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import signal
 import socket
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +47,9 @@ CAMERAS = 8
 CROPS_PER_INGEST = 4
 
 
-def build_gallery(folder: Path, entries: int, seed: int = 0) -> tuple[Path, Path]:
-    """The model (ONNX) and a gallery of ``entries`` random unit features at its size, timed over the last 30 days."""
+def build_gallery(folder: Path, entries: int, backend: str, seed: int = 0) -> tuple[Path, str, np.ndarray]:
+    """The model (ONNX), the location of a gallery of ``entries`` random unit features at its size (timed over the
+    last 30 days) on ``backend``, and the entries' ids."""
     model = export_onnx(save_checkpoint(ReIDNet(ModelConfig(backbone="resnet18", input_size=(64, 32), pretrained=None,
                                                             embedding_dim=64)).eval(), folder / "model.pt"),
                         folder / "model.onnx")
@@ -53,18 +57,19 @@ def build_gallery(folder: Path, entries: int, seed: int = 0) -> tuple[Path, Path
     rng = np.random.default_rng(seed)
     features = rng.standard_normal((entries, extractor.feature_dim), dtype=np.float32)
     features /= np.linalg.norm(features, axis=1, keepdims=True)
-    gallery = Gallery(extractor.feature_dim, path=folder / "gallery", model_id=extractor.model_id)
-    gallery.add(features, cameras=[f"c{i % CAMERAS}" for i in range(entries)], track_ids=np.arange(entries) // 4,
+    location = str(folder / "gallery") if backend == "faiss" else f"milvus-lite:{folder / 'gallery.db'}"
+    gallery = Gallery(extractor.feature_dim, path=location, model_id=extractor.model_id)
+    ids = gallery.add(features, cameras=[f"c{i % CAMERAS}" for i in range(entries)], track_ids=np.arange(entries) // 4,
                 timestamps=time.time() - rng.uniform(0, 30 * 86400, entries))
     gallery.save()
     gallery.close()
-    return model, folder / "gallery"
+    return model, location, ids
 
 
 class Server:
     """``reid-serve`` in a subprocess on a free loopback port."""
 
-    def __init__(self, folder: Path, model: Path, gallery: Path) -> None:
+    def __init__(self, folder: Path, model: Path, gallery: str) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -80,7 +85,7 @@ class Server:
         """Start it and wait until /readyz answers; the seconds that took."""
         started = time.perf_counter()
         with open(self.log, "a") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=log)
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=log, start_new_session=True)
         while time.perf_counter() - started < timeout_s:
             if self.process.poll() is not None:
                 raise RuntimeError(f"reid-serve exited: {self.log.read_text()[-2000:]}")
@@ -92,7 +97,11 @@ class Server:
         raise RuntimeError("reid-serve did not become ready")
 
     def stop(self, how: int) -> int:
-        self.process.send_signal(how)
+        """SIGTERM the service, or SIGKILL its whole process group; its exit code."""
+        if how == signal.SIGKILL:
+            os.killpg(self.process.pid, how)
+        else:
+            self.process.send_signal(how)
         return self.process.wait(120)
 
 
@@ -125,7 +134,7 @@ class Ingest(threading.Thread):
                     self.failed += 1
 
 
-def load(url: str, key: str, clients: int, requests_each: int, entries: int) -> dict[str, Any]:
+def load(url: str, key: str, clients: int, requests_each: int, entries: np.ndarray) -> dict[str, Any]:
     """``clients`` threads each sending ``requests_each`` searches by a random entry; latency and throughput."""
     latencies: list[float] = []
     failures: list[str] = []
@@ -135,7 +144,7 @@ def load(url: str, key: str, clients: int, requests_each: int, entries: int) -> 
         rng = np.random.default_rng(seed)
         mine, errors = [], []
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
-            for entry in rng.integers(0, entries, requests_each):
+            for entry in rng.choice(entries, requests_each):
                 started = time.perf_counter()
                 try:
                     response = http.get(f"/api/search/entry/{entry}", params={"k": 10})
@@ -161,11 +170,11 @@ def load(url: str, key: str, clients: int, requests_each: int, entries: int) -> 
             "throughput_per_s": len(latencies) / wall, "wall_s": wall}
 
 
-def standardised_rebuild(gallery: Path) -> dict[str, float]:
+def standardised_rebuild(gallery: str, entry: int) -> dict[str, float]:
     """Seconds of the first camera-standardised search of a freshly opened gallery (the index rebuild each add
     costs the next search), of the next one, and of a plain search."""
     opened = Gallery.open(gallery)
-    query = opened.vectors([0])[0]
+    query = opened.vectors([entry])[0]
     seconds = {}
     for name, switch in (("first_standardised_s", True), ("next_standardised_s", True), ("plain_s", False)):
         started = time.perf_counter()
@@ -181,24 +190,27 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--requests", type=int, default=320, help="searches per concurrency level (split among clients)")
     parser.add_argument("--ingest-limit", type=int, default=200, help="the most ingest requests of one phase")
+    parser.add_argument("--backend", choices=("faiss", "milvus-lite"), default="faiss")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         folder = Path(tmp)
         started = time.perf_counter()
-        model, gallery = build_gallery(folder, args.entries)
-        build_s = time.perf_counter() - started
-        rebuild = standardised_rebuild(gallery)
+        # in a process of its own: a Milvus Lite file stays held by the process that opened it until it exits
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            model, gallery, ids = pool.submit(build_gallery, folder, args.entries, args.backend).result()
+            build_s = time.perf_counter() - started
+            rebuild = pool.submit(standardised_rebuild, gallery, int(ids[0])).result()
         admin = add_key(folder / "keys.json", "bench", "admin")
         crops = [cv2.imencode(".png", crop)[1].tobytes() for crop in sample_crops(8, seed=5, image_size=(128, 64))]
         server = Server(folder, model, gallery)
         ready_s = server.start()
-        httpx.get(f"{server.url}/api/search/entry/0", headers={"Authorization": f"Bearer {admin}"}, timeout=300)
+        httpx.get(f"{server.url}/api/search/entry/{ids[0]}", headers={"Authorization": f"Bearer {admin}"}, timeout=300)
 
         ingest = Ingest(server.url, admin, crops, args.ingest_limit)
         ingest.start()
-        levels = [load(server.url, admin, clients, max(1, args.requests // clients), args.entries)
+        levels = [load(server.url, admin, clients, max(1, args.requests // clients), ids)
                   for clients in args.clients]
         ingest.stop.set()
         ingest.join()
@@ -211,17 +223,17 @@ def main() -> None:
         killed = server.stop(signal.SIGKILL)
         restart.join()
         restart_ready_s = server.start()
-        after = Gallery.open(gallery)
+        terminate_code = server.stop(signal.SIGTERM)
+        graceful = server.log.read_text().count("Application shutdown complete")  # the lifespan closed the gallery
+        after = Gallery.open(gallery)  # after the service: Milvus Lite serves its file to one process
         present = set(after.ids().tolist())
         after.close()
         acknowledged = ingest.acknowledged + restart.acknowledged
         lost = sorted(set(acknowledged) - present)
-        terminate_code = server.stop(signal.SIGTERM)
-        graceful = server.log.read_text().count("Application shutdown complete")  # the lifespan closed the gallery
 
     ingest_ms = 1000 * np.asarray(ingest.latencies or [np.nan])
     results = {
-        "gallery": {"entries": args.entries, "backend": "faiss_sqlite", "index": "flat", "dim": 512,
+        "gallery": {"entries": args.entries, "backend": args.backend, "index": "flat",
                     "camera_standardise": False, "build_and_save_s": build_s},
         "standardised_rebuild": rebuild,
         "query": "GET /api/search/entry/ID?k=10 (a stored entry's vector: no model in the timing)",
@@ -230,16 +242,17 @@ def main() -> None:
         "ingest_beside": {"requests_acknowledged": len(ingest.latencies), "crops_per_request": CROPS_PER_INGEST,
                           "entries_acknowledged": len(ingest.acknowledged), "failed": ingest.failed,
                           "p50_ms": float(np.median(ingest_ms)), "max_ms": float(np.max(ingest_ms)),
-                          "note": "each acknowledgement follows a save of the whole FAISS generation"},
+                                  "note": "each acknowledgement follows the gallery's save (FAISS: the whole generation "
+                                  "rewritten; Milvus: a flush)"},
         "restart": {"killed_with": "SIGKILL", "exit_code": killed, "acknowledged_before_kill":
                     len(restart.acknowledged), "requests_cut": restart.cut, "ready_after_s": restart_ready_s,
                     "acknowledged_total": len(acknowledged), "lost": len(lost), "lost_ids": lost[:20],
                     "sigterm_exit_code": terminate_code, "sigterm_shutdown_complete": graceful == 1,
                     "note": "uvicorn re-raises SIGTERM after its graceful shutdown, hence exit code -15"},
         "failed_requests": sum(level["failed"] for level in levels) + ingest.failed + restart.failed,
-        "milvus_lite": "not measured",
     }
-    print(write_results("serve_load", results, args.out))
+    name = "serve_load" if args.backend == "faiss" else "serve_load_milvus_lite"
+    print(write_results(name, results, args.out))
     for level in levels:
         print(f"{level['clients']:>3} clients: p50 {level['p50_ms']:.1f} ms, p99 {level['p99_ms']:.1f} ms, "
               f"{level['throughput_per_s']:.0f} searches/s, {level['failed']} failed")
