@@ -43,7 +43,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop-dir", type=Path, help="where crops added through the API are kept")
 
 
-def build_run_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``reid-serve OPTIONS`` (running the service); :func:`build_command_parser` parses the rest."""
     parser = make_parser(PROG, __doc__)
     _common(parser)
     add_model_option(parser, "ONNX / OpenVINO / TensorRT / torch model of the gallery (without one: search by entry "
@@ -69,6 +70,7 @@ def build_run_parser() -> argparse.ArgumentParser:
 
 
 def build_command_parser() -> argparse.ArgumentParser:
+    """The parser of ``reid-serve keys|erase|retention ...``."""
     parser = make_parser(PROG, __doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     keys = add_subparser(commands, "keys", "manage API keys (stored hashed)")
@@ -167,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``reid-serve``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] in COMMANDS if argv else False
-    args = (build_command_parser() if command else build_run_parser()).parse_args(argv)
+    args = (build_command_parser() if command else build_parser()).parse_args(argv)
     configure_logging(args.log_level, timestamps=not command)
     try:
         if not command:
