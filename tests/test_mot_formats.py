@@ -170,3 +170,23 @@ def test_shared_detected_frames_match_a_set_intersection():
             assert CannotLink.from_runs(cameras, runs, min_shared).pairs.tolist() == expected
     with pytest.raises(ValueError, match="sample 0's detected frame runs .* not sorted and disjoint"):
         CannotLink.from_runs([1], [[(5, 9), (8, 12)]])
+
+
+def test_reid_adapt_reads_the_site_in_the_named_layout(tmp_path, monkeypatch, capsys):
+    from reid_sdk.adapt import pipeline
+    from reid_sdk.adapt.settings import AdaptSettings
+    from reid_sdk.cli.adapt import main
+
+    seen = []
+
+    def stop(site, tracks_format, untracked):  # the first thing adapt_site reads: the site's layout
+        seen.append(tracks_format)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(pipeline, "find_site", stop)
+    assert main([str(tmp_path), "--out", str(tmp_path / "run"), "--tracks-format", "boxmot",
+                 "--person-class", "2"]) == 2
+    assert seen == [MotFormat("boxmot", person_class=2)] and "stop here" in capsys.readouterr().err
+    assert AdaptSettings().mot_format() == MotFormat("mot")
+    with pytest.raises(ValueError, match="unknown tracks format 'yolo'"):
+        AdaptSettings(tracks_format="yolo")

@@ -139,7 +139,7 @@ def adapt_site(site: str | Path, out: str | Path, settings: AdaptSettings = Adap
     checkpoint.
     """
     paths = AdaptPaths(Path(out))
-    layout = find_site(site, untracked=True)  # cameras without a tracks file are tracked below, after the claim
+    layout = find_site(site, settings.mot_format(), untracked=True)  # untracked cameras: tracked after the claim
     require_two_cameras([camera.name for camera in layout.cameras], layout.root)  # before any work
     config = settings.run_config(paths.tracklets, paths.start)
     resolve_device(config.train.device)
@@ -226,11 +226,11 @@ class _Steps:
 
 def _step_inputs(layout: SiteLayout, settings: AdaptSettings, config: RunConfig,
                  paths: AdaptPaths) -> dict[str, dict[str, Any]]:
-    """What each step reads from outside the run folder: the site; step 1 its options too (a start stopped after it
-    may take other settings), the later steps the user's start checkpoint."""
+    """What each step reads from outside the run folder: the site; step 1 the settings too (a start stopped after
+    it may take other ones), the later steps the user's start checkpoint."""
     site = site_inputs(layout)
     start = None if config.train.init_checkpoint == str(paths.start) else file_stamp(Path(config.train.init_checkpoint))
-    return {step: {"site": site, "options": settings.tracklet_options().to_dict()} if step == "tracklets"
+    return {step: {"site": site, "settings": settings.to_dict()} if step == "tracklets"
             else {"site": site, "start": start} for step in STEP_NAMES}
 
 

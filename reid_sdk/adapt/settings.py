@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from reid_sdk.tracks import FrameQuality
+from reid_sdk.tracks import FrameQuality, MotFormat
 from reid_sdk.tracks.site_tracklets import TrackletOptions
 from reid_sdk.training.config import ConfigError, RunConfig, load_config
 from reid_sdk.training.memory_size import parse_memory
@@ -79,6 +79,8 @@ class AdaptSettings:
     seed: int = 0
     camera_standardise: bool | None = None
     max_memory: str = "4GiB"
+    tracks_format: str = "mot"  # how the site's tracks files are laid out: mot, boxmot or ultralytics
+    person_class: int | None = None  # the class id of a person in them (None: the layout's own)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", tuple(self.overrides))
@@ -92,6 +94,11 @@ class AdaptSettings:
             raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
         self.tracklet_options()  # checks min_boxes, max_frames, min_height
         parse_memory(self.max_memory)
+        self.mot_format()  # checks tracks_format
+
+    def mot_format(self) -> MotFormat:
+        """How the site's tracks files are read (a manifest may name another layout for a camera)."""
+        return MotFormat(self.tracks_format, self.person_class)
 
     @property
     def quality(self) -> FrameQuality:

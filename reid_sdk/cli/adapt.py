@@ -26,6 +26,7 @@ from reid_sdk.cli.common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_cam
                                  fail, make_parser)
 from reid_sdk.gallery.errors import NOT_WRITABLE
 from reid_sdk.tracks import FrameQuality
+from reid_sdk.tracks.mot import FORMATS
 
 PROG = "reid-adapt"
 
@@ -51,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-memory", default="4GiB", metavar="SIZE",
                         help="resident memory a CPU training step may use (train.max_memory): steps are "
                              "checkpointed or split to fit, or refused at start-up")
+    parser.add_argument("--tracks-format", choices=tuple(FORMATS), default="mot",
+                        help="layout of the tracks files: mot (MOTChallenge), boxmot (BoxMOT's --save-txt) or "
+                             "ultralytics (yolo track save_txt=True labels folders, named in a manifest.json)")
+    parser.add_argument("--person-class", type=int,
+                        help="class id of a person in the tracks files (default: mot 1, boxmot and ultralytics 0)")
     add_camera_standardise_option(parser)
     return parser
 
@@ -70,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = AdaptSettings(overrides=tuple(args.overrides), device=args.device, seed=args.seed,
                                  min_boxes=args.min_boxes, max_frames=args.max_frames, min_height=args.min_height,
                                  top_k=args.top_k, threshold=args.threshold, picture_tracks=args.pictures,
-                                 camera_standardise=args.camera_standardise, max_memory=args.max_memory)
+                                 camera_standardise=args.camera_standardise, max_memory=args.max_memory,
+                                 tracks_format=args.tracks_format, person_class=args.person_class)
         result = adapt_site(args.site, args.out, settings)
     except (TrainingDiverged, ParityFailed) as error:
         print(f"{PROG}: stopped: {error}", file=sys.stderr)
