@@ -157,6 +157,7 @@ class Scripted:
     missed in frames 20-22), B walks left lower down."""
 
     learning_frames = 0
+    description = "scripted boxes"
 
     def __init__(self) -> None:
         self.frame = 0

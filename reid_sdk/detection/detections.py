@@ -42,6 +42,7 @@ class Detector(Protocol):
     frames spread over a video are shown to :meth:`start_video` first (0: none)."""
 
     learning_frames: int
+    description: str  # what finds the people, for the log (e.g. "yolo11n.onnx (ultralytics layout) on onnxruntime")
 
     def start_video(self, first_frames: list[np.ndarray]) -> None:
         """Forget the previous video; ``first_frames`` are ``learning_frames`` frames of the new one (a background

@@ -35,7 +35,6 @@ from reid_sdk.tracks.ingest import probe_video
 logger = logging.getLogger(__name__)
 
 PERSON_CLASS = 1  # MOTChallenge's class id of a pedestrian
-DETECTORS = ("background",)  # or the path of a YOLO-family .onnx file
 
 
 @dataclass(frozen=True)
@@ -143,8 +142,8 @@ def track_video(video: str | Path, out: str | Path, detector: Detector,
                 numbers, frames = [], []
         if frames:
             flush(numbers, frames)
-    if frames_read == 0:
-        raise ValueError(f"OpenCV read no frame of {video}")
+        if frames_read == 0:  # inside the write: no empty tracks file is left
+            raise ValueError(f"OpenCV read no frame of {video}")
     result = TrackedVideo(video, out, frames_read, len(track_ids), boxes)
     logger.debug("%s", result.line())
     return result
@@ -163,4 +162,5 @@ def track_videos(videos: Sequence[str | Path], out: str | Path, detector: Detect
         raise FileNotFoundError(f"video not found: {', '.join(missing)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    logger.info("tracking %d video(s) into %s: %s + ByteTrack", len(videos), out, detector.description)
     return [track_video(video, out / f"{video.stem}.txt", detector, options, progress) for video in videos]
