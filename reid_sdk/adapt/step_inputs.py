@@ -9,12 +9,12 @@ change run again, and every step after them (the report never mixes the old site
   may keep its size and time), and the cameras skipped with their reasons;
 - the start, for the steps after the tracklets: the user's ``train.init_checkpoint`` (path, size, modification
   time), or nothing for the start reid-adapt makes itself (the settings, which ``adapt.json`` guards, decide it);
-- the tracklet options, for step 1 (a start stopped after step 1 may go on with other settings).
+- the settings, for step 1 (a start stopped after step 1 may go on with other settings).
 
 Each step's inputs are recorded in ``steps.json`` when the step starts (a run killed mid-training and run again on
-a changed site trains from the start, not from stages of the old site). The other settings are not in here: a run
-folder with other settings is refused by the pipeline (a second experiment never overwrites the first one's
-results), unless nothing past step 1 started.
+a changed site trains from the start, not from stages of the old site). The later steps do not record the
+settings: once anything past step 1 started, a run folder with other settings is refused by the pipeline (a second
+experiment never overwrites the first one's results).
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def describe_changes(before: dict[str, Any], now: dict[str, Any]) -> str:
                     if files.get(key) != cameras_now[name].get(key)]
     if before.get("start") != now.get("start"):
         changes.append("the start checkpoint changed")
-    if before.get("options") != now.get("options"):
-        changes.append("the tracklet options changed")
+    if before.get("settings") != now.get("settings"):
+        changes.append("the settings changed")
     return "; ".join(changes) or "the site changed"
 
 
