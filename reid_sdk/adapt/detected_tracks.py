@@ -32,8 +32,8 @@ def track_untracked_cameras(layout: SiteLayout, run: Path, progress: bool = True
     if not untracked:
         return layout
     folder = run / TRACKS_FOLDER
-    log.info("[0] detecting and tracking people in %d video(s) without a tracks file (camera(s) %s) into %s",
-             len(untracked), ", ".join(sorted({camera.name for camera in untracked})), folder)
+    log.info("[0] %d video(s) without a tracks file (camera(s) %s): people detected and tracked into %s (kept while "
+             "a video is unchanged)", len(untracked), ", ".join(sorted({camera.name for camera in untracked})), folder)
     options = TrackingOptions()
     cameras, skipped = [], list(layout.skipped)
     for camera in layout.cameras:
