@@ -223,3 +223,29 @@ def test_a_market_folder_without_query_is_reported_missing_query(tmp_path):
         (tmp_path / "market" / folder).mkdir(parents=True)
     with pytest.raises(DatasetLayoutError, match=r"market does not hold the expected layout \(missing query\)"):
         load_dataset(tmp_path / "market", "market1501")
+
+
+def test_the_ledger_names_each_kind_of_change_and_reads_a_damaged_file_as_no_record(tmp_path, caplog):
+    from reid_sdk.adapt.step_inputs import StepLedger, describe_changes
+
+    def site(**cameras):
+        return {"cameras": {name: {"video": [f"/{name}.avi", 10, 1], "tracks": "a", "identities": None, **change}
+                            for name, change in cameras.items()}, "skipped": {"c4": "no MOT file"}}
+
+    before = {"site": site(c1={}, c2={}, c3={}), "start": None}
+    now = {"site": {**site(c1={"video": ["/c1.avi", 11, 2]}, c2={"tracks": "b", "identities": "x"}, c5={}),
+                    "skipped": {"c3": "no MOT file c3.txt"}}, "start": ["/my.pt", 5, 9]}
+    assert describe_changes(before, now) == ("camera c5 added; camera c1: video changed; camera c2: tracks file "
+                                             "changed; camera c2: identities file changed; camera c3 now skipped (no "
+                                             "MOT file c3.txt); the start checkpoint changed")
+    ledger = StepLedger(tmp_path / "steps.json")
+    steps, inputs = ("tracklets", "before"), {"tracklets": {"site": before["site"]}, "before": before}
+    assert ledger.stale(steps, inputs) == (["tracklets", "before"], None)  # a fresh folder: no record, nothing said
+    for step in steps:
+        ledger.record(step, inputs[step])
+    assert StepLedger(tmp_path / "steps.json").stale(steps, inputs) == ([], None)  # read back: nothing to redo
+    assert ledger.stale(steps, {**inputs, "before": now})[0] == ["before"]  # the start changed: step 2 on
+    (tmp_path / "steps.json").write_text("[1, 2]")
+    with caplog.at_level(logging.WARNING):
+        assert StepLedger(tmp_path / "steps.json").stale(steps, inputs) == (["tracklets", "before"], None)
+    assert "steps.json is damaged (not a mapping of steps): every step runs again" in caplog.text
