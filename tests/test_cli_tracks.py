@@ -29,7 +29,7 @@ def setup(tmp_path_factory):
 
 def camera_args(video, checkpoint, gallery):
     return ["--model", str(checkpoint), "--video", str(video.video), "--tracks", str(video.tracks),
-            "--camera", video.camera, "--gallery", str(gallery), "--device", "cpu", "--no-progress",
+            "--camera", video.camera, "--gallery", str(gallery), "--device", "cpu", "--progress", "none",
             "--identities", str(video.identities)]
 
 
@@ -77,7 +77,7 @@ def test_ingest_counts_tracks_after_the_video_and_a_video_without_frames(setup, 
     tracks = tmp_path / "tracks.txt"
     tracks.write_text(first.tracks.read_text() + "60,99,50,20,40,100,1,-1,-1,-1\n")  # after the 48 frames
     known = len(read_track_identities(first.identities))
-    args = ["--model", str(checkpoint), "--camera", "c1", "--device", "cpu", "--no-progress"]
+    args = ["--model", str(checkpoint), "--camera", "c1", "--device", "cpu", "--progress", "none"]
     assert main(["ingest", *args, "--video", str(first.video), "--tracks", str(tracks),
                  "--gallery", str(tmp_path / "g")]) == 0
     assert (f"{known} of {known + 1} tracks of {first.video} (camera c1) added; left out: 1 after the video's last "
@@ -127,7 +127,7 @@ def test_a_site_camera_without_its_mot_file_is_counted_and_exits_2_like_one_came
     for video in (first, second):
         (site / f"{video.camera}.avi").symlink_to(video.video)
     (site / "c1.txt").symlink_to(first.tracks)  # c2 has no MOT file
-    args = ["--model", str(checkpoint), "--device", "cpu", "--no-progress", "--gallery", str(tmp_path / "g")]
+    args = ["--model", str(checkpoint), "--device", "cpu", "--progress", "none", "--gallery", str(tmp_path / "g")]
     assert main(["ingest", *args, "--site", str(site)]) == 2
     captured = capsys.readouterr()
     known = len(read_track_identities(first.identities))
@@ -151,7 +151,7 @@ def test_ctrl_c_in_ingest_says_what_was_committed_and_resume_adds_the_rest(setup
 
     root, checkpoint, (first, second) = setup
     gallery = f"milvus-lite:{tmp_path / 'g.db'}"
-    args = ["ingest", "--model", str(checkpoint), "--device", "cpu", "--no-progress", "--site", str(first.video.parent),
+    args = ["ingest", "--model", str(checkpoint), "--device", "cpu", "--progress", "none", "--site", str(first.video.parent),
             "--gallery", gallery, "--batch-size", "1000"]  # one model call, one add, per camera
 
     def ctrl_c(*args, **kwargs):

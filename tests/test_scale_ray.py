@@ -166,7 +166,7 @@ def test_reid_index_ingests_a_site_on_ray_into_milvus_lite_and_resumes(ray_clust
     pytest.importorskip("milvus_lite")
     gallery = f"milvus-lite:{tmp_path / 'g.db'}"
     args = ["ingest", "--model", str(work.model), "--site", str(work.site), "--gallery", gallery, "--engine", "ray",
-            "--workers", "1", "--batch-size", str(BATCH), "--no-progress"]
+            "--workers", "1", "--batch-size", str(BATCH), "--progress", "none"]
     assert main(args) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [f"{used} of {used} tracks of {video.video} (camera {video.camera}) added"

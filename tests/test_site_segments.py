@@ -132,7 +132,7 @@ def test_ingest_stamps_each_segment_with_its_own_start_time(rendered, tmp_path):
     root = segmented_site(rendered, tmp_path / "site")
     checkpoint = save_checkpoint(tiny_model(), tmp_path / "tiny.pt")
     assert main(["ingest", "--model", str(checkpoint), "--site", str(root), "--gallery", str(tmp_path / "g"),
-                 "--device", "cpu", "--no-progress"]) == 0
+                 "--device", "cpu", "--progress", "none"]) == 0
     gallery = Gallery.open(tmp_path / "g")
     rows = gallery.rows(gallery.ids()).values()
     ten = name_time("2026-03-01T10")

@@ -30,7 +30,7 @@ def site(tmp_path_factory):
                                                          cameras_per_walker=(2, 2), frames=40, frame_size=(144, 192)))
     checkpoint = save_checkpoint(tiny_model(), root / "tiny.pt")
     assert main(["ingest", "--model", str(checkpoint), "--site", str(root / "site"), "--gallery", str(root / "g"),
-                 "--device", "cpu", "--no-progress"]) == 0
+                 "--device", "cpu", "--progress", "none"]) == 0
     return root, checkpoint, videos
 
 
@@ -107,7 +107,7 @@ def test_search_sources_are_checked_before_anything_runs(site, capsys, args, mes
 
 def test_match_a_whole_site_into_one_table(site, tmp_path, capsys):
     root, checkpoint, videos = site
-    args = ["match", "--model", str(checkpoint), "--gallery", str(root / "g"), "--device", "cpu", "--no-progress",
+    args = ["match", "--model", str(checkpoint), "--gallery", str(root / "g"), "--device", "cpu", "--progress", "none",
             "--threshold", "-1", "-k", "1"]
     out = tmp_path / "matches.csv"
     assert main([*args, "--site", str(root / "site"), "--out", str(out), "--picture", str(tmp_path / "pictures")]) == 0
@@ -147,7 +147,7 @@ def test_ultralytics_labels_ingest_like_the_same_tracks_in_mot(site, tmp_path, c
                  f"0.9 {mot.track_ids[row]}" for row, (x1, y1, x2, y2) in zip(rows, mot.boxes[rows])]
         (labels / f"{video.video.stem}_{frame}.txt").write_text("\n".join(lines) + "\n")
     args = ["ingest", "--model", str(checkpoint), "--video", str(video.video), "--camera", video.camera,
-            "--device", "cpu", "--no-progress"]
+            "--device", "cpu", "--progress", "none"]
     read = read_mot(labels, MotFormat("ultralytics"), frame_size=(height, width))
     assert read.frames.tolist() == mot.frames.tolist() and read.track_ids.tolist() == mot.track_ids.tolist()
     np.testing.assert_allclose(read.boxes, mot.boxes, atol=1e-6)

@@ -3,6 +3,8 @@ process, or ``--engine ray``, a Ray cluster), ``--resume``, and how a run's stop
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import argparse
 import logging
 import sys
@@ -72,6 +74,16 @@ def _quiet_ray_data_logs() -> None:
     except ImportError:
         return  # reid_sdk.scale.ingest says what to install
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def summary_document(summary: IngestSummary, not_started: Sequence[tuple[str, str]] = ()) -> dict:
+    """``--json``: what an ingest did, as one JSON-ready document (failed units and cameras not started included)."""
+    return {"location": summary.location, "entries": summary.entries, "dim": summary.dim, "model_id": summary.model_id,
+            "added": summary.added, "already_present": summary.already_present, "duplicates": summary.duplicates,
+            "crops": summary.crops, "seconds": round(summary.seconds, 3), "skipped_files": summary.skipped_files,
+            "videos": [{"video": str(unit.video), "camera": unit.camera, **asdict(report)}
+                       for unit, report in summary.videos],
+            "failed": [{"unit": name, "reason": reason} for name, reason in [*not_started, *summary.failed]]}
 
 
 def kept_after_stop(target: GalleryTarget, summary: IngestSummary) -> str:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reid_sdk._utils.progress import PROGRESS_MODES
 from reid_sdk.cli import engines
-from reid_sdk.cli.common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_camera_standardise_option, add_subparser,
+from reid_sdk.cli.common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_camera_standardise_option, add_device_option,
+                                 add_json_option, add_progress_option, add_subparser, add_top_k_option, print_json,
                                  configure_logging, fail, make_parser)
 from reid_sdk.cli.tracks import add_track_commands, check_video_source
 from reid_sdk.datasets.market import parse_image_name
@@ -66,6 +67,9 @@ def build(args: argparse.Namespace) -> int:
         print(f"{PROG}: interrupted after adding {stop.summary.added} of {len(records)} records: "
               f"{engines.kept_after_stop(target, stop.summary)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if args.json:
+        print_json({**engines.summary_document(summary), "index": args.index})
+        return engines.report_failed_units(PROG, summary)
     skipped = f"; {len(summary.skipped_files)} unreadable images skipped" if summary.skipped_files else ""
     resumed = f"; {summary.already_present} were there already" if args.resume else ""
     print(f"gallery of {summary.entries} entries ({args.index}, {summary.dim}-d, model {summary.model_id}) "
@@ -102,7 +106,16 @@ def _strip_paths(strip: Path | None, queries: list[Path]) -> list[Path | None]:
     return [strip / f"{number:04d}_{query.stem}_matches.png" for number, query in enumerate(queries, start=1)]
 
 
-def _print_matches(number: int, total: int, query: Path | str, matches: list[Match]) -> None:
+def match_document(match: Match) -> dict:
+    """``--json``: one match as a JSON-ready mapping."""
+    return asdict(match)
+
+
+def _print_matches(number: int, total: int, query: Path | str, matches: list[Match], as_json: list | None) -> None:
+    """Print one query's rank list, or add it to ``as_json`` (``--json``: printed as one document at the end)."""
+    if as_json is not None:
+        as_json.append({"query": str(query), "matches": [match_document(match) for match in matches]})
+        return
     print(f"query {number}/{total}: {query}")
     print(f"{'rank':>4}  {'score':>6}  {'identity':>10}  {'camera':>6}  {'entry':>7}  path")
     for rank, match in enumerate(matches, start=1):
@@ -120,14 +133,18 @@ def search_stored(args: argparse.Namespace) -> int:
                    "camera_standardise": args.camera_standardise}
         if args.query_camera is not None:
             filters["query_camera"] = stored_label(args.query_camera, gallery)
-        row, matches = entry_matches(gallery, entry, k=args.k, **filters)
+        row, matches = entry_matches(gallery, entry, k=args.top_k, **filters)
         name = f"entry {entry} (camera {row.camera}, track {row.track_id})" if row.track_id is not None else \
             f"entry {entry} ({row.metadata.get('path', 'no path')})"
-        _print_matches(1, 1, name, matches)
+        document = [] if args.json else None
+        _print_matches(1, 1, name, matches, document)
         if args.strip is not None:
             strip = _strip_paths(args.strip, [Path(f"entry{entry}")])[0]
             write_image(render_strip(entry_crop(row.metadata), matches, row.identity, row.camera), strip)
-            print(f"strip written to {strip}")
+            if document is None:
+                print(f"strip written to {strip}")
+    if document is not None:
+        print_json({"queries": document})
     return EXIT_OK
 
 
@@ -139,17 +156,19 @@ def search(args: argparse.Namespace) -> int:
     index = ReIDIndex.load(_extractor(args), args.gallery, args.camera_standardise)
     exclude = label_forms(args.exclude_camera) if args.exclude_camera is not None else None
     query_camera = None if args.query_camera is None else stored_label(args.query_camera, index.gallery)
-    searched = 0
-    for result in search_images(index, queries, k=args.k, batch_size=args.batch_size, exclude_camera=exclude,
+    searched, document = 0, [] if args.json else None
+    for result in search_images(index, queries, k=args.top_k, batch_size=args.batch_size, exclude_camera=exclude,
                                 query_camera=query_camera):
         searched += 1
-        _print_matches(result.position + 1, len(queries), result.path, result.matches)
+        _print_matches(result.position + 1, len(queries), result.path, result.matches, document)
         if strips[result.position] is not None:
             identity, camera = parse_image_name(result.path.name) or (None, None)  # a Market-style name
             write_image(render_strip(result.crop, result.matches, identity, camera), strips[result.position])
     if not searched:
         return fail(PROG, f"none of the {len(queries)} query images could be read")
-    if args.strip is not None:
+    if document is not None:
+        print_json({"queries": document})
+    elif args.strip is not None:
         print(f"strips written to {args.strip}")
     return EXIT_OK
 
@@ -165,8 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", required=name == "build",
                          help="checkpoint (.pt), ONNX model or TensorRT engine" +
                               ("" if name == "build" else " (query images need it; --track / --entry do not)"))
-        sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+        add_device_option(sub)
         sub.add_argument("--batch-size", type=int, default=64, help="crops per forward pass")
+        add_json_option(sub)
     build_parser, search_parser = commands.choices["build"], commands.choices["search"]
     build_parser.add_argument("--images", type=Path, help="folder of crops (any depth) or dataset root (--format)")
     build_parser.add_argument("--format", choices=FORMATS, default=FOLDER,
@@ -180,8 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     build_parser.add_argument("--overwrite", action="store_true", help="replace a gallery already at --out")
     build_parser.add_argument("--index", choices=INDEX_TYPES, default="flat", help="index type")
     build_parser.add_argument("--nlist", type=int, help="IVF cells (default: from the gallery size)")
-    build_parser.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
-                              help="auto: a bar on a terminal, log lines otherwise")
+    add_progress_option(build_parser)
     engines.add_engine_options(build_parser)
     search_parser.add_argument("queries", nargs="*", type=Path,
                                help="query images, folders of them, or CSVs (path first)")
@@ -189,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                                help="search with a track the gallery holds (its stored feature), e.g. c2:7")
     search_parser.add_argument("--entry", type=int, metavar="ID", help="search with the gallery entry of this id")
     search_parser.add_argument("--gallery", required=True, help="gallery directory or Milvus URI")
-    search_parser.add_argument("-k", type=int, default=10, help="matches per query")
+    add_top_k_option(search_parser, 10, "matches per query")
     search_parser.add_argument("--exclude-camera",
                                help="leave out matches from this camera (a number matches it stored as number or text)")
     search_parser.add_argument("--query-camera",
@@ -222,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_video_source(parser, args)
     if args.command in ("build", "ingest"):
         engines.check_engine_options(parser, args)
-    configure_logging()
+    configure_logging(args.log_level)
     try:
         return args.handler(args)
     except (ValueError, OSError, ImportError) as error:  # OSError: a full disk, a folder it may not write in, ...

@@ -24,7 +24,8 @@ import sys
 from pathlib import Path
 
 from reid_sdk.cli import engines
-from reid_sdk.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, add_camera_standardise_option, add_subparser
+from reid_sdk.cli.common import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, add_camera_standardise_option, add_device_option,
+                                 add_json_option, add_progress_option, add_subparser, add_top_k_option, print_json)
 from reid_sdk.gallery.config import INDEX_TYPES
 from reid_sdk.search.gallery_writer import GalleryTarget, IngestInterrupted
 from reid_sdk.search.index import ReIDIndex, TrackMatches
@@ -58,7 +59,7 @@ def _start_time(args: argparse.Namespace, camera: SiteCamera) -> float:
 
 
 def _video_options(args: argparse.Namespace) -> dict:
-    return {"fps": args.fps, "start_time": args.start_time, "progress": not args.no_progress,
+    return {"fps": args.fps, "start_time": args.start_time, "progress": args.progress != "none",
             "quality": _quality(args)}
 
 
@@ -92,11 +93,14 @@ def ingest(args: argparse.Namespace) -> int:
     target = GalleryTarget(args.gallery, index_type=args.index, append=True, resume=args.resume)
     units, skipped = video_units(args)
     try:
-        summary = engines.run(args, units, target, "none" if args.no_progress else "auto")
+        summary = engines.run(args, units, target, args.progress)
     except IngestInterrupted as stop:
         print(f"reid-index: interrupted after adding {stop.summary.added} entries: "
               f"{engines.kept_after_stop(target, stop.summary)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if args.json:
+        print_json(engines.summary_document(summary, skipped))
+        return engines.report_failed_units("reid-index", summary, skipped)
     lines = [f"{report.used} of {report.tracks} tracks of {unit.video} (camera {unit.camera}) added{report.left_out()}"
              for unit, report in summary.videos]
     holds = f"{summary.location} holds {summary.entries} entries"
@@ -108,7 +112,7 @@ def _match_camera(args: argparse.Namespace, index: ReIDIndex, camera: SiteCamera
                   picture: Path | None) -> tuple[list[MatchedTrack], str]:
     """One camera's tracks and their matches >= ``--threshold`` in other cameras, and a line saying how many matched;
     its picture written to ``picture`` when given."""
-    results = index.search_tracks(camera.video, camera.read_tracks(), camera.name, k=args.k, rerank=args.rerank,
+    results = index.search_tracks(camera.video, camera.read_tracks(), camera.name, k=args.top_k, rerank=args.rerank,
                                   **{**_video_options(args), "start_time": _start_time(args, camera)})
     results.sort(key=lambda result: result.track.track_id)
     kept = [TrackMatches(r.track, [m for m in r.matches if m.score >= args.threshold]) for r in results]
@@ -129,12 +133,15 @@ def match(args: argparse.Namespace) -> int:
         camera = SiteCamera(args.camera, args.video, args.tracks, args.identities, _tracks_format(args))
         rows, line = _match_camera(args, index, camera, identities, args.picture)
         write_match_table(args.out, rows)
+        if args.json:
+            print_json(_match_document(args, rows, [line], []))
+            return EXIT_OK
         print(f"{line}; written to {args.out}")
         if args.picture:
             print(f"picture written to {args.picture}")
         return EXIT_OK
     site = find_site(args.site, _tracks_format(args))
-    skipped, rows, matched = list(site.skipped), [], set()
+    skipped, rows, matched, lines = list(site.skipped), [], set(), []
     if args.picture:
         args.picture.mkdir(parents=True, exist_ok=True)
     for camera in site.cameras:
@@ -147,16 +154,28 @@ def match(args: argparse.Namespace) -> int:
                             str(error)))
             continue
         rows, matched = rows + camera_rows, matched | {camera.name}
-        print(line if camera.segments == 1 else f"{line} (segment {camera.video.name})")
+        lines.append(line if camera.segments == 1 else f"{line} (segment {camera.video.name})")
+        if not args.json:
+            print(lines[-1])
     if not rows:
         raise ValueError(f"no camera of {site.root} could be matched: "
                          f"{'; '.join(f'{name} ({reason})' for name, reason in skipped)}")
     write_match_table(args.out, rows)
-    print(f"{len(rows)} tracks of {len(matched)} cameras written to {args.out}"
-          f"{f'; pictures in {args.picture}' if args.picture else ''}")
+    if args.json:
+        print_json(_match_document(args, rows, lines, skipped))
+    else:
+        print(f"{len(rows)} tracks of {len(matched)} cameras written to {args.out}"
+              f"{f'; pictures in {args.picture}' if args.picture else ''}")
     for name, reason in skipped:
         print(f"reid-index: camera {name} skipped: {reason}", file=sys.stderr)
     return EXIT_BAD_INPUT if skipped else EXIT_OK
+
+
+def _match_document(args: argparse.Namespace, rows: list[MatchedTrack], lines: list[str],
+                    skipped: list[tuple[str, str]]) -> dict:
+    """``match --json``: the CSV written, each camera's line, the cameras skipped and their reasons."""
+    return {"out": str(args.out), "tracks": len(rows), "matched": sum(bool(row.matches) for row in rows),
+            "cameras": lines, "skipped": [{"camera": name, "reason": reason} for name, reason in skipped]}
 
 
 def add_track_commands(commands: argparse._SubParsersAction) -> None:
@@ -182,16 +201,17 @@ def add_track_commands(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--start-time", type=float, default=0.0, help="timestamp (s) of the video's first frame")
         sub.add_argument("--max-frames", type=int, default=FrameQuality.max_frames, help="frames used per track")
         sub.add_argument("--min-height", type=int, default=FrameQuality.min_height, help="smallest usable box (px)")
-        sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+        add_device_option(sub)
         sub.add_argument("--batch-size", type=int, default=64, help="crops per forward pass")
-        sub.add_argument("--no-progress", action="store_true", help="no progress (a bar on a terminal, log lines elsewhere)")
+        add_progress_option(sub, old_no_progress=True)
+        add_json_option(sub)
         sub.add_argument("--site", type=Path,
                          help="every camera of a site instead of one --video: one folder per camera, video + MOT "
                               "file pairs (c1.avi + c1.txt) or a manifest.json (reid-synth --layout videos)")
     ingest_parser.add_argument("--index", choices=INDEX_TYPES, default="flat", help="index of a new gallery")
     engines.add_engine_options(ingest_parser)
     match_parser.add_argument("--out", type=Path, required=True, help="CSV of the matches to write")
-    match_parser.add_argument("-k", type=int, default=5, help="matches per track")
+    add_top_k_option(match_parser, 5, "matches per track")
     match_parser.add_argument("--threshold", type=float, default=0.5, help="smallest cosine score written")
     match_parser.add_argument("--rerank", action="store_true",
                               help="k-reciprocal re-ranking of each track's candidates")
