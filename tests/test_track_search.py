@@ -4,6 +4,7 @@ strips of track galleries showing each track's best crop, and reid-index match -
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 from dataclasses import replace
@@ -59,6 +60,20 @@ def test_search_by_track_uses_the_stored_feature_and_leaves_the_track_out(site, 
                  "--exclude-camera", "c2"]) == 0
     others = printed_entries(capsys.readouterr().out)
     assert others and all(rows[e].camera == "c1" for e in others)
+
+
+def test_search_json_is_the_printed_rank_list_as_data(site, capsys):
+    root, _, _ = site
+    gallery = Gallery.open(root / "g")
+    entry = gallery.ids()[0]
+    capsys.readouterr()
+    assert main(["search", "--gallery", str(root / "g"), "--entry", str(entry), "--top-k", "3"]) == 0
+    printed = printed_entries(capsys.readouterr().out)
+    assert main(["search", "--gallery", str(root / "g"), "--entry", str(entry), "-k", "3", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)  # stdout holds the JSON document only
+    (query,) = document["queries"]
+    assert [match["entry_id"] for match in query["matches"]] == printed
+    assert all(set(match) >= {"identity", "camera", "score", "timestamp", "track_id"} for match in query["matches"])
 
 
 def test_strips_of_a_track_gallery_show_each_tracks_best_crop(site, tmp_path, capsys):
