@@ -37,9 +37,10 @@ class BackgroundOptions:
 
     ``learning_frames``: frames spread over the video that teach the empty scene; ``history`` / ``var_threshold``:
     MOG2's (frames the model remembers while it runs; squared distance in variances that counts as foreground: low,
-    as clothes often resemble the scene); ``join_rows``: the height (in 1/120ths of the frame) of the closing that
-    joins a person's parts split by clothes of the scene's colour;
-    ``min_height``: the smallest person as a share of the frame height; ``aspect``: the range of box height over
+    as clothes often resemble the scene); ``learning_rate``: how fast the model follows the scene while it detects
+    (slow, so a person who lingers is not learnt into the background); ``join_rows``: the height (in 1/120ths of
+    the frame) of the closing that joins a person's parts split by clothes of the scene's colour; ``min_height``:
+    the smallest person as a share of the frame height; ``aspect``: the range of box height over
     width kept (a standing person's silhouette is about 2 to 4; a sliver entering the frame, up to 9; stepping, wider);
     ``min_fill``: the smallest share of the box the blob covers; ``person_aspect``: a silhouette's height over width
     (scores highest, and tells how many people side by side a wide blob holds); ``box_aspect``: boxes narrower than
@@ -49,6 +50,7 @@ class BackgroundOptions:
 
     learning_frames: int = 30
     history: int = 500
+    learning_rate: float = 0.002
     var_threshold: float = 8.0
     join_rows: int = 24
     min_height: float = 0.12
@@ -58,8 +60,8 @@ class BackgroundOptions:
     box_aspect: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.learning_frames < 1 or self.history < 1 or self.var_threshold <= 0:
-            raise ValueError("learning_frames and history must be >= 1 and var_threshold > 0")
+        if self.learning_frames < 1 or self.history < 1 or self.var_threshold <= 0 or not 0 <= self.learning_rate <= 1:
+            raise ValueError("learning_frames and history must be >= 1, var_threshold > 0 and learning_rate in [0, 1]")
         if not 0 < self.min_height < 1 or not 0 <= self.min_fill < 1:
             raise ValueError(f"min_height must lie in (0, 1) and min_fill in [0, 1), got {self.min_height}, "
                              f"{self.min_fill}")
@@ -90,12 +92,14 @@ class BackgroundDetector:
     def detect(self, frames: list[np.ndarray]) -> list[Detections]:
         if self._subtractor is None:
             raise RuntimeError("call start_video before detect")
-        return [self._blobs(self._subtractor.apply(frame)) for frame in frames]
+        rate = self.options.learning_rate
+        return [self._blobs(self._subtractor.apply(frame, learningRate=rate)) for frame in frames]
 
     def _blobs(self, mask: np.ndarray) -> Detections:
         """Person-shaped blobs of a MOG2 mask: shadow pixels may join a person's parts (a dark coat or trousers are
         often labelled shadow), but a box spans only the blob's foreground pixels, so a cast shadow never widens it.
-        A blob wider than one standing person is cut into as many equal columns as people fit side by side."""
+        A blob wider than one standing person is cut into as many equal columns as people fit side by side (parts
+        much shorter than the blob are dropped)."""
         height = mask.shape[0]
         unit = max(1, round(height / 120))  # morphology scaled with the frame
         speckle = np.ones((2 * unit + 1,) * 2, np.uint8)
@@ -113,9 +117,10 @@ class BackgroundDetector:
             pixels = (labels[window] == label) & (strong[window] > 0)
             people = max(1, round(width / (tall / self.options.person_aspect)))
             bounds = np.linspace(0, width, people + 1).round().astype(int)
-            for start, stop in zip(bounds, bounds[1:]):
-                found.append(self._person(pixels[:, start:stop], left + start, top, mask.shape))
-        found = [box for box in found if box is not None]
+            parts = [self._person(pixels[:, start:stop], left + start, top, mask.shape)
+                     for start, stop in zip(bounds, bounds[1:])]
+            # a part much shorter than its blob is a limb or a bag, not a person beside another
+            found += [part for part in parts if part is not None and part[0][3] - part[0][1] >= 0.6 * tall]
         return Detections(np.array([box for box, _ in found], np.float32).reshape(-1, 4),
                           np.array([score for _, score in found], np.float32))
 
