@@ -307,6 +307,8 @@ def test_adapt_runs_end_to_end_and_resumes_without_repeating_work(rendered, tmp_
     assert "label_free_score per stage: 0: " in printed  # every stage's score, the chosen one starred
     resumed = json.loads((out / "report.json").read_text())["seconds"]
     assert all(resumed[step] >= cost[step] for step in cost) and resumed["train"] > 0  # what the steps cost
+    assert main([*argv, "--json", "--progress", "none"]) == 0  # a finished run: its report, as data
+    assert json.loads(capsys.readouterr().out) == json.loads((out / "report.json").read_text())
     assert main([str(site), "--out", str(out), "--device", "cpu"]) == 2  # other settings: refused, nothing lost
     assert "holds another adaptation (its settings differ" in capsys.readouterr().err
 

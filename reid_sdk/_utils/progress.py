@@ -21,6 +21,20 @@ T = TypeVar("T")
 LOG_INTERVAL_S = 30.0
 #: auto: a bar on a terminal, log lines elsewhere, nothing where reid_sdk's INFO messages are off.
 PROGRESS_MODES = ("auto", "bar", "log", "none")
+_default_mode = "auto"
+
+
+def set_default_progress(mode: str) -> None:
+    """The mode of progress shown where a caller names none (a command's ``--progress``: training and
+    adaptation pass no mode down their many steps)."""
+    global _default_mode
+    _check_mode(mode)
+    _default_mode = mode
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in PROGRESS_MODES:
+        raise ValueError(f"progress must be one of {', '.join(PROGRESS_MODES)}, got {mode!r}")
 
 
 class LoggedProgress(Iterable[T]):
@@ -87,11 +101,12 @@ def _duration(seconds: float) -> str:
 
 
 def progress(iterable: Iterable[T] | None = None, desc: str = "", total: int | None = None, unit: str = "it",
-             mode: str = "auto") -> tqdm | LoggedProgress[T]:
+             mode: str | None = None) -> tqdm | LoggedProgress[T]:
     """Progress over ``iterable``, or (without one) a counter to ``update(n)``, shown as ``mode`` says (one of
-    :data:`PROGRESS_MODES`): a tqdm bar, a :class:`LoggedProgress`, or a silent tqdm for ``none``."""
-    if mode not in PROGRESS_MODES:
-        raise ValueError(f"progress must be one of {', '.join(PROGRESS_MODES)}, got {mode!r}")
+    :data:`PROGRESS_MODES`; None: the process's default, see :func:`set_default_progress`): a tqdm bar, a
+    :class:`LoggedProgress`, or a silent tqdm for ``none``."""
+    mode = _default_mode if mode is None else mode
+    _check_mode(mode)
     if mode == "auto":
         mode = ("bar" if sys.stderr.isatty() else "log") if logger.isEnabledFor(logging.INFO) else "none"
     if mode == "log":

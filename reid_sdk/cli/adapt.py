@@ -18,12 +18,15 @@ run prints its summary again without writing anything (from a read-only copy too
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reid_sdk.cli.common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_camera_standardise_option, configure_logging,
-                                 fail, make_parser)
+from reid_sdk._utils.progress import set_default_progress
+from reid_sdk.cli.common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_camera_standardise_option, add_device_option,
+                                 add_json_option, add_progress_option, add_top_k_option, configure_logging, fail,
+                                 make_parser, print_json)
 from reid_sdk.gallery.errors import NOT_WRITABLE
 from reid_sdk.tracks import FrameQuality
 from reid_sdk.tracks.mot import FORMATS
@@ -41,12 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="change the training run, as reid-train --set (repeatable), e.g. "
                              "model.input_size=[128,64], clustering.cannot_link=false, train.loss=repelled")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    add_device_option(parser)
     parser.add_argument("--seed", type=int, default=0, help="seeds the start and the training")
     parser.add_argument("--min-boxes", type=int, default=3, help="tracks with fewer boxes are left out")
     parser.add_argument("--max-frames", type=int, default=FrameQuality.max_frames, help="crops kept per track")
     parser.add_argument("--min-height", type=int, default=FrameQuality.min_height, help="smallest usable box (px)")
-    parser.add_argument("-k", "--top-k", type=int, default=5, help="matches per track in matches.csv")
+    add_top_k_option(parser, 5, "matches per track in matches.csv")
     parser.add_argument("--threshold", type=float, default=0.5, help="score that counts a track as matched")
     parser.add_argument("--pictures", type=int, default=12, help="tracks drawn per camera in the pictures")
     parser.add_argument("--max-memory", default="4GiB", metavar="SIZE",
@@ -58,13 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--person-class", type=int,
                         help="class id of a person in the tracks files (default: mot 1, boxmot and ultralytics 0)")
     add_camera_standardise_option(parser)
+    add_progress_option(parser)
+    add_json_option(parser)  # report.json on stdout instead of the summary
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``reid-adapt``."""
     args = build_parser().parse_args(argv)
-    configure_logging(timestamps=True)
+    configure_logging(args.log_level, timestamps=True)
+    set_default_progress(args.progress)
     try:
         from reid_sdk.adapt.pipeline import ParityFailed, adapt_site
         from reid_sdk.adapt.settings import AdaptSettings
@@ -78,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  top_k=args.top_k, threshold=args.threshold, picture_tracks=args.pictures,
                                  camera_standardise=args.camera_standardise, max_memory=args.max_memory,
                                  tracks_format=args.tracks_format, person_class=args.person_class)
-        result = adapt_site(args.site, args.out, settings)
+        result = adapt_site(args.site, args.out, settings, progress=args.progress != "none")
     except (TrainingDiverged, ParityFailed) as error:
         print(f"{PROG}: stopped: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -94,7 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted; run the same command again to resume (finished steps are kept)",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    print("\n".join(result.lines()))
+    if args.json:
+        print_json(json.loads(result.paths.report.read_text()))
+    else:
+        print("\n".join(result.lines()))
     return EXIT_OK
 
 

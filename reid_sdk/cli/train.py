@@ -7,7 +7,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from reid_sdk.cli.common import EXIT_FAILED, EXIT_OK, configure_logging, fail, make_parser
+from reid_sdk._utils.progress import set_default_progress
+from reid_sdk.cli.common import (EXIT_FAILED, EXIT_OK, add_device_option, add_json_option, add_progress_option,
+                                 configure_logging, fail, make_parser, print_json)
 from reid_sdk.datasets import LOADERS
 from reid_sdk.training.config import ConfigError, RunConfig, load_config
 from reid_sdk.training.run_dir import RunDirectory
@@ -38,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     ablation.add_argument("--pooling", help="model.pooling: avg, max, mixed")
     ablation.add_argument("--non-local", action=argparse.BooleanOptionalAction, default=None,
                           help="model.non_local")
-    ablation.add_argument("--device", help="train.device: auto, cpu, cuda")
+    add_device_option(ablation, default=None)  # train.device
+    add_progress_option(parser)
+    add_json_option(parser)
     return parser
 
 
@@ -65,7 +69,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``reid-train``."""
     args = build_parser().parse_args(argv)
-    configure_logging(timestamps=True)
+    configure_logging(args.log_level, timestamps=True)
+    set_default_progress(args.progress)
     from reid_sdk.training.stage_sgd import TrainingDiverged
     from reid_sdk.training.model_choice import scores_line
     from reid_sdk.training.schedules import build_trainer
@@ -80,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail(PROG, exc)
     best = next((result for result in results if result.best), None)
     rule, step = trainer.model_choice, trainer.STEP
+    if args.json:
+        print_json({"out": args.out, "step": step, "selected_by": rule.metric, "best": best and trainer.run_dir.best,
+                    "best_step": best and best.stage, "rows": [result.as_dict() for result in results]})
+        return EXIT_OK
     summary = (f"best.pt is {step} {best.stage}, chosen by {rule.metric} = {best.score(rule.metric):.4f}: "
                f"{rule.reason}" if best else f"no {step} ran")
     print(f"done: {len(results)} {step}s in {args.out} ({summary}); best model: {trainer.run_dir.best}")
