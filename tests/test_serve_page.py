@@ -10,6 +10,7 @@ import socket
 import threading
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -90,6 +91,8 @@ def test_log_in_click_a_track_see_its_matches_and_erase_it(server, browser, tmp_
     feature = gallery.vectors(own).mean(axis=0)
     expected = [m.entry_id for m in gallery.search(feature / np.linalg.norm(feature), k=12, exclude_camera="c1",
                                                    query_camera="c1") if m.entry_id not in own][:10]
+    crop_matches = gallery.search(ColourExtractor().extract([cv2.imread(str(served.media / "c2_1_0.png"))])[0], k=10,
+                                  cameras=["c1", "c2"])
     gallery.close()
 
     browser.find_element(By.CSS_SELECTOR, 'button.track[data-track="c1:2"]').click()
@@ -99,6 +102,19 @@ def test_log_in_click_a_track_see_its_matches_and_erase_it(server, browser, tmp_
     first = browser.find_element(By.CSS_SELECTOR, "li.match").text
     assert first.startswith("camera c") and "score" in first and "2026-01-01" in first
     _screenshot(browser, tmp_path, "serve-matches.png")
+
+    browser.find_element(By.CSS_SELECTOR, '#camera-filter input[value="c3"]').click()  # search c1 and c2 only
+    browser.find_element(By.CSS_SELECTOR, 'button.track[data-track="c1:2"]').click()
+    wait.until(lambda d: {item.text.split(" ")[1] for item in d.find_elements(By.CSS_SELECTOR, "li.match")} == {"c2"})
+    browser.find_element(By.ID, "crop").send_keys(str(served.media / "c2_1_0.png"))
+    browser.find_element(By.CSS_SELECTOR, "#upload button").click()
+    wait.until(lambda d: d.find_element(By.ID, "query-title").text == "Matches of c2_1_0.png"
+               and len(d.find_elements(By.CSS_SELECTOR, "li.match")) == len(crop_matches))
+    crop = [int(item.get_attribute("data-entry")) for item in browser.find_elements(By.CSS_SELECTOR, "li.match")]
+    assert crop == [m.entry_id for m in crop_matches]
+    browser.find_element(By.CSS_SELECTOR, 'button.track[data-track="c1:2"]').click()
+    wait.until(lambda d: d.find_element(By.ID, "query-title").text == "Matches of c1:2"
+               and len(d.find_elements(By.CSS_SELECTOR, "li.match")) == 8)  # camera c2's entries
 
     browser.find_element(By.ID, "erase").click()
     wait.until(lambda d: d.switch_to.alert).accept()
