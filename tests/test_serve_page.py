@@ -17,6 +17,7 @@ import pytest
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -63,6 +64,16 @@ def _pictures_loaded(driver) -> bool:
     return driver.execute_script("return [...document.images].every((img) => img.complete && img.naturalWidth > 0)")
 
 
+def _listed(driver) -> list[int]:
+    """The entry ids of the listed matches, read in one script (the list may be re-rendering)."""
+    return driver.execute_script("return [...document.querySelectorAll('li.match')].map((li) => +li.dataset.entry)")
+
+
+def _listed_cameras(driver) -> set[str]:
+    return set(driver.execute_script(
+        "return [...document.querySelectorAll('li.match')].map((li) => li.textContent.split(' ')[1])"))
+
+
 def _screenshot(driver, folder: Path, name: str) -> None:
     WebDriverWait(driver, 20).until(_pictures_loaded)
     driver.save_screenshot(str(folder / name))
@@ -73,7 +84,7 @@ def _screenshot(driver, folder: Path, name: str) -> None:
 
 def test_log_in_click_a_track_see_its_matches_and_erase_it(server, browser, tmp_path):
     base, served = server
-    wait = WebDriverWait(browser, 30)
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
     browser.get(base)
     browser.find_element(By.ID, "key").send_keys("admin.wrong")
     browser.find_element(By.CSS_SELECTOR, "#login button").click()
@@ -96,25 +107,23 @@ def test_log_in_click_a_track_see_its_matches_and_erase_it(server, browser, tmp_
     gallery.close()
 
     browser.find_element(By.CSS_SELECTOR, 'button.track[data-track="c1:2"]').click()
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "li.match")) == 10)
-    listed = [int(item.get_attribute("data-entry")) for item in browser.find_elements(By.CSS_SELECTOR, "li.match")]
-    assert listed == expected
+    wait.until(lambda d: len(_listed(d)) == 10)
+    assert _listed(browser) == expected
     first = browser.find_element(By.CSS_SELECTOR, "li.match").text
     assert first.startswith("camera c") and "score" in first and "2026-01-01" in first
     _screenshot(browser, tmp_path, "serve-matches.png")
 
     browser.find_element(By.CSS_SELECTOR, '#camera-filter input[value="c3"]').click()  # search c1 and c2 only
     browser.find_element(By.CSS_SELECTOR, 'button.track[data-track="c1:2"]').click()
-    wait.until(lambda d: {item.text.split(" ")[1] for item in d.find_elements(By.CSS_SELECTOR, "li.match")} == {"c2"})
+    wait.until(lambda d: _listed_cameras(d) == {"c2"})
     browser.find_element(By.ID, "crop").send_keys(str(served.media / "c2_1_0.png"))
     browser.find_element(By.CSS_SELECTOR, "#upload button").click()
     wait.until(lambda d: d.find_element(By.ID, "query-title").text == "Matches of c2_1_0.png"
-               and len(d.find_elements(By.CSS_SELECTOR, "li.match")) == len(crop_matches))
-    crop = [int(item.get_attribute("data-entry")) for item in browser.find_elements(By.CSS_SELECTOR, "li.match")]
-    assert crop == [m.entry_id for m in crop_matches]
+               and len(_listed(d)) == len(crop_matches))
+    assert _listed(browser) == [m.entry_id for m in crop_matches]
     browser.find_element(By.CSS_SELECTOR, 'button.track[data-track="c1:2"]').click()
     wait.until(lambda d: d.find_element(By.ID, "query-title").text == "Matches of c1:2"
-               and len(d.find_elements(By.CSS_SELECTOR, "li.match")) == 8)  # camera c2's entries
+               and len(_listed(d)) == 8)  # camera c2's entries
 
     browser.find_element(By.ID, "erase").click()
     wait.until(lambda d: d.switch_to.alert).accept()
