@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -81,13 +82,14 @@ class BackgroundDetector:
     def learning_frames(self) -> int:
         return self.options.learning_frames
 
-    def start_video(self, first_frames: list[np.ndarray]) -> None:
-        """Learn the scene from ``first_frames`` (frames spread over the new video)."""
+    def start_video(self, first_frames: Iterable[np.ndarray]) -> None:
+        """Learn the scene from ``first_frames`` (``learning_frames`` frames spread over the new video, read one by
+        one: each weighs the same)."""
         self._subtractor = cv2.createBackgroundSubtractorMOG2(history=self.options.history,
                                                                varThreshold=self.options.var_threshold,
                                                                detectShadows=True)
         for frame in first_frames:
-            self._subtractor.apply(frame, learningRate=1.0 / len(first_frames))
+            self._subtractor.apply(frame, learningRate=1.0 / self.options.learning_frames)
 
     def detect(self, frames: list[np.ndarray]) -> list[Detections]:
         if self._subtractor is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Protocol
 
 import cv2
@@ -44,7 +45,7 @@ class Detector(Protocol):
     learning_frames: int
     description: str  # what finds the people, for the log (e.g. "yolo11n.onnx (ultralytics layout) on onnxruntime")
 
-    def start_video(self, first_frames: list[np.ndarray]) -> None:
+    def start_video(self, first_frames: Iterable[np.ndarray]) -> None:
         """Forget the previous video; ``first_frames`` are ``learning_frames`` frames of the new one (a background
         model learns the scene from them)."""
         ...

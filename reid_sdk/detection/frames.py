@@ -71,18 +71,16 @@ def read_frames(path: str | Path, sampling: FrameSampling) -> Iterator[tuple[int
         capture.release()
 
 
-def spread_frames(path: str | Path, count: int, sampling: FrameSampling) -> list[np.ndarray]:
-    """Up to ``count`` frames spread evenly over the video (by seeking), at the sampling's size."""
+def spread_frames(path: str | Path, count: int, sampling: FrameSampling) -> Iterator[np.ndarray]:
+    """Up to ``count`` frames spread evenly over the video (by seeking), at the sampling's size, one at a time."""
     capture = open_video(path)
     try:
         total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         positions = np.unique(np.linspace(0, max(total - 1, 0), count).round().astype(int)) if total > 0 else [0]
-        frames = []
         for position in positions:
             capture.set(cv2.CAP_PROP_POS_FRAMES, int(position))
             ok, frame = capture.read()
             if ok:
-                frames.append(sampling.resized(frame, sampling.scale(frame.shape[:2])))
-        return frames
+                yield sampling.resized(frame, sampling.scale(frame.shape[:2]))
     finally:
         capture.release()

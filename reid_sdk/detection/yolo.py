@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,7 @@ class YoloDetector:
         self.input_size = self.model.input_size or tuple(options.input_size or DEFAULT_INPUT)
         self.description = f"{Path(path).name} ({options.layout} layout) on {self.model.description}"
 
-    def start_video(self, first_frames: list[np.ndarray]) -> None:
+    def start_video(self, first_frames: Iterable[np.ndarray]) -> None:
         """Nothing to learn: each frame is detected on its own."""
 
     def detect(self, frames: list[np.ndarray]) -> list[Detections]:
