@@ -5,6 +5,7 @@ memory plan's estimate beside it, and a whole ``reid-adapt`` run on a rendered s
     PYTHONPATH=. python -m benchmarks.adapt_memory site             # the issue's site: 3 cameras, 40 + 8 walkers,
                                                                     # 900 frames a camera, seed 7 (about 30 min quiet)
     PYTHONPATH=. python -m benchmarks.adapt_memory site --walkers 12 --passers-by 2 --frames 300   # a smaller site
+    PYTHONPATH=. python -m benchmarks.adapt_memory summary          # the issue's targets against the rows
 
 Peak resident memory (``ru_maxrss``) does not depend on the machine's load; the seconds do, and on a shared box they
 are upper bounds: the JSON records the load average and the CPU next to them. Each run merges its part into
@@ -79,8 +80,9 @@ def one_step(frames: int, micro_batch: int | None, checkpointed: bool, clips: in
             "plan_expected_peak_mib_without_margin": round(expected / MIB), "step_seconds": round(seconds, 1)}
 
 
-def steps() -> None:
-    """Every setting of :data:`SETTINGS` in its own process (a fresh ``ru_maxrss``), saved after each."""
+def steps(only: list[str] | None = None) -> None:
+    """Every setting of :data:`SETTINGS` (or those named in ``only``) in its own process (a fresh ``ru_maxrss``),
+    saved after each."""
     import torch
 
     from reid_sdk.model import ModelConfig, ReIDNet
@@ -90,6 +92,8 @@ def steps() -> None:
     cost = measure_activation_cost(model.to(memory_format=torch.channels_last))
     rows = []
     for name, frames, micro, checkpointed in SETTINGS:
+        if only and name not in only:
+            continue
         load, free = os.getloadavg()[0], round(psutil.virtual_memory().available / MIB)
         needs = round((cost.checkpointed if checkpointed else cost.full) * (micro or 16) * frames / MIB) + 1024
         if needs > free:  # it would be killed, and might take other people's processes with it
@@ -118,6 +122,10 @@ def steps() -> None:
 
 
 def _save_steps(rows: list[dict[str, Any]]) -> None:
+    """The rows of this call replace the file's rows of the same settings; the others stay (in SETTINGS order)."""
+    kept = json.loads(RESULTS.read_text()).get("steps", {}).get("rows", []) if RESULTS.is_file() else []
+    merged = {row["setting"]: row for row in [*kept, *rows]}
+    rows = [merged[name] for name, *_ in SETTINGS if name in merged]
     save({"steps": {"what": "one training step of 16 clips, MobileNetV2 256 x 128, camera-proxy loss, channels_last, "
                             "fp32; peak_rss is the step's process's ru_maxrss (load-independent); step_seconds were "
                             "measured on a shared machine (upper bounds)", "rows": rows}})
@@ -166,6 +174,29 @@ def site(args: argparse.Namespace) -> None:
     save({"sites": [row]})
 
 
+def summary() -> None:
+    """The issue's targets against the file's rows of the issue's site (no measurement): each True / False where a
+    row measured it, else the reason it was not measured."""
+    document = json.loads(RESULTS.read_text())
+    full = [row for row in document.get("sites", []) if row.get("full_issue_site")]
+    finished = [row for row in full if row["finished"]]
+    not_measured = ("not measured: " + "; ".join(
+        f"the run was stopped after {row['stopped_after_seconds']:.0f} s on a shared machine (load "
+        f"{row['load_average_at_start'][0]:.1f} at its start) with {row['finished_training_stages']} training "
+        f"stage(s) done" for row in full)) if full else "not measured: no run of the issue's site"
+    peaks = [row["peak_rss_gib"] for row in full]
+    targets = {
+        "peak_rss_at_most_4_gib": (max(peaks) <= 4.0) if peaks else not_measured,
+        "peak_rss_note": "a stopped run's peak covers the steps it ran (tracklets, before, the training it reached)",
+        "adapted_in_at_most_10_min": (min(row["wall_seconds_this_call"] for row in finished) <= 600) if finished
+        else not_measured,
+        "rank1_after_at_least_0.61": (max(row["rank1_after"] for row in finished) >= 0.61) if finished
+        else not_measured,
+        "scaling_100_400_1600_tracks": "not measured: no time left on the shared machine this round",
+    }
+    save({"targets": targets})
+
+
 def _high_water_mark(pid: int) -> int:
     """Peak resident bytes of a running process so far (Linux: VmHWM), 0 when it cannot be read."""
     try:
@@ -184,20 +215,24 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(one_step(frames, micro or None, bool(checkpointed))))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("steps", "site"))
+    parser.add_argument("what", choices=("steps", "site", "summary"))
     parser.add_argument("--seed", type=int, default=7, help="the site's seed (the issue's: 7)")
     parser.add_argument("--walkers", type=int, default=SITE["walkers"])
     parser.add_argument("--passers-by", type=int, default=SITE["passers_by"])
     parser.add_argument("--frames", type=int, default=SITE["frames"], help="frames per camera")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/adapt_memory"))
+    parser.add_argument("--settings", nargs="+", choices=[name for name, *_ in SETTINGS], metavar="NAME",
+                        help="steps: only these settings (their rows replace the file's)")
     parser.add_argument("--stop-after", type=float, help="stop the run after this many seconds (a shared machine): "
                                                           "its peak so far and finished steps are recorded")
     parser.add_argument("--adapt-args", nargs=argparse.REMAINDER, default=[], help="more reid-adapt arguments")
     args = parser.parse_args(argv)
     if args.what == "steps":
-        steps()
-    else:
+        steps(args.settings)
+    elif args.what == "site":
         site(args)
+    else:
+        summary()
 
 
 def save(part: dict[str, Any]) -> None:
