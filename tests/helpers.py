@@ -233,3 +233,19 @@ def refuse_writes_under(monkeypatch, folder: Path, code: int = errno.EACCES) -> 
     real_open, real_mkdir = os.open, os.mkdir
     monkeypatch.setattr(os, "open", refusing(real_open, lambda path, flags=0, *rest: flags & writing))
     monkeypatch.setattr(os, "mkdir", refusing(real_mkdir, lambda path, *rest: True))
+
+
+def ctrl_c_at_gallery_add(patcher, call: int = 2) -> None:
+    """Make the ``call``-th ``Gallery.add`` raise KeyboardInterrupt (a Ctrl-C mid-ingest); ``patcher``: pytest's
+    monkeypatch or one of its contexts, which undoes it."""
+    from reid_sdk.gallery import Gallery
+
+    real_add, calls = Gallery.add, []
+
+    def add_then_ctrl_c(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real_add(self, *args, **kwargs)
+
+    patcher.setattr(Gallery, "add", add_then_ctrl_c)

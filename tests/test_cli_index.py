@@ -14,7 +14,8 @@ import pytest
 
 from reid_sdk.cli.index import main
 from reid_sdk.gallery import Gallery
-from tests.helpers import BROKEN_ONNX_ERRORS, broken_onnx_models, random_crops, refuse_writes_under, tiny_model
+from tests.helpers import (BROKEN_ONNX_ERRORS, broken_onnx_models, ctrl_c_at_gallery_add, random_crops, refuse_writes_under,
+                           tiny_model)
 from tests.test_gallery_contract import damage_milvus_lite_file, forget_milvus_lite_server
 from tests.test_gallery_persistence import damage_lock_folder, damage_readers_lock
 
@@ -165,15 +166,7 @@ def test_an_interrupted_build_says_what_it_kept_without_a_traceback(checkpoint, 
     if existing:
         assert run("build", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "g"),
                    checkpoint=checkpoint) == 0
-    real_add, calls = Gallery.add, []
-
-    def add_then_ctrl_c(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_add(self, *args, **kwargs)
-
-    monkeypatch.setattr(Gallery, "add", add_then_ctrl_c)
+    ctrl_c_at_gallery_add(monkeypatch)
     capsys.readouterr()
     assert run("build", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "g"), "--overwrite",
                "--batch-size", "2", checkpoint=checkpoint) == 130

@@ -13,7 +13,7 @@ from reid_sdk.synthetic.video import VideoSetConfig, render_videos
 from reid_sdk.tracks import read_track_identities
 from reid_sdk.tracks.match_table import MATCH_COLUMNS
 from reid_sdk.tracks.mot import read_mot
-from tests.helpers import tiny_model
+from tests.helpers import ctrl_c_at_gallery_add, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -162,16 +162,8 @@ def test_ctrl_c_in_ingest_says_what_was_committed_and_resume_adds_the_rest(setup
         assert main(args) == 130
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"reid-index: interrupted after adding 0 entries: nothing saved, {gallery} has none of this run's entries")
-    real_add, calls = Gallery.add, []
-
-    def add_then_ctrl_c(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_add(self, *args, **kwargs)
-
     with monkeypatch.context() as patched:  # mid-ingest: the first camera is in Milvus once acknowledged
-        patched.setattr(Gallery, "add", add_then_ctrl_c)
+        ctrl_c_at_gallery_add(patched)
         assert main(args) == 130
     known = len(read_track_identities(first.identities))
     assert capsys.readouterr().err.splitlines()[-1] == (

@@ -15,7 +15,7 @@ import pytest
 from reid_sdk._utils.atomic_file import DiskFullError
 from reid_sdk.cli.index import main
 from reid_sdk.gallery import Gallery
-from tests.helpers import random_crops, refuse_writes_under, tiny_model
+from tests.helpers import ctrl_c_at_gallery_add, random_crops, refuse_writes_under, tiny_model
 from tests.test_cli_index import write_market_folder
 from tests.test_gallery_contract import forget_milvus_lite_server
 
@@ -134,15 +134,7 @@ def test_ctrl_c_in_an_overwriting_milvus_build_keeps_the_old_gallery_and_says_so
     build = ["build", "--images", str(tmp_path / "images"), "--out", uri, "--model", str(checkpoint), "--device",
              "cpu", "--batch-size", "2"]
     assert main(build) == 0
-    real_add, calls = Gallery.add, []
-
-    def add_then_ctrl_c(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_add(self, *args, **kwargs)
-
-    monkeypatch.setattr(Gallery, "add", add_then_ctrl_c)
+    ctrl_c_at_gallery_add(monkeypatch)
     capsys.readouterr()
     assert main([*build, "--overwrite"]) == 130
     assert capsys.readouterr().err.splitlines()[-1] == (
