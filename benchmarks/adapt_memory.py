@@ -143,16 +143,20 @@ def site(args: argparse.Namespace) -> None:
         render_videos(root, VideoSetConfig(seed=args.seed, **dims), overwrite=True)
     out = args.workdir / f"run-{root.name}"
     load_start, start = os.getloadavg(), time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "reid_sdk.cli.adapt", str(root), "--out", str(out), "--seed", "0",
+    if args.attach:  # a run an earlier call started (its parent gone): VmHWM is the process's lifetime peak
+        child = psutil.Process(args.attach)
+    else:
+        child = psutil.Popen([sys.executable, "-m", "reid_sdk.cli.adapt", str(root), "--out", str(out), "--seed", "0",
                               *args.adapt_args])
     peak = 0
-    while child.poll() is None:  # the child's high-water mark, read while it runs: a stopped run keeps its peak
-        peak = max(peak, _high_water_mark(child.pid))
+    while child.is_running() and child.status() != psutil.STATUS_ZOMBIE:  # read while it runs: a stopped run
+        peak = max(peak, _high_water_mark(child.pid))                      # keeps its peak
         if args.stop_after and time.perf_counter() - start > args.stop_after:
             child.terminate()
-            child.wait()
             break
         time.sleep(5)
+    if not args.attach:
+        child.wait()
     wall = time.perf_counter() - start
     peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
     row = {"site": {"seed": args.seed, **dims}, "adapt_args": args.adapt_args, "peak_rss_gib": round(peak / (1 << 30), 2),
@@ -181,7 +185,7 @@ def summary() -> None:
     full = [row for row in document.get("sites", []) if row.get("full_issue_site")]
     finished = [row for row in full if row["finished"]]
     not_measured = ("not measured: " + "; ".join(
-        f"the run was stopped after {row['stopped_after_seconds']:.0f} s on a shared machine (load "
+        f"the run was stopped after {row['wall_seconds_this_call']:.0f} s on a shared machine (load "
         f"{row['load_average_at_start'][0]:.1f} at its start) with {row['finished_training_stages']} training "
         f"stage(s) done" for row in full)) if full else "not measured: no run of the issue's site"
     peaks = [row["peak_rss_gib"] for row in full]
@@ -221,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--passers-by", type=int, default=SITE["passers_by"])
     parser.add_argument("--frames", type=int, default=SITE["frames"], help="frames per camera")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/adapt_memory"))
+    parser.add_argument("--attach", type=int, metavar="PID",
+                        help="site: follow a reid-adapt process already running on the site instead of starting one")
     parser.add_argument("--settings", nargs="+", choices=[name for name, *_ in SETTINGS], metavar="NAME",
                         help="steps: only these settings (their rows replace the file's)")
     parser.add_argument("--stop-after", type=float, help="stop the run after this many seconds (a shared machine): "
