@@ -20,6 +20,7 @@ from reid_sdk.inference.backends.onnx_backend import DISABLED_OPTIMIZERS
 from reid_sdk.cli.export import main
 from reid_sdk.export.calibration import CalibrationBatches
 from reid_sdk.export.int8 import head_nodes, quantize_int8
+from reid_sdk.export.int8_recipe import Int8Recipe
 from reid_sdk.export.onnx_export import export_onnx
 from reid_sdk.export.verify import (RetrievalCheck, Tolerance, synthetic_query_gallery, verify_parity,
                                     verify_retrieval)
@@ -40,6 +41,17 @@ def _metadata(path) -> dict[str, str]:
 def model_files(tmp_path_factory):
     """A tiny trained checkpoint, its fp32 ONNX and its INT8 ONNX (calibrated on rendered pedestrians)."""
     return tiny_model_files(tmp_path_factory.mktemp("int8"), SIZE)
+
+
+def _conv_weights(graph) -> dict[str, tuple[str, bool]]:
+    """Each convolution's weight initializer name and whether it reaches the Conv through a DequantizeLinear."""
+    produced_by = {output: node for node in graph.node for output in node.output}
+    found = {}
+    for conv in (node for node in graph.node if node.op_type == "Conv"):
+        weight = produced_by.get(conv.input[1])
+        quantized = weight is not None and weight.op_type == "DequantizeLinear"
+        found[conv.name] = (weight.input[0] if quantized else conv.input[1], quantized)
+    return found
 
 
 def test_int8_graph_is_symmetric_qdq_per_channel_with_a_float_head(model_files):
@@ -64,15 +76,64 @@ def test_int8_graph_is_symmetric_qdq_per_channel_with_a_float_head(model_files):
     assert not any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node if node.name in head)
 
 
-def test_onnx_runtime_runs_every_convolution_in_int8(model_files, tmp_path):
+def test_onnx_runtime_runs_every_int8_convolution_in_int8(model_files, tmp_path):
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     onnxruntime.InferenceSession(str(model_files["int8"]), options, providers=["CPUExecutionProvider"],
                                  disabled_optimizers=DISABLED_OPTIMIZERS)  # as the ONNX Runtime backend opens it
     kinds = Counter(node.op_type for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)
-    assert kinds["QLinearConv"] == len([n for n in onnx.load(str(model_files["fp32"])).graph.node if n.op_type == "Conv"])
-    assert kinds["Conv"] == 0
+    quantized = [name for name, (_, is_int8) in _conv_weights(onnx.load(str(model_files["int8"])).graph).items()
+                 if is_int8]
+    assert kinds["QLinearConv"] == len(quantized) == len(_conv_weights(onnx.load(str(model_files["fp32"])).graph))
+
+
+@pytest.fixture(scope="module")
+def mobilenet_fp32(tmp_path_factory):
+    """A random-init NL-MobileNetV2 at 64 x 32 as fp32 ONNX: depthwise layers and non-local blocks to classify."""
+    from reid_sdk.model import ModelConfig, ReIDNet, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("mobilenet")
+    model = ReIDNet(ModelConfig(backbone="mobilenet_v2", input_size=(64, 32), pretrained=None)).eval()
+    return export_onnx(save_checkpoint(model, folder / "model.pt"), folder / "model.onnx")
+
+
+# MobileNetV2 by module: features8.0 (stride 2) .. features8.3 (stride 4) and features8.4's expansion, the 1 x 1
+# convolution before its stride-2 depthwise one; stride 8 from there on
+STRIDE4_MODULES = ("features8.0.", "features8.1.", "features8.2.", "features8.3.", "features8.4.conv.0.")
+
+
+@pytest.mark.parametrize("keep_float", [("stride4",), ("depthwise",), ("non_local",)])
+def test_mixed_precision_keeps_the_chosen_layer_group_in_float(mobilenet_fp32, tmp_path, keep_float):
+    recipe = Int8Recipe.for_backbone("mobilenet_v2") if keep_float == ("stride4",) else Int8Recipe(keep_float)
+    assert recipe.keep_float == keep_float
+    out = quantize_int8(mobilenet_fp32, tmp_path / "mixed.onnx", CalibrationBatches(None, (64, 32), 4, max_images=4),
+                        None if keep_float == ("stride4",) else recipe)  # None: the file's backbone's recipe
+    graph = onnx.load(str(out)).graph
+    fp32_graph = onnx.load(str(mobilenet_fp32)).graph
+    groups = {node.name: next(a.i for a in node.attribute if a.name == "group") for node in fp32_graph.node
+              if node.op_type == "Conv"}
+    weights = _conv_weights(graph)
+    assert set(weights) == set(groups)
+    chosen_by_group = {"stride4": lambda name, weight: weight.startswith(STRIDE4_MODULES),
+                       "depthwise": lambda name, weight: groups[name] > 1,
+                       "non_local": lambda name, weight: weight.startswith("non_local")}[keep_float[0]]
+    for name, (weight, quantized) in weights.items():
+        assert quantized != chosen_by_group(name, weight), (name, weight)
+    if keep_float == ("non_local",):  # its attention products stay float too
+        produced_by = {output: node for node in graph.node for output in node.output}
+        matmuls = [node for node in graph.node if node.op_type == "MatMul"]
+        assert matmuls and not any(produced_by[name].op_type == "DequantizeLinear" for node in matmuls
+                                   for name in node.input if name in produced_by)
+
+
+def test_int8_recipe_per_backbone_and_refusals():
+    assert Int8Recipe.for_backbone("resnet50") == Int8Recipe() == Int8Recipe((), "minmax")
+    assert Int8Recipe.for_backbone("mobilenet_v2") == Int8Recipe(("stride4",), "percentile")
+    with pytest.raises(ValueError, match="float layer groups must be among stride4, depthwise, non_local, got head"):
+        Int8Recipe(keep_float=("head",))
+    with pytest.raises(ValueError, match="calibration method must be one of minmax, entropy, percentile"):
+        Int8Recipe(calibrate_method="kl")
 
 
 def test_int8_file_keeps_the_fp32_metadata_but_its_precision(model_files):

@@ -1,5 +1,8 @@
 """``reid-export``: a reid-sdk checkpoint -> ONNX (fp32 / fp16 / INT8 Q/DQ) or a TensorRT engine, optionally verified.
 
+--input float32 writes ONNX that takes ImageNet-normalised float RGB (BoxMOT, DeepStream, Triton) plus the
+DeepStream nvinfer config and Triton config.pbtxt beside it.
+
 --verify compares the result with the torch fp32 network crop by crop (cosine, max |diff|) and by retrieval
 mAP on a query/gallery set, and exits 1 beyond the tolerances of reid_sdk.export.verify.
 """
@@ -15,7 +18,8 @@ import numpy as np
 from reid_sdk.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, configure_logging, fail, make_parser
 from reid_sdk.datasets.files import image_files, read_image
 from reid_sdk.export.calibration import DEFAULT_MAX_IMAGES
-from reid_sdk.export.formats import DEFAULT_ENGINE_PRECISION, DEFAULT_OPSET, FORMATS
+from reid_sdk.export.formats import DEFAULT_ENGINE_PRECISION, DEFAULT_OPSET, FORMATS, INPUTS, InputContract
+from reid_sdk.export.int8_recipe import CALIBRATION_METHODS, FLOAT_GROUPS, Int8Recipe
 from reid_sdk.export.tensorrt_build import DEFAULT_BATCH_PROFILE, ENGINE_PRECISIONS, parse_batch_profile
 from reid_sdk.export.verify import Tolerance, verify_parity, verify_retrieval
 
@@ -38,6 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of real crops for INT8 calibration (default: rendered synthetic pedestrians)")
     parser.add_argument("--calibration-images", type=int, default=DEFAULT_MAX_IMAGES,
                         help="at most this many calibration crops")
+    parser.add_argument("--int8-float", metavar="GROUPS",
+                        help=f"INT8: layer groups kept float, comma-separated from {', '.join(FLOAT_GROUPS)}, or "
+                             "none (default: the backbone's measured recipe, e.g. stride4 with percentile calibration for "
+                             "mobilenet_v2, none for ResNets; the pooling head is always float)")
+    parser.add_argument("--calibration-method", choices=CALIBRATION_METHODS,
+                        help="INT8 activation calibration (default: the backbone's measured recipe's)")
+    parser.add_argument("--input", choices=INPUTS, default="uint8",
+                        help="ONNX input: uint8 pixels normalised inside (reid-sdk's own), or float32 RGB normalised "
+                             "outside with the ImageNet mean / std (BoxMOT, DeepStream, Triton; their config files "
+                             "are written beside the model)")
+    parser.add_argument("--fixed-batch", type=int, metavar="N", help="ONNX: fix the batch size at N (default: dynamic)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version")
     parser.add_argument("--verify", action="store_true", help="compare with torch fp32; exit 1 beyond tolerance")
     parser.add_argument("--verify-images", type=Path,
@@ -48,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verify-backend", choices=("auto", "onnxruntime", "openvino"), default="auto",
                         help="runtime that runs an ONNX file for --verify")
     return parser
+
+
+def int8_recipe(args: argparse.Namespace) -> Int8Recipe | None:
+    """The recipe --int8-float / --calibration-method ask for (what is not given: the plain default); None when
+    neither is given (the backbone's measured recipe)."""
+    if args.int8_float is None and args.calibration_method is None:
+        return None
+    default = Int8Recipe()
+    groups = default.keep_float if args.int8_float in (None, "none") else tuple(
+        group.strip() for group in args.int8_float.split(",") if group.strip())
+    return Int8Recipe(keep_float=groups, calibrate_method=args.calibration_method or default.calibrate_method)
 
 
 def verification_crops(folder: Path | None, count: int = 32) -> list[np.ndarray]:
@@ -91,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
 
         result = export_model(args.checkpoint, args.format, args.out, precision=args.precision,
                               calibration=args.calibration, calibration_images=args.calibration_images,
-                              opset=args.opset, batch_profile=parse_batch_profile(args.batch))
-        print(f"wrote {result.path} ({result.format}, {result.precision})")
+                              opset=args.opset, batch_profile=parse_batch_profile(args.batch),
+                              contract=InputContract(args.input, args.fixed_batch), recipe=int8_recipe(args))
+        contract = "" if args.input == "uint8" else ", float32 input normalised outside"
+        print(f"wrote {result.path} ({result.format}, {result.precision}{contract})")
+        for config in result.configs:
+            print(f"wrote {config}")
         return verify(args, result.path, result.precision) if args.verify else EXIT_OK
     except (ValueError, OSError, ImportError) as exc:  # OSError: missing files, no space left, no permission
         return fail(PROG, exc, EXIT_BAD_INPUT)

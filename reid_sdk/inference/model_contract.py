@@ -22,15 +22,25 @@ from reid_sdk import __version__
 
 METADATA_PREFIX = "reid_sdk."
 SIDECAR_SUFFIX = ".json"
+#: What a model's input tensor holds: raw RGB pixels normalised inside the graph (reid-sdk's own contract), or
+#: float32 RGB already normalised outside, ``(pixel / 255 - mean) / std`` (what BoxMOT, DeepStream and Triton feed).
+INPUT_DTYPES = ("uint8", "float32")
 
 
 @dataclass(frozen=True)
 class ModelMetadata:
-    """Input size (H, W), channel order and feature dim a backend needs, plus provenance."""
+    """Input size (H, W), channel order, input contract and feature dim a backend needs, plus provenance.
+
+    ``input_dtype`` "uint8": raw pixels, normalised inside the graph; "float32": normalised outside with
+    ``input_mean`` / ``input_std`` (per RGB channel, on the 0..1 pixel scale), which are None for uint8.
+    """
 
     input_size: tuple[int, int]
     feature_dim: int
     channel_order: str = "rgb"
+    input_dtype: str = "uint8"
+    input_mean: tuple[float, float, float] | None = None
+    input_std: tuple[float, float, float] | None = None
     pooling: str = "unknown"
     backbone: str = "unknown"
     precision: str = "fp32"
@@ -42,7 +52,18 @@ class ModelMetadata:
         """Prefixed string pairs for ONNX ``metadata_props``."""
         values = asdict(self)
         values["input_size"] = f"{self.input_size[0]}x{self.input_size[1]}"
+        for key in ("input_mean", "input_std"):
+            values[key] = "" if values[key] is None else ",".join(repr(float(v)) for v in values[key])
         return {METADATA_PREFIX + key: str(value) for key, value in values.items()}
+
+    def __post_init__(self) -> None:
+        if self.input_dtype not in INPUT_DTYPES:
+            raise ValueError(f"input_dtype must be one of {', '.join(INPUT_DTYPES)}, got {self.input_dtype!r}")
+        normalised_outside = self.input_mean is not None and self.input_std is not None
+        if normalised_outside != (self.input_dtype == "float32"):
+            raise ValueError("input_mean and input_std go with input_dtype float32 (normalised outside the graph), "
+                             f"and only with it; got {self.input_dtype} with mean {self.input_mean}, "
+                             f"std {self.input_std}")
 
     @classmethod
     def from_strings(cls, props: dict[str, str], source: str = "model") -> ModelMetadata:
@@ -60,7 +81,9 @@ class ModelMetadata:
                        channel_order=ours.get("channel_order", "rgb"), pooling=ours.get("pooling", "unknown"),
                        backbone=ours.get("backbone", "unknown"), precision=ours.get("precision", "fp32"),
                        config_hash=ours.get("config_hash", ""), sdk_version=ours.get("sdk_version", ""),
-                       model_id=ours.get("model_id", ""))
+                       model_id=ours.get("model_id", ""), input_dtype=ours.get("input_dtype", "uint8"),
+                       input_mean=_triple_or_none(ours.get("input_mean", "")),
+                       input_std=_triple_or_none(ours.get("input_std", "")))
         except ValueError as exc:
             raise ValueError(f"{source} has malformed reid-sdk metadata {ours}: {exc}") from exc
 
@@ -72,6 +95,16 @@ class ModelMetadata:
                    pooling=config["pooling"], backbone=config["backbone"], precision=precision,
                    config_hash=config_hash(payload),
                    model_id=weights_fingerprint(payload["model_config"], payload["state_dict"]))
+
+
+def _triple_or_none(text: str) -> tuple[float, float, float] | None:
+    """"a,b,c" -> three floats; "" -> None (ValueError otherwise)."""
+    if not text:
+        return None
+    values = tuple(float(value) for value in text.split(","))
+    if len(values) != 3:
+        raise ValueError(f"expected three comma-separated numbers, got {text!r}")
+    return values  # type: ignore[return-value]
 
 
 def check_image_graph(input_names: Sequence[str], input_shape: Sequence[int | None],

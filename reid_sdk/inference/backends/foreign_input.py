@@ -126,17 +126,22 @@ def _static(value: object) -> int | None:
 
 def _ours(session: ort.InferenceSession, options: InputOptions, source: str, dtype: str,
           model_input: ort.NodeArg) -> tuple[ModelMetadata, InputFeed]:
-    """A reid-sdk export: its metadata rules; options may only repeat it."""
+    """A reid-sdk export: its metadata rules (uint8 pixels normalised inside, or float32 normalised outside with
+    the recorded mean / std, at the graph's batch size); options may only repeat it."""
     metadata = ModelMetadata.from_strings(session.get_modelmeta().custom_metadata_map, source=source)
-    said = {"input_size": metadata.input_size, "input_dtype": dtype, "model_channel_order": metadata.channel_order}
-    conflicts = [f"{name}={getattr(options, name)!r} (the file says {said[name]!r})" for name in said
+    if metadata.input_dtype != dtype:
+        raise ValueError(f"{source}: its reid-sdk metadata says input_dtype {metadata.input_dtype} but the graph "
+                         f"takes {dtype}; export it again with reid-export")
+    said = {"input_size": metadata.input_size, "input_dtype": dtype, "model_channel_order": metadata.channel_order,
+            "mean": metadata.input_mean, "std": metadata.input_std}
+    conflicts = [f"{name} (the model normalises inside its graph)" if said[name] is None
+                 else f"{name}={getattr(options, name)!r} (the file says {said[name]!r})" for name in said
                  if getattr(options, name) is not None and getattr(options, name) != said[name]]
-    conflicts += [f"{name} (the model normalises inside its graph)" for name in ("mean", "std")
-                  if getattr(options, name) is not None]
     if conflicts:
         raise ValueError(f"{source} is a reid-sdk model whose metadata contradicts: {', '.join(conflicts)}; "
                          "leave these options out")
-    return metadata, InputFeed(model_input.name, dtype, metadata.channel_order)
+    return metadata, InputFeed(model_input.name, dtype, metadata.channel_order, metadata.input_mean,
+                               metadata.input_std, _static(model_input.shape[0]))
 
 
 def _foreign(session: ort.InferenceSession, options: InputOptions, source: str, dtype: str,

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from reid_sdk.inference.backends.base import error_summary, l2_normalised, model_file
-from reid_sdk.inference.model_contract import ModelMetadata, check_image_graph, check_metadata_matches_graph
+from reid_sdk.inference.backends.foreign_input import InputFeed
+from reid_sdk.inference.model_contract import (ModelMetadata, check_image_graph, check_metadata_matches_graph,
+                                               model_identity)
 from reid_sdk._utils.optional import require
 
 log = logging.getLogger(__name__)
@@ -100,13 +102,22 @@ class OpenVINOBackend:
                              "on onnxruntime with mean, std and model_channel_order")
         self.metadata = self._metadata(model, path, input_size)
         check_metadata_matches_graph(self.metadata, input_shape, output_shape, str(path))
+        graph_dtype = "uint8" if model.input(0).get_element_type() == ov.Type.u8 else "float32"
+        if graph_dtype != self.metadata.input_dtype:
+            raise ValueError(f"{path}: its reid-sdk metadata says input_dtype {self.metadata.input_dtype} but the "
+                             f"graph takes {graph_dtype}; export it again with reid-export")
+        if input_shape[0] is not None:
+            raise ValueError(f"{path} fixes its batch at {input_shape[0]}, and the openvino backend splits batches "
+                             "across CPU streams: run it on onnxruntime, or export it with a dynamic batch")
+        self._feed = InputFeed(model.input(0).get_any_name(), self.metadata.input_dtype, self.metadata.channel_order,
+                               self.metadata.input_mean, self.metadata.input_std)
         self.input_size: tuple[int, int] = self.metadata.input_size
         self.feature_dim: int = self.metadata.feature_dim
+        self.model_id: str = model_identity(self.metadata, path)
         config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": MODES[self.options.mode]}
         if self.options.threads is not None:
             config["INFERENCE_NUM_THREADS"] = self.options.threads
         self._compiled = core.compile_model(model, "CPU", config)
-        self._input_type = np.uint8 if model.input(0).get_element_type() == ov.Type.u8 else np.float32
         self.streams = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self._queue = ov.AsyncInferQueue(self._compiled, self.streams)
         self.device = "cpu"
@@ -129,7 +140,7 @@ class OpenVINOBackend:
         return np.empty((batch_size, 3, *self.input_size), dtype=np.uint8)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=self._input_type)
+        batch = self._feed.tensor(batch)
         features = np.empty((len(batch), self.feature_dim), dtype=np.float32)
 
         def collect(request, bounds: tuple[int, int]) -> None:

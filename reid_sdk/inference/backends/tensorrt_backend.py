@@ -63,6 +63,9 @@ class TensorRTBackend:
         self.device_index = cuda_device_index(device)
         path = model_file(path, "TensorRT engine")
         self.metadata, _ = read_sidecar(path)
+        if self.metadata.input_dtype != "uint8":
+            raise ValueError(f"{path} takes {self.metadata.input_dtype} input; the tensorrt backend feeds reid-sdk "
+                             "engines uint8 pixels (reid-export builds engines only for that contract)")
         self.model_id: str = model_identity(self.metadata, path)
         trt = require_tensorrt()
         self._cudart = require_cudart()
