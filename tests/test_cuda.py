@@ -131,7 +131,7 @@ def test_onnxruntime_cuda_provider_matches_torch_fp32(exported, precision):
 def test_tensorrt_engine_matches_torch_fp32(exported, precision):
     pytest.importorskip("tensorrt")
     engine = exported["root"] / f"model-{precision}.engine"
-    assert export_main([str(exported["checkpoint"]), "--format", "tensorrt", "--precision", precision,
+    assert export_main(["--model", str(exported["checkpoint"]), "--format", "tensorrt", "--precision", precision,
                         "--batch", "1:8:32", "--out", str(engine)]) == 0
     features = FeatureExtractor(engine, device="cuda", batch_size=16).extract(exported["crops"])
     _assert_parity(exported["reference"], features, fp32=precision == "fp32")

@@ -1,6 +1,7 @@
 """reid-export: ONNX export checked by onnx.checker, parity in ONNX Runtime, metadata, export_model, CLI and its
 errors."""
 
+import json
 import logging
 
 import cv2
@@ -140,7 +141,7 @@ def _write_crops(folder, count=4):
 def test_cli_exports_and_verifies(exported, tmp_path, capsys):
     images = _write_crops(tmp_path / "crops")
     out = tmp_path / "cli" / "model.onnx"
-    assert main([str(exported["checkpoint"]), "--format", "onnx", "--out", str(out), "--verify",
+    assert main(["--model", str(exported["checkpoint"]), "--format", "onnx", "--out", str(out), "--verify",
                  "--verify-images", str(images)]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out} (onnx, fp32)" in printed and "verified: 5 checks within tolerance" in printed
@@ -148,9 +149,21 @@ def test_cli_exports_and_verifies(exported, tmp_path, capsys):
     assert "synthetic query/gallery  q=50" in printed and "(+0.00 points)" in printed
 
 
+def test_cli_json_and_the_old_positional_checkpoint(exported, tmp_path, capsys):
+    out = tmp_path / "old" / "model.onnx"
+    assert main([str(exported["checkpoint"]), "--format", "onnx", "--out", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"path": str(out), "format": "onnx", "precision": "fp32", "input": "uint8",
+                                        "configs": []}
+    assert "positional checkpoint is deprecated" in captured.err and "--model" in captured.err
+    with pytest.raises(SystemExit) as given_twice:
+        main([str(exported["checkpoint"]), "--model", str(exported["checkpoint"]), "--out", str(out)])
+    assert given_twice.value.code == 2 and "give the checkpoint once" in capsys.readouterr().err
+
+
 def test_cli_verification_failure_exits_1(exported, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(Tolerance, "for_precision", classmethod(lambda cls, precision: cls(min_cosine=1.5)))
-    code = main([str(exported["checkpoint"]), "--format", "onnx-fp16", "--out", str(tmp_path / "m.onnx"),
+    code = main(["--model", str(exported["checkpoint"]), "--format", "onnx-fp16", "--out", str(tmp_path / "m.onnx"),
                  "--verify"])  # default real crops: rendered synthetic pedestrians
     assert code == 1
     assert "verification failed: 4 of 5 checks beyond tolerance" in capsys.readouterr().err
@@ -159,18 +172,18 @@ def test_cli_verification_failure_exits_1(exported, tmp_path, capsys, monkeypatc
 def test_cli_bad_inputs_exit_2_with_the_reason(exported, tmp_path, capsys):
     not_checkpoint = tmp_path / "notes.pt"
     not_checkpoint.write_text("hello")
-    assert main([str(not_checkpoint), "--out", str(tmp_path / "a.onnx")]) == 2
+    assert main(["--model", str(not_checkpoint), "--out", str(tmp_path / "a.onnx")]) == 2
     assert "is not a reid-sdk checkpoint" in capsys.readouterr().err
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
-    assert main([str(exported["checkpoint"]), "--out", str(blocker / "model.onnx")]) == 2
+    assert main(["--model", str(exported["checkpoint"]), "--out", str(blocker / "model.onnx")]) == 2
     assert "cannot create the output folder" in capsys.readouterr().err
-    assert main([str(exported["checkpoint"]), "--out", str(tmp_path)]) == 2
+    assert main(["--model", str(exported["checkpoint"]), "--out", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
-    assert main([str(exported["checkpoint"]), "--format", "tensorrt", "--batch", "8:4:2",
+    assert main(["--model", str(exported["checkpoint"]), "--format", "tensorrt", "--batch", "8:4:2",
                  "--out", str(tmp_path / "m.engine")]) == 2
     assert "1 <= min <= opt <= max" in capsys.readouterr().err
-    assert main([str(exported["checkpoint"]), "--format", "onnx", "--precision", "fp16",
+    assert main(["--model", str(exported["checkpoint"]), "--format", "onnx", "--precision", "fp16",
                  "--out", str(tmp_path / "m.onnx")]) == 2
     assert "precision fp16 is for format tensorrt; format onnx runs at fp32" in capsys.readouterr().err
 
@@ -188,7 +201,7 @@ def test_cli_disk_full_is_one_line_exit_2_and_keeps_the_previous_model(exported,
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)  # the space runs out as the new file is flushed
-    assert main([str(exported["checkpoint"]), "--format", "onnx-fp16", "--out", str(out)]) == 2
+    assert main(["--model", str(exported["checkpoint"]), "--format", "onnx-fp16", "--out", str(out)]) == 2
     assert capsys.readouterr().err == f"reid-export: error: no space left on device writing {out}\n"
     assert out.read_bytes() == previous and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 

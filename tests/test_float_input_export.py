@@ -184,7 +184,7 @@ def test_deepstream_config_parses_names_the_real_tensors_and_normalises_within_c
 
 def test_cli_writes_the_float_model_and_its_configs_and_refuses_what_does_not_apply(files, tmp_path, capsys):
     out = tmp_path / "served" / "reid.onnx"
-    assert main([str(files["checkpoint"]), "--input", "float32", "--out", str(out), "--verify"]) == 0
+    assert main(["--model", str(files["checkpoint"]), "--input", "float32", "--out", str(out), "--verify"]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out} (onnx, fp32, float32 input normalised outside)" in printed
     assert f"wrote {out.parent / 'reid_nvinfer.txt'}" in printed and f"wrote {out.parent / 'config.pbtxt'}" in printed
@@ -194,7 +194,7 @@ def test_cli_writes_the_float_model_and_its_configs_and_refuses_what_does_not_ap
             (["--fixed-batch", "0"], "a fixed batch size must be >= 1, got 0"),
             (["--format", "onnx-int8", "--int8-float", "head"], "float layer groups must be among"),
             (["--int8-float", "depthwise"], "an INT8 recipe is for INT8")):
-        assert main([str(files["checkpoint"]), "--out", str(tmp_path / "x" / "m.onnx"), *argv]) == 2
+        assert main(["--model", str(files["checkpoint"]), "--out", str(tmp_path / "x" / "m.onnx"), *argv]) == 2
         error = capsys.readouterr().err
         assert message in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists() or not list((tmp_path / "x").iterdir())

@@ -245,7 +245,7 @@ def test_cli_int8_export_with_calibration_folder_and_verify(model_files, tmp_pat
     for index, crop in enumerate(sample_crops(6, seed=4, image_size=SIZE)):
         cv2.imwrite(str(folder / f"{index}.jpg"), crop)
     out = tmp_path / "cli-int8.onnx"
-    assert main([str(model_files["checkpoint"]), "--format", "onnx-int8", "--calibration", str(folder),
+    assert main(["--model", str(model_files["checkpoint"]), "--format", "onnx-int8", "--calibration", str(folder),
                  "--out", str(out), "--verify"]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out} (onnx-int8, int8)" in printed and "verified: 5 checks within tolerance" in printed
@@ -254,13 +254,13 @@ def test_cli_int8_export_with_calibration_folder_and_verify(model_files, tmp_pat
 
 
 def test_cli_refuses_options_that_do_not_apply(model_files, tmp_path, capsys):
-    assert main([str(model_files["checkpoint"]), "--format", "onnx", "--calibration", str(tmp_path),
+    assert main(["--model", str(model_files["checkpoint"]), "--format", "onnx", "--calibration", str(tmp_path),
                  "--out", str(tmp_path / "m.onnx")]) == 2
     assert "calibration is for INT8" in capsys.readouterr().err
-    assert main([str(model_files["checkpoint"]), "--format", "onnx-int8", "--calibration-images", "0",
+    assert main(["--model", str(model_files["checkpoint"]), "--format", "onnx-int8", "--calibration-images", "0",
                  "--out", str(tmp_path / "m.onnx")]) == 2
     assert "calibration_images must be >= 1, got 0" in capsys.readouterr().err
-    assert main([str(model_files["checkpoint"]), "--format", "tensorrt", "--verify-backend", "openvino",
+    assert main(["--model", str(model_files["checkpoint"]), "--format", "tensorrt", "--verify-backend", "openvino",
                  "--out", str(tmp_path / "m.engine")]) == 2
     assert "--verify-backend openvino is for ONNX files" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())

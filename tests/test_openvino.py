@@ -143,7 +143,7 @@ def test_missing_openvino_gives_the_install_hint(model_files):
 @needs_openvino
 def test_reid_export_verifies_under_openvino(model_files, tmp_path, capsys):
     out = tmp_path / "model.onnx"
-    assert main([str(model_files["checkpoint"]), "--format", "onnx", "--out", str(out), "--verify",
+    assert main(["--model", str(model_files["checkpoint"]), "--format", "onnx", "--out", str(out), "--verify",
                  "--verify-backend", "openvino"]) == 0
     printed = capsys.readouterr().out
     assert "verified: 5 checks within tolerance" in printed and "(+0.00 points)" in printed

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reid_sdk.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, configure_logging, fail, make_parser
+from reid_sdk.cli.common import (ALIASES_REMOVED_IN, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, add_json_option,
+                                 add_model_option, configure_logging, fail, make_parser, print_json)
 from reid_sdk.datasets.files import image_files, read_image
 from reid_sdk.export.calibration import DEFAULT_MAX_IMAGES
 from reid_sdk.export.formats import DEFAULT_ENGINE_PRECISION, DEFAULT_OPSET, FORMATS, INPUTS, InputContract
@@ -30,7 +31,8 @@ EXIT_VERIFY_FAILED = EXIT_FAILED
 def build_parser() -> argparse.ArgumentParser:
     """The ``reid-export`` argument parser."""
     parser = make_parser(PROG, __doc__)
-    parser.add_argument("checkpoint", type=Path, help="a checkpoint written by reid-train / save_checkpoint")
+    add_model_option(parser, "the checkpoint to export, written by reid-train / save_checkpoint", required=False)
+    parser.add_argument("checkpoint", nargs="?", type=Path, help=argparse.SUPPRESS)  # the old positional spelling
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="artefact to write")
     parser.add_argument("--out", type=Path, required=True, help="output file (.onnx or .engine)")
     parser.add_argument("--batch", default=":".join(map(str, DEFAULT_BATCH_PROFILE)),
@@ -62,7 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verify-format", default="market1501", help="layout of --verify-data")
     parser.add_argument("--verify-backend", choices=("auto", "onnxruntime", "openvino"), default="auto",
                         help="runtime that runs an ONNX file for --verify")
+    add_json_option(parser)
     return parser
+
+
+def checkpoint_given(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
+    """``--model``, or the positional checkpoint of earlier versions (with a deprecation line); exactly one."""
+    if args.checkpoint is not None and args.model is not None:
+        parser.error("give the checkpoint once, as --model")
+    if args.checkpoint is not None:
+        print(f"{PROG}: warning: a positional checkpoint is deprecated and goes in reid-sdk {ALIASES_REMOVED_IN}: use "
+              f"--model {args.checkpoint}", file=sys.stderr)
+        return args.checkpoint
+    if args.model is None:
+        parser.error("the following arguments are required: --model")
+    return args.model
 
 
 def int8_recipe(args: argparse.Namespace) -> Int8Recipe | None:
@@ -88,15 +104,21 @@ def verification_crops(folder: Path | None, count: int = 32) -> list[np.ndarray]
     return crops
 
 
-def verify(args: argparse.Namespace, path: Path, precision: str) -> int:
-    """Run and print the parity and retrieval checks; the exit code says whether all passed."""
+def verify(args: argparse.Namespace, path: Path, precision: str, document: dict | None = None) -> int:
+    """Run and print the parity and retrieval checks (or add them to ``document``: ``--json``); the exit code says
+    whether all passed."""
     backend = args.verify_backend
     tolerance = Tolerance.for_precision(precision)
-    checks = [*verify_parity(path, args.checkpoint, verification_crops(args.verify_images), backend=backend),
-              verify_retrieval(path, args.checkpoint, args.verify_data, args.verify_format, backend=backend)]
+    checks = [*verify_parity(path, args.model, verification_crops(args.verify_images), backend=backend),
+              verify_retrieval(path, args.model, args.verify_data, args.verify_format, backend=backend)]
+    failed = [check for check in checks if not check.passes(tolerance)]
+    if document is not None:
+        document["checks"] = [{"check": check.describe(), "passed": check.passes(tolerance)} for check in checks]
+        document["verified"] = not failed
+        print_json(document)
+        return EXIT_VERIFY_FAILED if failed else EXIT_OK
     for check in checks:
         print(("ok    " if check.passes(tolerance) else "FAIL  ") + check.describe())
-    failed = [check for check in checks if not check.passes(tolerance)]
     if failed:
         print(f"{PROG}: verification failed: {len(failed)} of {len(checks)} checks beyond tolerance "
               f"(min cosine {tolerance.min_cosine}, max |diff| {tolerance.max_abs_diff}, "
@@ -108,17 +130,26 @@ def verify(args: argparse.Namespace, path: Path, precision: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``reid-export``."""
-    args = build_parser().parse_args(argv)
-    configure_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.model = checkpoint_given(parser, args)
+    configure_logging(args.log_level)
     try:
         if args.format == "tensorrt" and args.verify_backend != "auto":
             raise ValueError(f"--verify-backend {args.verify_backend} is for ONNX files; an engine runs on TensorRT")
         from reid_sdk.export import export_model  # needs torch: a missing one is a one-line error here
 
-        result = export_model(args.checkpoint, args.format, args.out, precision=args.precision,
+        result = export_model(args.model, args.format, args.out, precision=args.precision,
                               calibration=args.calibration, calibration_images=args.calibration_images,
                               opset=args.opset, batch_profile=parse_batch_profile(args.batch),
                               contract=InputContract(args.input, args.fixed_batch), recipe=int8_recipe(args))
+        if args.json:
+            document = {"path": result.path, "format": result.format, "precision": result.precision,
+                        "input": args.input, "configs": list(result.configs)}
+            if not args.verify:
+                print_json(document)
+                return EXIT_OK
+            return verify(args, result.path, result.precision, document)
         contract = "" if args.input == "uint8" else ", float32 input normalised outside"
         print(f"wrote {result.path} ({result.format}, {result.precision}{contract})")
         for config in result.configs:

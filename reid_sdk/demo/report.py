@@ -91,6 +91,6 @@ the same on your cameras' crops (Market-1501 names, the camera in each; no label
       {options} \\
       --set train.first_stage_epochs=4 --set train.lr_step_epoch=3 --set clustering.merge_percent=0.1
       (the paper's method as published, on a GPU: --config paper-market)
-  reid-export runs/site/best.pt --format onnx --out model.onnx --verify
+  reid-export --model runs/site/best.pt --format onnx --out model.onnx --verify
   reid-index build --model model.onnx --images /data/site-crops --out gallery/
   reid-index search --model model.onnx --gallery gallery/ query.jpg -k 10 --strip matches.png"""
