@@ -159,7 +159,8 @@ def site(args: argparse.Namespace) -> None:
         child.wait()
     wall = time.perf_counter() - start
     peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
-    row = {"site": {"seed": args.seed, **dims}, "adapt_args": args.adapt_args, "peak_rss_gib": round(peak / (1 << 30), 2),
+    row = {"site": {"seed": args.seed, **dims}, "adapt_args": args.adapt_args,
+           "peak_rss_gib": round(peak / (1 << 30), 2),
            "wall_seconds_this_call": round(wall, 1), "load_average_at_start": load_start,
            "load_average_at_end": os.getloadavg(), "full_issue_site": dims == SITE and args.seed == 7,
            "finished": (out / "report.json").is_file()}
@@ -187,13 +188,15 @@ def summary() -> None:
     not_measured = ("not measured: " + "; ".join(
         f"the run was stopped after {row['wall_seconds_this_call']:.0f} s on a shared machine (load "
         f"{row['load_average_at_start'][0]:.1f} at its start) with {row['finished_training_stages']} training "
-        f"stage(s) done" for row in full)) if full else "not measured: no run of the issue's site"
+        f"stage(s) done" for row in full if not row["finished"])
+    ) if full else "not measured: no run of the issue's site"
     peaks = [row["peak_rss_gib"] for row in full]
     targets = {
         "peak_rss_at_most_4_gib": (max(peaks) <= 4.0) if peaks else not_measured,
         "peak_rss_note": "a stopped run's peak covers the steps it ran (tracklets, before, the training it reached)",
-        "adapted_in_at_most_10_min": (min(row["wall_seconds_this_call"] for row in finished) <= 600) if finished
-        else not_measured,
+        "adapted_in_at_most_10_min": (
+            f"not measured on 2 quiet cores: {min(sum(row['step_seconds'].values()) for row in finished) / 60:.1f} "
+            f"min on the shared machine (an upper bound)") if finished else not_measured,
         "rank1_after_at_least_0.61": (max(row["rank1_after"] for row in finished) >= 0.61) if finished
         else not_measured,
         "scaling_100_400_1600_tracks": "not measured: no time left on the shared machine this round",
