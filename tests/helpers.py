@@ -12,6 +12,11 @@ from pathlib import Path
 import numpy as np
 
 
+# reid-adapt's memory budget for tests: its 4 GiB default counts the whole process's resident memory, and a pytest
+# process holds gigabytes after many tests, so the tiny runs would be refused depending on which tests ran first.
+TEST_MEMORY_BUDGET = "64GiB"
+
+
 def tiny_config(**overrides):
     """A ResNet-18 at 64 x 32 with random init: the model every fast CPU test uses."""
     from reid_sdk.model import ModelConfig

@@ -14,8 +14,9 @@ import pytest
 from reid_sdk.datasets import DatasetLayoutError, load_dataset
 from reid_sdk.tracks.mot import read_mot, write_mot
 from test_site_adaptation import TINY_TRAINING, camera_folders, rendered  # noqa: F401 (a fixture)
+from tests.helpers import TEST_MEMORY_BUDGET
 
-TINY_OPTIONS = ["--device", "cpu", "--max-frames", "4", "--pictures", "2",
+TINY_OPTIONS = ["--device", "cpu", "--max-frames", "4", "--pictures", "2", "--max-memory", TEST_MEMORY_BUDGET,
                 *[item for override in TINY_TRAINING for item in ("--set", override)]]
 
 
@@ -62,7 +63,8 @@ def test_a_site_changed_under_a_run_redoes_the_steps_that_read_it(rendered, tmp_
     from reid_sdk.tracks.site_tracklets import read_site_tracklets
 
     site, out = camera_folders(rendered, tmp_path / "site"), tmp_path / "run"
-    settings = AdaptSettings(overrides=TINY_TRAINING, device="cpu", max_frames=4, picture_tracks=2)
+    settings = AdaptSettings(overrides=TINY_TRAINING, device="cpu", max_frames=4, picture_tracks=2,
+                             max_memory=TEST_MEMORY_BUDGET)
     interrupt_training_at(monkeypatch, 1)  # killed mid-training: stage 0 is on disk
     with pytest.raises(KeyboardInterrupt):
         adapt_site(site, out, settings, progress=False)
@@ -117,7 +119,7 @@ def test_adapting_from_the_users_checkpoint_measures_that_checkpoint_first(rende
     site, out, mine = camera_folders(rendered, tmp_path / "site", ("c1", "c2")), tmp_path / "run", tmp_path / "my.pt"
     save_checkpoint(ReIDNet(load_config(None, TINY_TRAINING).model), mine)
     settings = AdaptSettings(overrides=(*TINY_TRAINING, f"train.init_checkpoint={mine}"), device="cpu", max_frames=4,
-                             picture_tracks=1)
+                             picture_tracks=1, max_memory=TEST_MEMORY_BUDGET)
     models: list = []
     interrupt_training_at(monkeypatch, 0, models)
     with caplog.at_level(logging.INFO), pytest.raises(KeyboardInterrupt):

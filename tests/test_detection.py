@@ -21,6 +21,7 @@ from reid_sdk.detection.frames import FrameSampling, read_frames, spread_frames
 from reid_sdk.synthetic.video import VideoSetConfig, load_video_set, render_videos
 from reid_sdk.tracks.mot import read_mot
 from tests.test_site_adaptation import TINY_TRAINING
+from tests.helpers import TEST_MEMORY_BUDGET
 
 SITE = VideoSetConfig(seed=5, num_cameras=2, walkers=4, passers_by=1, cameras_per_walker=(2, 2), frames=160,
                       frame_size=(144, 192))
@@ -253,7 +254,8 @@ def test_reid_adapt_from_videos_alone_tracks_into_the_run_and_goes_to_the_end(si
         shutil.copy(camera.video, videos / camera.video.name)  # videos only: no tracks files
     videos.chmod(0o555)  # the site may be read-only: tracks go into the run folder
     try:
-        settings = AdaptSettings(overrides=TINY_TRAINING, device="cpu", max_frames=4, picture_tracks=2)
+        settings = AdaptSettings(overrides=TINY_TRAINING, device="cpu", max_frames=4, picture_tracks=2,
+                                 max_memory=TEST_MEMORY_BUDGET)
         result = adapt_site(videos, tmp_path / "run", settings, progress=False)
     finally:
         videos.chmod(0o755)

@@ -15,6 +15,7 @@ from reid_sdk.tracks.site import SiteCamera
 from reid_sdk.tracks.site_tracklets import frame_runs
 from reid_sdk.training.clustering import CannotLink
 from reid_sdk.training.clustering.constraints import MIN_SHARED_FRAMES
+from tests.helpers import TEST_MEMORY_BUDGET
 
 
 def write(tmp_path, text: str | bytes, name: str = "tracks.txt"):
@@ -185,7 +186,7 @@ def test_reid_adapt_reads_the_site_in_the_named_layout(tmp_path, monkeypatch, ca
 
     monkeypatch.setattr(pipeline, "find_site", stop)
     assert main([str(tmp_path), "--out", str(tmp_path / "run"), "--tracks-format", "boxmot",
-                 "--person-class", "2"]) == 2
+                 "--person-class", "2", "--max-memory", TEST_MEMORY_BUDGET]) == 2
     assert seen == [MotFormat("boxmot", person_class=2)] and "stop here" in capsys.readouterr().err
     assert AdaptSettings().mot_format() == MotFormat("mot")
     with pytest.raises(ValueError, match="unknown tracks format 'yolo'"):

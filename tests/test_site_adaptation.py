@@ -18,6 +18,7 @@ from reid_sdk.tracks.match_table import MATCH_COLUMNS
 from reid_sdk.tracks.mot import read_mot, write_mot
 from reid_sdk.tracks.site import find_site
 from reid_sdk.tracks.site_tracklets import CACHE_FOLDER, TrackletOptions, prepare_site, read_site_tracklets
+from tests.helpers import TEST_MEMORY_BUDGET
 
 TINY_SITE = VideoSetConfig(seed=5, num_cameras=3, walkers=4, passers_by=1, cameras_per_walker=(2, 3), frames=72,
                            frame_size=(144, 192))
@@ -257,7 +258,8 @@ def test_adapt_runs_end_to_end_and_resumes_without_repeating_work(rendered, tmp_
 
     site = camera_folders(rendered, tmp_path / "site")
     out = tmp_path / "run"
-    settings = AdaptSettings(overrides=TINY_TRAINING, device="cpu", max_frames=4, picture_tracks=2)
+    settings = AdaptSettings(overrides=TINY_TRAINING, device="cpu", max_frames=4, picture_tracks=2,
+                             max_memory=TEST_MEMORY_BUDGET)
     run_stage = Trainer._run_stage
 
     def interrupted(self, stage, *args):
@@ -299,7 +301,8 @@ def test_adapt_runs_end_to_end_and_resumes_without_repeating_work(rendered, tmp_
     for name in ("build_trainer", "match_site", "export_model", "verify_parity", "save_checkpoint"):
         monkeypatch.setattr(pipeline, name, never)
     monkeypatch.setattr(pipeline, "_match", never)
-    argv = [str(site), "--out", str(out), "--device", "cpu", "--max-frames", "4", "--pictures", "2"]
+    argv = [str(site), "--out", str(out), "--device", "cpu", "--max-frames", "4", "--pictures", "2",
+            "--max-memory", TEST_MEMORY_BUDGET]
     argv += [item for override in TINY_TRAINING for item in ("--set", override)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -309,7 +312,7 @@ def test_adapt_runs_end_to_end_and_resumes_without_repeating_work(rendered, tmp_
     assert all(resumed[step] >= cost[step] for step in cost) and resumed["train"] > 0  # what the steps cost
     assert main([*argv, "--json", "--progress", "none"]) == 0  # a finished run: its report, as data
     assert json.loads(capsys.readouterr().out) == json.loads((out / "report.json").read_text())
-    assert main([str(site), "--out", str(out), "--device", "cpu"]) == 2  # other settings: refused, nothing lost
+    assert main([str(site), "--out", str(out), "--device", "cpu", "--max-memory", TEST_MEMORY_BUDGET]) == 2  # other settings: refused, nothing lost
     assert "holds another adaptation (its settings differ" in capsys.readouterr().err
 
 
@@ -398,7 +401,7 @@ def test_one_camera_only_stops_with_a_clear_message(rendered, tmp_path, capsys):
     from reid_sdk.cli.train import main as train_main
 
     site = camera_folders(rendered, tmp_path / "site", cameras=("c1",))
-    assert main([str(site), "--out", str(tmp_path / "run")]) == 2
+    assert main([str(site), "--out", str(tmp_path / "run"), "--max-memory", TEST_MEMORY_BUDGET]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("reid-adapt: error: tracks from one camera only (c1) in") and "cannot learn" in error
     assert len(error.splitlines()) == 1 and not (tmp_path / "run").exists()  # said before any work
@@ -416,7 +419,7 @@ def test_bad_sites_are_one_line_and_exit_2(tmp_path, capsys, prepare, message):
 
     site = tmp_path / "site"
     prepare(site)
-    assert main([str(site), "--out", str(tmp_path / "run")]) == 2
+    assert main([str(site), "--out", str(tmp_path / "run"), "--max-memory", TEST_MEMORY_BUDGET]) == 2
     error = capsys.readouterr().err.strip()
     assert message in error and len(error.splitlines()) == 1
 
@@ -427,5 +430,5 @@ def test_a_run_folder_holding_something_else_is_refused(rendered, tmp_path, caps
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    assert main([str(rendered), "--out", str(out)]) == 2
+    assert main([str(rendered), "--out", str(out), "--max-memory", TEST_MEMORY_BUDGET]) == 2
     assert "is not empty and holds no reid-adapt run" in capsys.readouterr().err
