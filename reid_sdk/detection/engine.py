@@ -41,8 +41,8 @@ class RawModel:
 
     def _onnxruntime(self, device: str):
         ort = require("onnxruntime", "cpu", "gpu")
-        from reid_sdk.inference.backends.onnx_backend import (CPU, CUDA, GPU_INSTALL_HINT, OnnxBackend,
-                                                              check_active_providers, cuda_provider_options,
+        from reid_sdk.inference.backends.onnx_backend import (CPU, CUDA, GPU_INSTALL_HINT, check_active_providers,
+                                                              cuda_provider_options, open_session,
                                                               parse_device)
 
         kind, device_id = parse_device(device)
@@ -52,7 +52,7 @@ class RawModel:
                              f"{GPU_INSTALL_HINT}")
         on_gpu = kind == "cuda" or (kind == "auto" and CUDA in available)
         providers = [(CUDA, cuda_provider_options(device_id)), (CPU, {})] if on_gpu else [(CPU, {})]
-        session = OnnxBackend._open(self.path, ort.SessionOptions(), providers)
+        session = open_session(self.path, ort.SessionOptions(), providers)
         check_active_providers([provider for provider, _ in providers], session.get_providers(), device)
         inputs = session.get_inputs()
         if len(inputs) != 1 or inputs[0].type not in _FLOAT_TYPES:
@@ -70,7 +70,7 @@ class RawModel:
         if device not in ("auto", "cpu"):
             raise ValueError(f"the openvino engine runs on the CPU: device must be auto or cpu, got {device!r}")
         ov = require("openvino", "openvino")
-        from reid_sdk.inference.backends.openvino_backend import _fixed_sizes
+        from reid_sdk.inference.backends.openvino_backend import fixed_sizes
 
         core = ov.Core()
         try:
@@ -85,7 +85,7 @@ class RawModel:
         def infer(tensor: np.ndarray) -> np.ndarray:
             return np.asarray(compiled(tensor)[compiled.output(0)])
 
-        return model.input(0).get_any_name(), dtype, _fixed_sizes(model.input(0)), infer, "openvino (CPU)"
+        return model.input(0).get_any_name(), dtype, fixed_sizes(model.input(0)), infer, "openvino (CPU)"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The first output for a uint8 RGB N x 3 x H x W batch (fed as float pixels / 255)."""

@@ -89,6 +89,17 @@ def check_active_providers(requested: list[str], active: list[str], device: str)
     log.warning("%s; running on the CPU", message)
 
 
+def open_session(path: Path, session_options: ort.SessionOptions, providers: list) -> ort.InferenceSession:
+    """An ONNX Runtime session of ``path`` (with the optimisers reid-sdk's models disable); a file ONNX Runtime cannot
+    load is one ValueError naming it."""
+    try:
+        return ort.InferenceSession(str(path), session_options, providers=providers,
+                                    disabled_optimizers=DISABLED_OPTIMIZERS)
+    except (ort.capi.onnxruntime_pybind11_state.InvalidProtobuf, ort.capi.onnxruntime_pybind11_state.Fail,
+            ort.capi.onnxruntime_pybind11_state.InvalidArgument) as exc:
+        raise ValueError(f"{path} is not a loadable ONNX model: {error_summary(exc)}") from exc
+
+
 class OnnxBackend:
     """Feeds uint8 RGB batches to an ONNX model; configures itself from the file's reid-sdk metadata.
 
@@ -117,7 +128,7 @@ class OnnxBackend:
         if self.options.threads is not None:
             session_options.intra_op_num_threads = self.options.threads
         providers = self._gpu_providers(path, available, max_batch) if on_gpu else [(CPU, {})]
-        self.session = self._open(path, session_options, providers)
+        self.session = open_session(path, session_options, providers)
         check_active_providers([name for name, _ in providers], self.session.get_providers(), device)
         self.metadata, self._feed = describe_input(self.session, self.input_options, source=str(path))
         self.input_size: tuple[int, int] = self.metadata.input_size
@@ -128,15 +139,6 @@ class OnnxBackend:
         self.description = f"onnxruntime ({active}) on a {self.metadata.precision} model"
         self._output_name = self.session.get_outputs()[0].name
         self._output_device = "cpu" if active == CPU else "cuda"
-
-    @staticmethod
-    def _open(path: Path, session_options: ort.SessionOptions, providers: list) -> ort.InferenceSession:
-        try:
-            return ort.InferenceSession(str(path), session_options, providers=providers,
-                                        disabled_optimizers=DISABLED_OPTIMIZERS)
-        except (ort.capi.onnxruntime_pybind11_state.InvalidProtobuf, ort.capi.onnxruntime_pybind11_state.Fail,
-                ort.capi.onnxruntime_pybind11_state.InvalidArgument) as exc:
-            raise ValueError(f"{path} is not a loadable ONNX model: {error_summary(exc)}") from exc
 
     def _gpu_providers(self, path: Path, available: list[str], max_batch: int) -> list[tuple[str, dict[str, str]]]:
         """(provider, options) in priority order for CUDA, TensorRT first only when its cache is configured."""
@@ -150,7 +152,7 @@ class OnnxBackend:
         Path(cache).mkdir(parents=True, exist_ok=True)
         plain = ort.SessionOptions()  # only read the graph's input and metadata: no optimisation passes
         plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        inspection = self._open(path, plain, [CPU])
+        inspection = open_session(path, plain, [CPU])
         size = describe_input(inspection, self.input_options, source=str(path))[0].input_size
         options = tensorrt_provider_options(cache, self.device_id, inspection.get_inputs()[0].name, size, max_batch)
         return [(TENSORRT, options), *providers]

@@ -68,7 +68,7 @@ def split_evenly(count: int, parts: int) -> list[tuple[int, int]]:
     return [(start, stop) for start, stop in zip(bounds, bounds[1:]) if stop > start]
 
 
-def _fixed_sizes(port) -> list[int | None]:
+def fixed_sizes(port) -> list[int | None]:
     """The port's size per axis, None where the graph leaves it open (no axes when even the rank is open)."""
     shape = port.get_partial_shape()
     return [dim.get_length() if dim.is_static else None for dim in shape] if shape.rank.is_static else []
@@ -94,7 +94,7 @@ class OpenVINOBackend:
             model = core.read_model(str(path))
         except RuntimeError as exc:
             raise ValueError(f"{path} is not a loadable ONNX model: {error_summary(exc)}") from exc
-        input_shape, output_shape = _fixed_sizes(model.input(0)), _fixed_sizes(model.output(0))
+        input_shape, output_shape = fixed_sizes(model.input(0)), fixed_sizes(model.output(0))
         check_image_graph([port.get_any_name() for port in model.inputs], input_shape, output_shape, str(path))
         if input_size is not None and model.input(0).get_element_type() != ov.Type.u8:
             raise ValueError(f"{path} has no reid-sdk metadata and takes {model.input(0).get_element_type().get_type_name()} input, not u8: "
