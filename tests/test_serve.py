@@ -343,7 +343,7 @@ def test_reid_serve_runs_a_model_answers_and_shuts_down_gracefully(tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}) as http:
-            for _ in range(600):  # until it is ready (a bounded wait, not a timed assertion)
+            for _ in range(3000):  # until it is ready (a bounded wait against a hang, not a timed assertion)
                 try:
                     if http.get("/readyz").status_code == 200:
                         break

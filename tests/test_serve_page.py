@@ -42,7 +42,7 @@ def server(tmp_path):
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
-    WebDriverWait(None, 30, poll_frequency=0.05).until(lambda _: running.started)
+    WebDriverWait(None, 120, poll_frequency=0.05).until(lambda _: running.started)
     yield f"http://127.0.0.1:{listener.getsockname()[1]}", served
     running.should_exit = True
     thread.join(30)
@@ -75,7 +75,7 @@ def _listed_cameras(driver) -> set[str]:
 
 
 def _screenshot(driver, folder: Path, name: str) -> None:
-    WebDriverWait(driver, 20).until(_pictures_loaded)
+    WebDriverWait(driver, 120).until(_pictures_loaded)
     driver.save_screenshot(str(folder / name))
     guide = os.environ.get("REID_SERVE_SCREENSHOTS")
     if guide:
@@ -84,7 +84,7 @@ def _screenshot(driver, folder: Path, name: str) -> None:
 
 def test_log_in_click_a_track_see_its_matches_and_erase_it(server, browser, tmp_path):
     base, served = server
-    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
+    wait = WebDriverWait(browser, 120, ignored_exceptions=(StaleElementReferenceException,))
     browser.get(base)
     browser.find_element(By.ID, "key").send_keys("admin.wrong")
     browser.find_element(By.CSS_SELECTOR, "#login button").click()
