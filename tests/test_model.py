@@ -168,6 +168,39 @@ def test_parameter_groups_split_the_mobilenet_trunk_from_the_new_parts():
     assert len(backbone["params"]) + len(new["params"]) == len(list(model.parameters()))
 
 
+
+def test_a_frozen_stage_keeps_its_weights_and_statistics_while_the_rest_trains():
+    model = ReIDNet(tiny_config(backbone="mobilenet_v2")).to(memory_format=torch.channels_last)
+    model.freeze_trunk(1)
+    model.train()
+    assert not model.features8.training and model.features16.training  # frozen BatchNorms stay in eval mode
+    before = copy.deepcopy(model.state_dict())
+    groups = parameter_groups(model, lr=0.1, backbone_scale=1.0)
+    optimizer = torch.optim.SGD(groups, lr=0.1, momentum=0.9)
+    assert not any(p.requires_grad for p in model.features8.parameters())
+    assert {id(p) for group in groups for p in group["params"]} == {id(p) for p in model.parameters()
+                                                                  if p.requires_grad}
+    for _ in range(2):
+        optimizer.zero_grad()
+        model(torch.randint(0, 256, (4, 3, 64, 32), dtype=torch.uint8)).embedding.sum().backward()
+        optimizer.step()
+    after = model.state_dict()
+    changed = {name.split(".")[0] for name in before if not torch.equal(before[name], after[name])}
+    assert "features8" not in changed and {"features16", "features32", "embedding"} <= changed
+    assert model.trunk_blocks()[0] is model.features16[0]  # checkpointing has nothing to recompute in it
+
+
+def test_freezing_the_first_stage_cuts_the_saved_activations_and_refuses_too_many_stages():
+    from reid_sdk.training.memory_budget import measure_activation_cost
+
+    model = ReIDNet(tiny_config(backbone="mobilenet_v2"))
+    whole = measure_activation_cost(model)
+    model.freeze_trunk(1)
+    frozen = measure_activation_cost(model)
+    assert frozen.full < 0.8 * whole.full and frozen.checkpointed < whole.checkpointed
+    with pytest.raises(ValueError, match="frozen stages must be 0..3"):
+        model.freeze_trunk(4)
+
 def test_wrong_input_shape_is_rejected():
     with pytest.raises(ValueError, match="N x 3 x H x W"):
         tiny_model()(torch.zeros(1, 1, 64, 32))

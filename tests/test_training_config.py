@@ -71,6 +71,9 @@ def test_shipped_configs_load(name):
         ("train.seed=-3", "train.seed must be >= 0"),
         ("train.schedule=nightly", "train.schedule must be one of stages, recluster, got 'nightly'"),
         ("train.patience=0", "train.patience must be >= 1, or null"),
+        ("train.frozen_stages=-1", "train.frozen_stages must be >= 0, got -1"),
+        ("train.frozen_stages=6", "train.frozen_stages must be 0..5 for resnet50 \\(its stages: stem, layer1, "
+                                  "layer2, layer3, layer4\\), got 6"),
         ("recluster.eps=1.5", "recluster.eps is a Jaccard distance: it must be in \\(0, 1\\)"),
         ("recluster.pseudo_labels=kmeans", "recluster.pseudo_labels must be one of dbscan, linkage"),
         ("recluster.warmup_epochs=50", "recluster.warmup_epochs must be in \\[0, epochs\\), got 50"),

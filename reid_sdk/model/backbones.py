@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torchvision
 from torch import nn
 
-from reid_sdk.model.config import ModelConfig
+from reid_sdk.model.config import MOBILENET_V2_STAGES, RESNET_STAGES, ModelConfig
 from reid_sdk.model.pretrained import init_backbone
 
 _RESNETS = {"resnet18": torchvision.models.resnet18, "resnet34": torchvision.models.resnet34,
@@ -47,8 +47,7 @@ def _resnet_trunk(config: ModelConfig) -> Trunk:
     if first.downsample is not None:
         _set_stride(first.downsample[0], config.last_stride)
     stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
-    stages = {"stem": stem, "layer1": resnet.layer1, "layer2": resnet.layer2, "layer3": resnet.layer3,
-              "layer4": resnet.layer4}
+    stages = dict(zip(RESNET_STAGES, (stem, resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)))
     return Trunk(stages, "layer2", resnet.layer2[-1].conv1.in_channels,
                  "layer3", resnet.layer3[-1].conv1.in_channels, source)
 
@@ -60,7 +59,7 @@ def _mobilenet_v2_trunk(config: ModelConfig) -> Trunk:
     first_stride32 = features[_MOBILENET_V2_CUTS[1]].conv[1][0]  # the depthwise conv of the stride-2 block
     _set_stride(first_stride32, config.last_stride)
     to8, to16 = _MOBILENET_V2_CUTS
-    stages = {"features8": features[:to8], "features16": features[to8:to16], "features32": features[to16:]}
+    stages = dict(zip(MOBILENET_V2_STAGES, (features[:to8], features[to8:to16], features[to16:])))
     return Trunk(stages, "features8", features[to8 - 1].out_channels,
                  "features16", features[to16 - 1].out_channels, source)
 

@@ -8,6 +8,9 @@ from typing import Any
 # The torchvision trunks ReIDNet builds on and the width of their last feature map (the pooled feature).
 BACKBONE_WIDTHS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "mobilenet_v2": 1280}
 POOLINGS = ("avg", "max", "mixed", "gem")
+#: The trunk's named stages, image first, by backbone family (reid_sdk.model.backbones cuts torchvision's so).
+RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
+MOBILENET_V2_STAGES = ("features8", "features16", "features32")
 
 # ImageNet statistics on the 0..255 scale: the model normalises raw RGB itself.
 PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -51,6 +54,11 @@ class ModelConfig:
     def feature_dim(self) -> int:
         """Dimension of the pooled feature used for clustering and retrieval."""
         return BACKBONE_WIDTHS[self.backbone]
+
+    @property
+    def trunk_stages(self) -> tuple[str, ...]:
+        """The names of the backbone's stages, image first (ReIDNet's attributes of those names)."""
+        return MOBILENET_V2_STAGES if self.backbone == "mobilenet_v2" else RESNET_STAGES
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

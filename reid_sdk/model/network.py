@@ -67,6 +67,30 @@ class ReIDNet(nn.Module):
         #: checkpointing: the same gradients and BatchNorm statistics for about a third more compute, a fraction of
         #: the memory). Set by the trainer's memory plan; not part of the config or the checkpoint.
         self.checkpoint_trunk = False
+        #: Training: the trunk's first stages, kept as they are while the rest trains (set by :meth:`freeze_trunk`).
+        self.frozen_stages: tuple[str, ...] = ()
+
+    def freeze_trunk(self, stages: int) -> None:
+        """Keep the trunk's first ``stages`` stages (image first) as they are while the rest trains: their weights
+        take no gradient and their BatchNorm layers keep their statistics (eval mode, even under :meth:`train`).
+
+        An ImageNet start's early layers see edges and textures every site shares; not training them skips their
+        backward pass and the activations it needs, which on MobileNetV2 at 256 x 128 is most of a CPU step's
+        time and memory (the stride-8 stage runs at the largest resolution).
+        """
+        if not 0 <= stages <= len(self.backbone_stages):
+            raise ValueError(f"frozen stages must be 0..{len(self.backbone_stages)}, got {stages}")
+        self.frozen_stages = self.backbone_stages[:stages]
+        for name in self.backbone_stages:
+            self.get_submodule(name).requires_grad_(name not in self.frozen_stages)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> ReIDNet:
+        """Set training or eval mode; the frozen stages (:meth:`freeze_trunk`) stay in eval mode."""
+        super().train(mode)
+        for name in self.frozen_stages:
+            self.get_submodule(name).eval()
+        return self
 
     def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 - torch's signature
         """Move / cast like any module, except that the pixel mean and std keep their fp32 values.
@@ -104,15 +128,16 @@ class ReIDNet(nn.Module):
         # Normalise in fp32 (the statistics stay fp32 under any cast, see _apply), then run in the weights' dtype.
         x = ((images.float() - self.pixel_mean) / self.pixel_std).to(weight.dtype)
         for name in self.backbone_stages:
-            x = self._run_stage(self.get_submodule(name), x)
+            x = self._run_stage(name, x)
             if name in self._non_local_after:
                 x = self.get_submodule(self._non_local_after[name])(x)
         return self.pool(x)
 
-    def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _run_stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """One trunk stage; under :attr:`checkpoint_trunk` (training with gradients) block by block, each block's
-        activations recomputed in the backward pass instead of kept."""
-        if not (self.checkpoint_trunk and self.training and torch.is_grad_enabled()):
+        activations recomputed in the backward pass instead of kept (a frozen stage keeps none to begin with)."""
+        stage = self.get_submodule(name)
+        if name in self.frozen_stages or not (self.checkpoint_trunk and self.training and torch.is_grad_enabled()):
             return stage(x)
         for block in _blocks(stage):
             x = checkpoint(block, x, use_reentrant=False,
@@ -121,8 +146,9 @@ class ReIDNet(nn.Module):
 
     def trunk_blocks(self) -> list[nn.Module]:
         """The units :attr:`checkpoint_trunk` recomputes, image first: each stage's blocks (a stage of single layers,
-        such as ResNet's stem with its in-place ReLU, is one unit)."""
-        return [block for stage in self.backbone_modules() for block in _blocks(stage)]
+        such as ResNet's stem with its in-place ReLU, is one unit); frozen stages have none."""
+        return [block for name in self.backbone_stages if name not in self.frozen_stages
+                for block in _blocks(self.get_submodule(name))]
 
     def features_and_embeddings(self, images: torch.Tensor) -> TrainOutput:
         """Both L2-normalised outputs in any mode (eval mode: what clustering and the lookup table start from).

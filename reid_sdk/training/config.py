@@ -131,6 +131,7 @@ class TrainConfig:
     schedule: str = "stages"  # stages: Algorithm 1 (the paper); recluster: re-cluster every epoch (section recluster)
     patience: int | None = None  # stop once best.pt's score has not improved for this many stages / epochs
     max_memory: str | None = None  # CPU: resident memory a step may use (e.g. 4GiB); None: what the machine has free
+    frozen_stages: int = 0  # the trunk's first stages kept as the start has them (no gradient, fixed BatchNorm)
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 2, f"train.batch_size must be >= 2, got {self.batch_size}")
@@ -158,6 +159,7 @@ class TrainConfig:
         _require(self.camera_proxy_weight >= 0, "train.camera_proxy_weight must be >= 0")
         _require(self.camera_proxy_negatives >= 1, "train.camera_proxy_negatives must be >= 1")
         _require(self.patience is None or self.patience >= 1, "train.patience must be >= 1, or null to never stop early")
+        _require(self.frozen_stages >= 0, f"train.frozen_stages must be >= 0, got {self.frozen_stages}")
         _require(self.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}, "
                                              f"got {self.schedule!r}")
         if self.max_memory is not None:
@@ -230,6 +232,12 @@ class RunConfig:
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     recluster: ReclusterConfig = field(default_factory=ReclusterConfig)
+
+    def __post_init__(self) -> None:
+        stages = self.model.trunk_stages
+        _require(self.train.frozen_stages <= len(stages),
+                 f"train.frozen_stages must be 0..{len(stages)} for {self.model.backbone} (its stages: "
+                 f"{', '.join(stages)}), got {self.train.frozen_stages}")
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

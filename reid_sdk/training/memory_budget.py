@@ -156,7 +156,7 @@ def available_budget(max_memory: str | None) -> int:
 def plan_training_step(model: ReIDNet, batch_size: int, frames: int, max_memory: str | None) -> StepPlan:
     """:func:`plan_step` for ``model`` in this process now: its measured activation cost, the resident memory, the
     budget of :func:`available_budget`."""
-    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     return plan_step(batch_size, frames, measure_activation_cost(model), psutil.Process().memory_info().rss,
                      available_budget(max_memory), model_bytes)
 
@@ -168,6 +168,8 @@ def plan_run_step(config: RunConfig, video: bool, device: torch.device, model: R
     is not the host's."""
     if device.type != "cpu":
         return None
-    model = model or ReIDNet(replace(config.model, pretrained=None)).to(memory_format=torch.channels_last)
+    if model is None:
+        model = ReIDNet(replace(config.model, pretrained=None)).to(memory_format=torch.channels_last)
+        model.freeze_trunk(config.train.frozen_stages)
     frames = config.data.frames_per_tracklet if video else 1
     return plan_training_step(model, config.train.batch_size, frames, config.train.max_memory)

@@ -70,10 +70,12 @@ def lr_scale(train: TrainConfig, world_size: int) -> float:
 
 
 def parameter_groups(model: ReIDNet, lr: float, backbone_scale: float) -> list[dict[str, Any]]:
-    """The ImageNet backbone at lr x backbone_scale; the new parts (non-local blocks, embedding) at lr."""
+    """The ImageNet backbone at lr x backbone_scale; the new parts (non-local blocks, embedding) at lr; frozen
+    stages' weights (:meth:`ReIDNet.freeze_trunk`) in neither."""
     backbone = [p for stage in model.backbone_modules() for p in stage.parameters()]
     owned = {id(p) for p in backbone}
     new = [p for p in model.parameters() if id(p) not in owned]
+    backbone = [p for p in backbone if p.requires_grad]
     return [{"params": backbone, "lr": lr * backbone_scale, "scale": backbone_scale},
             {"params": new, "lr": lr, "scale": 1.0}]
 
