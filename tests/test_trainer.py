@@ -14,7 +14,8 @@ from reid_sdk.training.config import load_config
 from reid_sdk.training.memory import ClusterMemory
 from reid_sdk.training.run_dir import RunDirectory
 from reid_sdk.training.stage_sgd import TrainingDiverged, stage_plan
-from reid_sdk.training.trainer import Trainer
+from reid_sdk.training.stage_result import StageResult
+from reid_sdk.training.trainer import Trainer, time_left
 from tests.helpers import tiny_model
 
 TINY_RUN = ["model.backbone=resnet18", "model.input_size=[64, 32]", "model.pretrained=null", "model.embedding_dim=64",
@@ -193,6 +194,15 @@ def test_stage_plan_follows_the_paper():
     assert first.learning_rates[15:] == pytest.approx((0.01,) * 5)
     assert stage_plan(3, config.train, video=False).learning_rates == (0.01, 0.01)
     assert stage_plan(3, config.train, video=True).epochs == 5
+
+
+def test_time_left_scales_the_stage_pace_by_each_later_stage_epochs():
+    first = StageResult(stage=0, clusters_before=10, clusters_after=9, loss=1.0, label_free_score=0.0,
+                        fit_silhouette=0.0, merge_silhouette=0.0, train_seconds=60.0, extract_seconds=5.0,
+                        merge_seconds=1.0, eval_seconds=4.0)
+    epochs = {0: 2, 1: 6, 2: 6, 3: 6}.__getitem__  # 30 s an epoch, 10 s a stage besides training
+    assert time_left(first, 4, epochs) == pytest.approx(3 * (6 * 30 + 10))
+    assert time_left(first, 1, epochs) == 0
 
 
 def test_cli_runs_and_reports(datasets, tmp_path, capsys):

@@ -77,7 +77,7 @@ class LoggedProgress(Iterable[T]):
         total = f"/{self.total}" if self.total is not None else ""
         extra = "".join(f" {key}={value}" for key, value in self.postfix.items())
         if self.total is not None and 1 < self.done < self.total:  # as a bar shows it: the time left at this rate
-            extra += f", about {_duration((self.total - self.done) / rate)} left"
+            extra += f", about {format_duration((self.total - self.done) / rate)} left"
         logger.info("%s: %d%s %s (%.1f %s/s)%s", self.desc, self.done, total, self.unit, rate, self.unit, extra)
 
     def __iter__(self) -> Iterator[T]:
@@ -93,7 +93,7 @@ class LoggedProgress(Iterable[T]):
         self.close()
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     """``42 s``, ``3.5 min`` or ``1.2 h``."""
     if seconds < 90:
         return f"{seconds:.0f} s"

@@ -171,6 +171,10 @@ class ReclusterTrainer(Trainer):
             return f"raise recluster.eps (now {dbscan['eps']:g}) or lower recluster.min_samples ({dbscan['min_samples']})"
         return f"raise recluster.linkage_threshold (now {recluster.linkage_threshold:g})"
 
+    def _epochs(self, stage: int) -> int:
+        """Each step of this schedule is one epoch."""
+        return 1
+
     def _schedule_state(self) -> dict[str, Any]:
         return {"optimizer_state": self.sgd.state_dict()}
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reid_sdk._utils.progress import format_duration
 from reid_sdk.datasets import DatasetSplits, load_dataset
 from reid_sdk.datasets.records import UNKNOWN_CAMERA, UNKNOWN_PID
 from reid_sdk.evaluation import LabelledFeatures, clustering_quality, query_gallery_report
@@ -39,7 +40,7 @@ from reid_sdk.training.model_choice import ModelChoiceRule, label_free_scores, m
 from reid_sdk.training.plot import plot_stages
 from reid_sdk.training.run_dir import RunDirectory
 from reid_sdk.training.stage_result import StageResult
-from reid_sdk.training.stage_sgd import StageSGD, TrainingDiverged, lr_scale, resolve_amp
+from reid_sdk.training.stage_sgd import StageSGD, TrainingDiverged, lr_scale, resolve_amp, stage_plan
 from reid_sdk.training.torch_data import ImageDataset, TrackletDataset, TransformConfig, build_transform
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class Trainer:
         self.model_choice: ModelChoiceRule = model_choice_rule(config.train.select_by, self.evaluates,
                                                                self.cameras_known)
         self.model = self._build_model().to(self.device)
+        self.model.freeze_trunk(config.train.frozen_stages)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.step_plan = self._plan_step()  # refuses a budget that cannot hold even the smallest step
@@ -445,7 +447,13 @@ class Trainer:
         self.run_dir.write_metrics(rows)
         plot_stages(rows, self.run_dir.plot, title=f"{self.splits.name}: {self.config.clustering.linkage}",
                     criterion=self.model_choice.metric)
-        log.info(_stage_line(result, stages, self.model_choice, self.STEP))
+        left = time_left(result, stages, self._epochs)
+        log.info(_stage_line(result, stages, self.model_choice, self.STEP)
+                 + (f", about {format_duration(left)} left" if stage < stages - 1 else ""))
+
+    def _epochs(self, stage: int) -> int:
+        """Training epochs of ``stage`` (Algorithm 1: the first stage's, or a later stage's)."""
+        return stage_plan(stage, self.config.train, self.video).epochs
 
     def _schedule_state(self) -> dict[str, Any]:
         """What a schedule adds to each stage checkpoint for an exact resume (Algorithm 1: nothing)."""
@@ -460,6 +468,14 @@ def _no_stage_reason(schedule: MergeSchedule) -> str:
     return (f"clustering.merge_percent={schedule.merge_percent:g} merges {schedule.merges_per_stage} of "
             f"{schedule.num_samples} samples per stage, which leaves no stage to run (Algorithm 1 stops when "
             f"C <= m): use a smaller merge_percent")
+
+
+def time_left(result: StageResult, steps: int, epochs: Callable[[int], int]) -> float:
+    """Seconds the planned steps after ``result``'s (of ``steps``) should take at its pace: its training seconds per
+    epoch times each step's ``epochs(step)``, plus its extraction, merge and scoring seconds once per step."""
+    per_epoch = result.train_seconds / epochs(result.stage)
+    per_step = result.extract_seconds + result.merge_seconds + result.eval_seconds
+    return sum(per_epoch * epochs(step) + per_step for step in range(result.stage + 1, steps))
 
 
 def _stage_line(result: StageResult, stages: int, model_choice: ModelChoiceRule, step: str) -> str:
