@@ -22,8 +22,8 @@ from reid_sdk.export.calibration import CalibrationBatches
 from reid_sdk.export.int8 import head_nodes, quantize_int8
 from reid_sdk.export.int8_recipe import Int8Recipe
 from reid_sdk.export.onnx_export import export_onnx
-from reid_sdk.export.verify import (RetrievalCheck, Tolerance, synthetic_query_gallery, verify_parity,
-                                    verify_retrieval)
+from reid_sdk.export.verify import (ParityCheck, RetrievalCheck, Tolerance, synthetic_query_gallery,
+                                    verify_parity, verify_retrieval)
 from reid_sdk.inference.extractor import FeatureExtractor
 from reid_sdk.model.config import PIXEL_MEAN, PIXEL_STD
 from reid_sdk.inference.preprocess import preprocess_batch
@@ -103,12 +103,13 @@ def mobilenet_fp32(tmp_path_factory):
 STRIDE4_MODULES = ("features8.0.", "features8.1.", "features8.2.", "features8.3.", "features8.4.conv.0.")
 
 
-@pytest.mark.parametrize("keep_float", [("stride4",), ("depthwise",), ("non_local",)])
+@pytest.mark.parametrize("keep_float", [("stride4", "last_stage"), ("depthwise",), ("non_local",)])
 def test_mixed_precision_keeps_the_chosen_layer_group_in_float(mobilenet_fp32, tmp_path, keep_float):
-    recipe = Int8Recipe.for_backbone("mobilenet_v2") if keep_float == ("stride4",) else Int8Recipe(keep_float)
+    default = keep_float == ("stride4", "last_stage")
+    recipe = Int8Recipe.for_backbone("mobilenet_v2") if default else Int8Recipe(keep_float)
     assert recipe.keep_float == keep_float
     out = quantize_int8(mobilenet_fp32, tmp_path / "mixed.onnx", CalibrationBatches(None, (64, 32), 4, max_images=4),
-                        None if keep_float == ("stride4",) else recipe)  # None: the file's backbone's recipe
+                        None if default else recipe)  # None: the file's backbone's recipe
     graph = onnx.load(str(out)).graph
     fp32_graph = onnx.load(str(mobilenet_fp32)).graph
     groups = {node.name: next(a.i for a in node.attribute if a.name == "group") for node in fp32_graph.node
@@ -116,10 +117,11 @@ def test_mixed_precision_keeps_the_chosen_layer_group_in_float(mobilenet_fp32, t
     weights = _conv_weights(graph)
     assert set(weights) == set(groups)
     chosen_by_group = {"stride4": lambda name, weight: weight.startswith(STRIDE4_MODULES),
+                       "last_stage": lambda name, weight: weight.startswith("features32."),
                        "depthwise": lambda name, weight: groups[name] > 1,
-                       "non_local": lambda name, weight: weight.startswith("non_local")}[keep_float[0]]
+                       "non_local": lambda name, weight: weight.startswith("non_local")}
     for name, (weight, quantized) in weights.items():
-        assert quantized != chosen_by_group(name, weight), (name, weight)
+        assert quantized != any(chosen_by_group[group](name, weight) for group in keep_float), (name, weight)
     if keep_float == ("non_local",):  # its attention products stay float too
         produced_by = {output: node for node in graph.node for output in node.output}
         matmuls = [node for node in graph.node if node.op_type == "MatMul"]
@@ -129,8 +131,9 @@ def test_mixed_precision_keeps_the_chosen_layer_group_in_float(mobilenet_fp32, t
 
 def test_int8_recipe_per_backbone_and_refusals():
     assert Int8Recipe.for_backbone("resnet50") == Int8Recipe() == Int8Recipe((), "minmax")
-    assert Int8Recipe.for_backbone("mobilenet_v2") == Int8Recipe(("stride4",), "percentile")
-    with pytest.raises(ValueError, match="float layer groups must be among stride4, depthwise, non_local, got head"):
+    assert Int8Recipe.for_backbone("mobilenet_v2") == Int8Recipe(("stride4", "last_stage"), "percentile")
+    with pytest.raises(ValueError, match="float layer groups must be among stride4, depthwise, non_local, last_stage, "
+                                         "got head"):
         Int8Recipe(keep_float=("head",))
     with pytest.raises(ValueError, match="calibration method must be one of minmax, entropy, percentile"):
         Int8Recipe(calibrate_method="kl")
@@ -166,6 +169,33 @@ def test_int8_tolerance_is_cosine_099_and_one_map_point():
     assert not RetrievalCheck("set", 10, 0.500, 0.489).passes(tolerance)
     assert RetrievalCheck("set", 10, 0.500, 0.600).passes(tolerance)
     assert "mAP 50.00 -> 48.90 (-1.10 points)" in RetrievalCheck("set", 10, 0.500, 0.489).describe()
+
+
+def test_int8_noise_checks_are_reported_not_gating():
+    int8, fp32 = Tolerance.for_precision("int8"), Tolerance.for_precision("fp32")
+    noise = ParityCheck("random batch 7", 7, 0.05, 0.95, noise=True)
+    real = ParityCheck("real crops", 32, 0.05, 0.95)
+    assert noise.passes(int8) and noise.verdict(int8) == "info"  # INT8 ranges are calibrated on people
+    assert not noise.passes(fp32) and noise.verdict(fp32) == "FAIL"  # fp32 computes the same function anywhere
+    assert not real.passes(int8) and real.verdict(int8) == "FAIL"
+    assert ParityCheck("real crops", 32, 0.05, 0.995).verdict(int8) == "ok"
+
+
+def test_verify_fails_an_int8_file_with_corrupted_weight_scales(model_files, tmp_path):
+    proto = onnx.load(str(model_files["int8"]))
+    initializers = {init.name: init for init in proto.graph.initializer}
+    weight_scales = [initializers[node.input[1]] for node in proto.graph.node if node.op_type == "DequantizeLinear"
+                     and node.input[0] in initializers and initializers[node.input[0]].data_type == onnx.TensorProto.INT8
+                     and len(initializers[node.input[1]].dims) == 1]
+    scale = weight_scales[len(weight_scales) // 2]  # one convolution in the middle, its per-channel scales
+    values = numpy_helper.to_array(scale)
+    scale.CopyFrom(numpy_helper.from_array(values * np.random.default_rng(0).uniform(0.1, 10, values.shape)
+                                           .astype(np.float32), scale.name))
+    broken = tmp_path / "broken-int8.onnx"
+    onnx.save(proto, str(broken))
+    tolerance = Tolerance.for_precision("int8")
+    checks = verify_parity(broken, model_files["checkpoint"], sample_crops(24, seed=5, image_size=SIZE), device="cpu")
+    assert checks[0].label == "real crops" and checks[0].verdict(tolerance) == "FAIL", checks[0].describe()
 
 
 def test_activation_ranges_come_from_every_calibration_crop_through_the_sdk_preprocessing(model_files, tmp_path):
@@ -239,16 +269,18 @@ def test_calibration_and_quantization_errors(model_files, tmp_path):
 
 def test_cli_int8_export_with_calibration_folder_and_verify(model_files, tmp_path, capsys, monkeypatch):
     # the tiny model's mAP on strangers is near chance, so its change is noise: only cosine is held here
-    monkeypatch.setattr(Tolerance, "for_precision", classmethod(lambda cls, precision: cls(0.99, None, 1.0)))
+    monkeypatch.setattr(Tolerance, "for_precision", classmethod(lambda cls, precision: cls(0.99, None, 1.0, False)))
     folder = tmp_path / "crops"
     folder.mkdir()
     for index, crop in enumerate(sample_crops(6, seed=4, image_size=SIZE)):
         cv2.imwrite(str(folder / f"{index}.jpg"), crop)
     out = tmp_path / "cli-int8.onnx"
     assert main(["--model", str(model_files["checkpoint"]), "--format", "onnx-int8", "--calibration", str(folder),
-                 "--out", str(out), "--verify"]) == 0
+                 "--calibration-images", "4", "--out", str(out), "--verify"]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out} (onnx-int8, int8)" in printed and "verified: 5 checks within tolerance" in printed
+    assert "real crops               n=2 " in printed  # the 2 crops calibration did not read, held out
+    assert all(line.startswith("info  ") for line in printed.splitlines() if "random batch" in line)
     assert "synthetic query/gallery" in printed and "points)" in printed
     assert ModelMetadata.from_strings(_metadata(out)).precision == "int8"
 

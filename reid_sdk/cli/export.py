@@ -4,7 +4,8 @@
 DeepStream nvinfer config and Triton config.pbtxt beside it.
 
 --verify compares the result with the torch fp32 network crop by crop (cosine, max |diff|) and by retrieval
-mAP on a query/gallery set, and exits 1 beyond the tolerances of reid_sdk.export.verify.
+mAP on a query/gallery set, and exits 1 beyond the tolerances of reid_sdk.export.verify (INT8: uniform-noise
+crops reported as "info", not gating; its real crops are held out from the calibration folder when one is given).
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="at most this many calibration crops")
     parser.add_argument("--int8-float", metavar="GROUPS",
                         help=f"INT8: layer groups kept float, comma-separated from {', '.join(FLOAT_GROUPS)}, or "
-                             "none (default: the backbone's measured recipe, e.g. stride4 with percentile calibration for "
-                             "mobilenet_v2, none for ResNets; the pooling head is always float)")
+                             "none (default: the backbone's measured recipe, e.g. stride4,last_stage with percentile "
+                             "calibration for mobilenet_v2, none for ResNets; the pooling head is always float)")
     parser.add_argument("--calibration-method", choices=CALIBRATION_METHODS,
                         help="INT8 activation calibration (default: the backbone's measured recipe's)")
     parser.add_argument("--input", choices=INPUTS, default="uint8",
@@ -58,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version")
     parser.add_argument("--verify", action="store_true", help="compare with torch fp32; exit 1 beyond tolerance")
     parser.add_argument("--verify-images", type=Path,
-                        help="folder of real crops for --verify (default: rendered synthetic pedestrians)")
+                        help="folder of real crops for --verify (default: INT8 with --calibration, that folder's "
+                             "crops beyond --calibration-images; else rendered synthetic pedestrians)")
     parser.add_argument("--verify-data", type=Path,
                         help="labelled dataset for the mAP check of --verify (default: rendered query/gallery set)")
     parser.add_argument("--verify-format", default="market1501", help="layout of --verify-data")
@@ -92,16 +94,26 @@ def int8_recipe(args: argparse.Namespace) -> Int8Recipe | None:
     return Int8Recipe(keep_float=groups, calibrate_method=args.calibration_method or default.calibrate_method)
 
 
-def verification_crops(folder: Path | None, count: int = 32) -> list[np.ndarray]:
-    """Real crops from ``folder``, or synthetic pedestrians rendered on the fly."""
-    if folder is None:
+def verification_crops(folder: Path | None, count: int = 32, skip: int = 0) -> list[np.ndarray]:
+    """Real crops from ``folder`` after its first ``skip`` (those calibration used), or synthetic pedestrians
+    rendered on the fly (``folder`` None, or a calibration folder with no crop left over)."""
+    files = [] if folder is None else image_files(folder, recursive=True)
+    if folder is None or (skip and len(files) <= skip):
         from reid_sdk.synthetic.layouts import sample_crops
 
         return sample_crops(count)
-    crops = [image for image in map(read_image, image_files(folder, recursive=True)[:count]) if image is not None]
+    crops = [image for image in map(read_image, files[skip:skip + count]) if image is not None]
     if not crops:
         raise ValueError(f"no readable images in {folder}")
     return crops
+
+
+def parity_crops(args: argparse.Namespace, precision: str) -> list[np.ndarray]:
+    """--verify-images; else for INT8 the calibration folder's crops that calibration did not read (held out),
+    else rendered pedestrians."""
+    if args.verify_images is None and args.calibration is not None and precision == "int8":
+        return verification_crops(args.calibration, skip=args.calibration_images)
+    return verification_crops(args.verify_images)
 
 
 def verify(args: argparse.Namespace, path: Path, precision: str, document: dict | None = None) -> int:
@@ -109,16 +121,17 @@ def verify(args: argparse.Namespace, path: Path, precision: str, document: dict 
     whether all passed."""
     backend = args.verify_backend
     tolerance = Tolerance.for_precision(precision)
-    checks = [*verify_parity(path, args.model, verification_crops(args.verify_images), backend=backend),
+    checks = [*verify_parity(path, args.model, parity_crops(args, precision), backend=backend),
               verify_retrieval(path, args.model, args.verify_data, args.verify_format, backend=backend)]
     failed = [check for check in checks if not check.passes(tolerance)]
     if document is not None:
-        document["checks"] = [{"check": check.describe(), "passed": check.passes(tolerance)} for check in checks]
+        document["checks"] = [{"check": check.describe(), "passed": check.passes(tolerance),
+                               "verdict": check.verdict(tolerance)} for check in checks]
         document["verified"] = not failed
         print_json(document)
         return EXIT_VERIFY_FAILED if failed else EXIT_OK
     for check in checks:
-        print(("ok    " if check.passes(tolerance) else "FAIL  ") + check.describe())
+        print(f"{check.verdict(tolerance):<6}{check.describe()}")
     if failed:
         print(f"{PROG}: verification failed: {len(failed)} of {len(checks)} checks beyond tolerance "
               f"(min cosine {tolerance.min_cosine}, max |diff| {tolerance.max_abs_diff}, "

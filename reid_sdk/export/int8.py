@@ -6,8 +6,9 @@ The pooling head (global pooling to the L2-normalised output) always stays float
 per-tensor scale over the pooled features would round the many small channels to zero next to a few large
 ones. An :class:`~reid_sdk.export.int8_recipe.Int8Recipe` names further layer groups kept float (mixed
 precision): the layers at stride <= 4 (the first convolution and the blocks at its resolution, where int8 noise
-is made first and then grows through every later layer), the depthwise convolutions, the non-local blocks;
-which ones a backbone needs was measured (benchmarks/int8_accuracy.py, docs/guides/deployment.md).
+is made first and then grows through every later layer), the depthwise convolutions, the non-local blocks, the
+trunk's last stage (the layers that make the pooled feature map); which ones a backbone needs was measured
+(benchmarks/int8_accuracy.py, docs/guides/deployment.md).
 Every consumer of a tensor gets its own Q/DQ pair: ONNX Runtime fuses a pair into an int8 kernel only when
 the pair feeds one node (its backend also keeps common-subexpression elimination from merging them back).
 One file serves ONNX Runtime (CPU and CUDA), OpenVINO and TensorRT (strongly typed, explicit quantization).
@@ -43,6 +44,7 @@ GLOBAL_POOLING_OPS = ("ReduceMean", "ReduceMax", "GlobalAveragePool", "GlobalMax
 _CALIBRATORS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                 "percentile": CalibrationMethod.Percentile}
 _SCOPES_KEY = "pkg.torch.onnx.name_scopes"  # the torch exporter's module path of each node
+_LAST_STAGES = ("layer4", "features32")  # ReIDNet's last trunk stage (ResNets, MobileNetV2): after non_local16
 
 
 class _BatchReader(CalibrationDataReader):
@@ -87,9 +89,10 @@ def _is_depthwise(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto]) ->
     return group > 1 and weight is not None and weight.dims[1] == 1
 
 
-def _in_non_local_block(node: onnx.NodeProto) -> bool:
+def _in_modules(node: onnx.NodeProto, modules: tuple[str, ...]) -> bool:
+    """Whether the torch exporter recorded ``node`` under one of the network's ``modules`` (attribute names)."""
     scopes = next((prop.value for prop in node.metadata_props if prop.key == _SCOPES_KEY), "")
-    return "'non_local" in scopes
+    return any(f"'{module}" in scopes for module in modules)
 
 
 def _early_nodes(graph: onnx.GraphProto) -> set[str]:
@@ -114,7 +117,9 @@ def float_nodes(graph: onnx.GraphProto, keep_float: tuple[str, ...]) -> list[str
     if "depthwise" in keep_float:
         chosen.update(node.name for node in graph.node if node.op_type == "Conv" and _is_depthwise(node, weights))
     if "non_local" in keep_float:
-        chosen.update(node.name for node in graph.node if _in_non_local_block(node))
+        chosen.update(node.name for node in graph.node if _in_modules(node, ("non_local",)))
+    if "last_stage" in keep_float:
+        chosen.update(node.name for node in graph.node if _in_modules(node, _LAST_STAGES))
     return sorted(chosen)
 
 

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 #: Layer groups an INT8 file may keep in float, besides the pooling head (always float).
 #: "stride4": every layer whose feature map is at stride <= 4 (the first convolution and the blocks at its
-#: resolution); "depthwise": convolutions with one filter per channel; "non_local": the non-local blocks.
-FLOAT_GROUPS = ("stride4", "depthwise", "non_local")
+#: resolution); "depthwise": convolutions with one filter per channel; "non_local": the non-local blocks;
+#: "last_stage": the trunk's last stage (ResNet's layer4, MobileNetV2's blocks 14-18 with the 1 x 1 convolution
+#: to 1,280 channels), whose output is the feature map the head pools.
+FLOAT_GROUPS = ("stride4", "depthwise", "non_local", "last_stage")
 #: Activation calibration methods (ONNX Runtime's MinMax, Entropy and Percentile calibrators).
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -26,7 +28,7 @@ class Int8Recipe:
         from reid_sdk.export.int8_recipe import Int8Recipe
 
         assert Int8Recipe().keep_float == ()                                    # every convolution in int8
-        assert Int8Recipe.for_backbone("mobilenet_v2").keep_float == ("stride4",)
+        assert Int8Recipe.for_backbone("mobilenet_v2").keep_float == ("stride4", "last_stage")
         ```
     """
 
@@ -35,9 +37,12 @@ class Int8Recipe:
 
     @classmethod
     def for_backbone(cls, backbone: str) -> Int8Recipe:
-        """The measured recipe for ``backbone``: NL-MobileNetV2 keeps its layers at stride <= 4 in float with
-        percentile ranges (all-int8 lost too much cosine to fp32); other backbones the plain default."""
-        return cls(keep_float=("stride4",), calibrate_method="percentile") if backbone == "mobilenet_v2" else cls()
+        """The measured recipe for ``backbone``: NL-MobileNetV2 keeps its layers at stride <= 4 and its last stage in
+        float with percentile ranges (all-int8 lost too much cosine to fp32, either group alone too); other
+        backbones the plain default."""
+        if backbone == "mobilenet_v2":
+            return cls(keep_float=("stride4", "last_stage"), calibrate_method="percentile")
+        return cls()
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.keep_float) - set(FLOAT_GROUPS))

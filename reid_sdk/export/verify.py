@@ -2,6 +2,13 @@
 
 Tolerances (DESIGN.md): fp32 and fp16 files cosine >= 0.999 (fp32 also max |diff| <= 1e-4); INT8 cosine
 >= 0.99; any precision loses at most 1 mAP point on the verification set.
+
+Parity runs on real crops (the caller's, e.g. held out from the calibration source) and on uniform-noise crops.
+Noise gates fp32 and fp16, which compute the same function on any input. For INT8 it is reported, not gated:
+activation ranges are calibrated on people, noise lies outside them by construction, so its error measures the
+inputs, not the export (NL-MobileNetV2: noise min cosine ~0.95 where 1,681 real crops give >= 0.99,
+docs/guides/deployment.md). A broken INT8 file (a wrong scale, a recipe that loses the signal) still fails on
+the real crops and on mAP.
 """
 
 from __future__ import annotations
@@ -20,17 +27,19 @@ from reid_sdk.evaluation.on_dataset import evaluate_model
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Same crop, any backend: cosine >= min_cosine (fp32 also max |diff|); mAP drop <= max_map_drop (0..1)."""
+    """Same crop, any backend: cosine >= min_cosine (fp32 also max |diff|); mAP drop <= max_map_drop (0..1);
+    ``noise_gates``: whether the uniform-noise checks count (False for INT8, whose ranges are calibrated on people)."""
 
     min_cosine: float = 0.999
     max_abs_diff: float | None = None
     max_map_drop: float = 0.01
+    noise_gates: bool = True
 
     @classmethod
     def for_precision(cls, precision: str) -> Tolerance:
         if precision == "fp32":
             return cls(max_abs_diff=1e-4)
-        return cls(min_cosine=0.99) if precision == "int8" else cls()
+        return cls(min_cosine=0.99, noise_gates=False) if precision == "int8" else cls()
 
 
 @dataclass(frozen=True)
@@ -41,10 +50,26 @@ class ParityCheck:
     count: int
     max_abs_diff: float
     min_cosine: float
+    noise: bool = False  # uniform-noise crops, not real ones
 
-    def passes(self, tolerance: Tolerance) -> bool:
+    def within(self, tolerance: Tolerance) -> bool:
+        """Whether the numbers are within ``tolerance``, gating or not."""
         close = tolerance.max_abs_diff is None or self.max_abs_diff <= tolerance.max_abs_diff
         return close and self.min_cosine >= tolerance.min_cosine
+
+    def gates(self, tolerance: Tolerance) -> bool:
+        """Whether this check counts towards the verdict (noise does not for INT8)."""
+        return tolerance.noise_gates or not self.noise
+
+    def passes(self, tolerance: Tolerance) -> bool:
+        """True unless this check gates and is beyond ``tolerance``."""
+        return not self.gates(tolerance) or self.within(tolerance)
+
+    def verdict(self, tolerance: Tolerance) -> str:
+        """The word its line starts with: ok, FAIL, or info (reported, not gating)."""
+        if not self.gates(tolerance):
+            return "info"
+        return "ok" if self.within(tolerance) else "FAIL"
 
     def describe(self) -> str:
         return f"{self.label:<24} n={self.count:<4} max|diff|={self.max_abs_diff:.2e}  min cos={self.min_cosine:.6f}"
@@ -66,6 +91,10 @@ class RetrievalCheck:
     def passes(self, tolerance: Tolerance) -> bool:
         return -self.map_change <= tolerance.max_map_drop + 1e-9
 
+    def verdict(self, tolerance: Tolerance) -> str:
+        """The word its line starts with: ok or FAIL."""
+        return "ok" if self.passes(tolerance) else "FAIL"
+
     def describe(self) -> str:
         return (f"{self.label:<24} q={self.num_queries:<4} mAP {100 * self.reference_map:.2f} -> "
                 f"{100 * self.exported_map:.2f} ({100 * self.map_change:+.2f} points)")
@@ -80,11 +109,11 @@ class LabelledCrop:
     camera: int
 
 
-def compare(label: str, reference: np.ndarray, candidate: np.ndarray) -> ParityCheck:
+def compare(label: str, reference: np.ndarray, candidate: np.ndarray, noise: bool = False) -> ParityCheck:
     """Max absolute difference and minimum cosine similarity, row by row."""
     cosine = np.sum(reference * candidate, axis=1) / (
         np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1))
-    return ParityCheck(label, len(reference), float(np.abs(reference - candidate).max()), float(cosine.min()))
+    return ParityCheck(label, len(reference), float(np.abs(reference - candidate).max()), float(cosine.min()), noise)
 
 
 def random_crops(count: int, seed: int) -> list[np.ndarray]:
@@ -125,17 +154,18 @@ def verify_parity(exported: str | Path, checkpoint: str | Path, crops: Sequence[
                   **backend_args: Any) -> list[ParityCheck]:
     """Compare ``exported`` (ONNX / engine) with the checkpoint in torch fp32 on the CPU.
 
-    ``crops`` (real images) run as one batch; then random crops at each of ``batch_sizes``. ``backend``
-    and ``backend_args`` (e.g. ``precision="bf16"``) choose how the exported file runs.
+    ``crops`` (real images) run as one batch; then uniform-noise crops at each of ``batch_sizes`` (checks with
+    ``noise`` set: :attr:`Tolerance.noise_gates`). ``backend`` and ``backend_args`` (e.g. ``precision="bf16"``)
+    choose how the exported file runs.
     """
     reference = FeatureExtractor(checkpoint, device="cpu", precision="fp32")
     checks = []
-    inputs = [("real crops", list(crops))] if len(crops) else []
-    inputs += [(f"random batch {size}", random_crops(size, seed=size)) for size in batch_sizes]
-    candidate = FeatureExtractor(exported, device=device, batch_size=max(len(batch) for _, batch in inputs),
+    inputs = [("real crops", list(crops), False)] if len(crops) else []
+    inputs += [(f"random batch {size}", random_crops(size, seed=size), True) for size in batch_sizes]
+    candidate = FeatureExtractor(exported, device=device, batch_size=max(len(batch) for _, batch, _ in inputs),
                                  backend=backend, **backend_args)
-    for label, batch in inputs:
-        checks.append(compare(label, reference.extract(batch), candidate.extract(batch)))
+    for label, batch, noise in inputs:
+        checks.append(compare(label, reference.extract(batch), candidate.extract(batch), noise))
     return checks
 
 
