@@ -53,13 +53,16 @@ class Trial:
 
 
 PREVIOUS = Int8Recipe(keep_float=("stride4",), calibrate_method="percentile")
+MIXED = ("stride4", "last_stage")
 RECIPES = [
     Trial("all int8, minmax (the former default)", Int8Recipe()),
     Trial("stride <= 4 float, percentile (the previous default)", PREVIOUS),
     Trial("previous default, rendered calibration", PREVIOUS, site_calibration=False),
     Trial("last stage float, percentile", Int8Recipe(("last_stage",), "percentile")),
-    Trial("stride <= 4 + last stage float, entropy", Int8Recipe(("stride4", "last_stage"), "entropy")),
-    Trial("stride <= 4 + last stage float, percentile (default)", Int8Recipe.for_backbone("mobilenet_v2")),
+    Trial("stride <= 4 + last stage float, percentile", Int8Recipe(MIXED, "percentile")),
+    Trial("stride <= 4 + last stage float, percentile, rendered calibration", Int8Recipe(MIXED, "percentile"),
+          site_calibration=False),
+    Trial("stride <= 4 + last stage float, entropy (default)", Int8Recipe.for_backbone("mobilenet_v2")),
     Trial("default, rendered calibration", Int8Recipe.for_backbone("mobilenet_v2"), site_calibration=False),
 ]
 

@@ -131,7 +131,7 @@ def test_mixed_precision_keeps_the_chosen_layer_group_in_float(mobilenet_fp32, t
 
 def test_int8_recipe_per_backbone_and_refusals():
     assert Int8Recipe.for_backbone("resnet50") == Int8Recipe() == Int8Recipe((), "minmax")
-    assert Int8Recipe.for_backbone("mobilenet_v2") == Int8Recipe(("stride4", "last_stage"), "percentile")
+    assert Int8Recipe.for_backbone("mobilenet_v2") == Int8Recipe(("stride4", "last_stage"), "entropy")
     with pytest.raises(ValueError, match="float layer groups must be among stride4, depthwise, non_local, last_stage, "
                                          "got head"):
         Int8Recipe(keep_float=("head",))
@@ -184,9 +184,9 @@ def test_int8_noise_checks_are_reported_not_gating():
 def test_verify_fails_an_int8_file_with_corrupted_weight_scales(model_files, tmp_path):
     proto = onnx.load(str(model_files["int8"]))
     initializers = {init.name: init for init in proto.graph.initializer}
+    int8_weights = {name for name, init in initializers.items() if init.data_type == onnx.TensorProto.INT8}
     weight_scales = [initializers[node.input[1]] for node in proto.graph.node if node.op_type == "DequantizeLinear"
-                     and node.input[0] in initializers and initializers[node.input[0]].data_type == onnx.TensorProto.INT8
-                     and len(initializers[node.input[1]].dims) == 1]
+                     and node.input[0] in int8_weights and len(initializers[node.input[1]].dims) == 1]
     scale = weight_scales[len(weight_scales) // 2]  # one convolution in the middle, its per-channel scales
     values = numpy_helper.to_array(scale)
     scale.CopyFrom(numpy_helper.from_array(values * np.random.default_rng(0).uniform(0.1, 10, values.shape)
@@ -236,6 +236,14 @@ def test_calibration_batches_preprocess_like_inference_and_count_bad_files(tmp_p
     assert [p.name for p in batches.skipped] == ["img9.jpg"]
     assert "skipped 1 unreadable" in caplog.text
     assert [len(b) for b in batches] == [2, 2, 1], "a second pass yields the same batches"
+
+
+def test_calibration_files_are_spread_evenly_over_the_list(tmp_path):
+    files = [tmp_path / f"{index}.jpg" for index in range(10)]
+    assert CalibrationBatches(tmp_path, SIZE, max_images=4, files=files).files == [files[i] for i in (0, 2, 5, 7)]
+    assert CalibrationBatches(tmp_path, SIZE, max_images=40, files=files).files == files
+    with pytest.raises(ValueError, match="calibration files are named under a folder"):
+        CalibrationBatches(None, SIZE, files=files)
 
 
 def test_synthetic_calibration_renders_max_images_pedestrians():

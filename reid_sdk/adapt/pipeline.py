@@ -13,7 +13,8 @@ resumes an interrupted run (training from its last finished stage):
 3. ``train/``: Algorithm 1 on the tracklets from that start (a ``reid-train`` run directory; camera-aware by
    default, see :mod:`reid_sdk.adapt.settings`), two tracks one camera saw at overlapping times never merged
    (cannot-link), the stage chosen without labels;
-4. ``model.onnx`` and ``parity.json``: the chosen model exported, its features checked against torch's;
+4. ``model.onnx`` and ``parity.json``: the chosen model exported, its features checked against torch's (with
+   ``int8`` set, also ``model_int8.onnx``: :mod:`reid_sdk.adapt.int8_export`);
 5. ``after/``: the adapted model's gallery, matches, pictures and summary;
 6. ``report.json``: before and after side by side.
 
@@ -41,6 +42,7 @@ import torch
 
 from reid_sdk._utils.atomic_file import atomic_write
 from reid_sdk.adapt.detected_tracks import track_untracked_cameras
+from reid_sdk.adapt.int8_export import export_site_int8
 from reid_sdk.adapt.matching import SiteMatching, match_site, read_matching
 from reid_sdk.adapt.settings import AdaptSettings
 from reid_sdk.adapt.step_inputs import StepLedger, file_stamp, site_inputs
@@ -83,6 +85,7 @@ class AdaptPaths:
         self.train = self.root / "train"
         self.training_summary = self.train / "summary.json"
         self.model = self.root / "model.onnx"
+        self.model_int8 = self.root / "model_int8.onnx"  # --int8 only
         self.parity = self.root / "parity.json"
         self.after = self.root / "after"
         self.report = self.root / "report.json"
@@ -93,7 +96,7 @@ class AdaptPaths:
         """What ``step`` writes, removed when it runs again (the tracklets' per-camera cache stays: it checks
         each camera's files itself)."""
         return {"tracklets": [self.tracklets / SITE_FILE], "before": [self.before], "train": [self.train],
-                "export": [self.model, self.parity], "after": [self.after]}[step]
+                "export": [self.model, self.model_int8, self.parity], "after": [self.after]}[step]
 
 
 @dataclass
@@ -119,6 +122,9 @@ class AdaptResult:
                 *([self.training["scores_line"]] if "scores_line" in self.training else []),
                 f"model: {self.paths.model} (ONNX parity with torch: "
                 f"{'passed' if self.parity['passed'] else 'FAILED'})",
+                *([f"INT8 model: {self.paths.model_int8 if self.parity['int8']['passed'] else 'not written'} "
+                   f"({self.parity['int8']['calibration']}: {'passed' if self.parity['int8']['passed'] else 'FAILED'})"]
+                  if "int8" in self.parity else []),
                 f"gallery: {self.paths.after / 'gallery'}; matches: {self.paths.after / 'matches.csv'}; pictures: "
                 f"{self.paths.after}/matches_<camera>.png (before: {self.paths.before}); report: {self.paths.report}"]
 
@@ -172,7 +178,7 @@ def adapt_site(site: str | Path, out: str | Path, settings: AdaptSettings = Adap
                          if paths.training_summary.is_file() else None, lambda: _train(config, paths))
 
     log.info("[4/%d] exporting stage %d to %s and checking parity", STEPS, training["best_stage"], paths.model)
-    parity = steps.run("export", _passed_parity(paths), lambda: _export(paths, tracklets, settings))
+    parity = steps.run("export", _passed_parity(paths, settings), lambda: _export(paths, tracklets, settings))
 
     log.info("[5/%d] the adapted model on the site: %s", STEPS, paths.after)
     after = steps.run("after", read_matching(paths.after),
@@ -343,11 +349,11 @@ def _onnx_device(device: str) -> str:
     return "auto" if resolve_device(device).type == "cuda" else "cpu"
 
 
-def _passed_parity(paths: AdaptPaths) -> dict[str, Any] | None:
+def _passed_parity(paths: AdaptPaths, settings: AdaptSettings) -> dict[str, Any] | None:
     """The export's parity record when the step finished and passed, else None (it runs again)."""
     if paths.parity.is_file() and paths.model.is_file():
         parity = json.loads(paths.parity.read_text())
-        if parity.get("passed"):
+        if parity.get("passed") and (not settings.int8 or "int8" in parity):
             return parity
     return None
 
@@ -364,6 +370,10 @@ def _export(paths: AdaptPaths, tracklets: SiteTracklets, settings: AdaptSettings
     tolerance = Tolerance.for_precision(exported.precision)
     parity = {"passed": all(check.passes(tolerance) for check in checks),
               "checks": [check.describe() for check in checks], "tolerance": vars(tolerance)}
+    if parity["passed"] and settings.int8:
+        log.info("INT8: %s calibrated on the site's tracklets", paths.model_int8)
+        parity["int8"] = export_site_int8(paths.model, paths.model_int8, checkpoint, paths.tracklets, tracks,
+                                          settings.parity_crops, device=_onnx_device(settings.device))
     with atomic_write(paths.parity) as handle:
         handle.write(json.dumps(parity, indent=1).encode())
     if not parity["passed"]:

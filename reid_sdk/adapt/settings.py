@@ -65,7 +65,8 @@ class AdaptSettings:
     ``threshold`` for the count of matched tracks, ``picture_tracks`` per camera, ``parity_crops`` for the ONNX
     check, ``camera_standardise``: matches compare features with their camera's mean removed, None: on);
     ``seed`` seeds the start and the training; ``max_memory`` (e.g. ``4GiB``) is the resident memory a CPU training
-    step may use (``train.max_memory``)."""
+    step may use (``train.max_memory``); ``int8``: also write ``model_int8.onnx``, calibrated on the site's tracklets
+    (off by default: it costs minutes)."""
 
     overrides: tuple[str, ...] = ()
     device: str = "auto"
@@ -81,6 +82,7 @@ class AdaptSettings:
     max_memory: str = "4GiB"
     tracks_format: str = "mot"  # how the site's tracks files are laid out: mot, boxmot or ultralytics
     person_class: int | None = None  # the class id of a person in them (None: the layout's own)
+    int8: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", tuple(self.overrides))
@@ -120,4 +122,6 @@ class AdaptSettings:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["overrides"] = list(self.overrides)
+        if not self.int8:  # recorded only when on, so run folders from before the option resume
+            del data["int8"]
         return data

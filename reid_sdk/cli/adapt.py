@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "ultralytics (yolo track save_txt=True labels folders, named in a manifest.json)")
     parser.add_argument("--person-class", type=int,
                         help="class id of a person in the tracks files (default: mot 1, boxmot and ultralytics 0)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write RUN/model_int8.onnx: INT8 calibrated on the site's tracklet crops and "
+                             "verified on held-out ones (off by default: minutes more)")
     add_camera_standardise_option(parser)
     add_progress_option(parser)
     add_json_option(parser)  # report.json on stdout instead of the summary
@@ -83,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  min_boxes=args.min_boxes, max_frames=args.max_frames, min_height=args.min_height,
                                  top_k=args.top_k, threshold=args.threshold, picture_tracks=args.pictures,
                                  camera_standardise=args.camera_standardise, max_memory=args.max_memory,
-                                 tracks_format=args.tracks_format, person_class=args.person_class)
+                                 tracks_format=args.tracks_format, person_class=args.person_class, int8=args.int8)
         result = adapt_site(args.site, args.out, settings, progress=args.progress != "none")
     except (TrainingDiverged, ParityFailed) as error:
         print(f"{PROG}: stopped: {error}", file=sys.stderr)

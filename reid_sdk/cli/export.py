@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="at most this many calibration crops")
     parser.add_argument("--int8-float", metavar="GROUPS",
                         help=f"INT8: layer groups kept float, comma-separated from {', '.join(FLOAT_GROUPS)}, or "
-                             "none (default: the backbone's measured recipe, e.g. stride4,last_stage with percentile "
+                             "none (default: the backbone's measured recipe, e.g. stride4,last_stage with entropy "
                              "calibration for mobilenet_v2, none for ResNets; the pooling head is always float)")
     parser.add_argument("--calibration-method", choices=CALIBRATION_METHODS,
                         help="INT8 activation calibration (default: the backbone's measured recipe's)")

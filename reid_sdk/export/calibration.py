@@ -6,7 +6,7 @@ pedestrians stand in. Every crop is used once; the last batch holds only the rem
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +23,27 @@ class CalibrationBatches:
 
     ``folder``: crops read recursively (unreadable files skipped and counted in one warning; a folder
     without images is an error), at most ``max_images`` of them. ``folder=None``: ``max_images`` rendered
-    synthetic pedestrians.
+    synthetic pedestrians. ``files``: these crops (under ``folder``), spread evenly over the list when it holds
+    more than ``max_images`` (e.g. frames of many tracklets, so that every part of a site is seen).
 
         batches = CalibrationBatches("crops/", input_size=(256, 128), batch_size=32)
         for batch in batches: ...
     """
 
     def __init__(self, folder: str | Path | None, input_size: tuple[int, int], batch_size: int = 32,
-                 max_images: int = DEFAULT_MAX_IMAGES) -> None:
+                 max_images: int = DEFAULT_MAX_IMAGES, files: Sequence[Path] | None = None) -> None:
         if batch_size < 1 or max_images < 1:
             raise ValueError(f"calibration batch_size and max_images must be >= 1, got {batch_size}, {max_images}")
         self.folder = None if folder is None else Path(folder)
         if self.folder is not None and not self.folder.is_dir():
             raise FileNotFoundError(f"calibration folder not found: {self.folder}")
-        self.files = [] if self.folder is None else image_files(self.folder, recursive=True)[:max_images]
+        if files is not None and self.folder is None:
+            raise ValueError("calibration files are named under a folder (their source, for reports)")
+        if files is not None:
+            count = min(max_images, len(files))
+            self.files = [Path(files[index * len(files) // count]) for index in range(count)]
+        else:
+            self.files = [] if self.folder is None else image_files(self.folder, recursive=True)[:max_images]
         if self.folder is not None and not self.files:
             raise ValueError(f"calibration folder {self.folder} has no images")
         self.input_size = input_size

@@ -19,7 +19,8 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 class Int8Recipe:
     """How an fp32 graph becomes INT8: the layer groups kept float (:data:`FLOAT_GROUPS`) and the activation
     calibration (:data:`CALIBRATION_METHODS`; percentile: ranges at the 99.999th percentile, so a few outlier
-    activations do not coarsen every other value's step). :meth:`for_backbone` gives the measured choice per
+    activations do not coarsen every other value's step; entropy: the ranges that keep each histogram's KL
+    divergence smallest). :meth:`for_backbone` gives the measured choice per
     backbone (benchmarks/int8_accuracy.py, docs/guides/deployment.md); the plain default is every convolution
     in int8 with MinMax ranges, which ResNets keep within cosine 0.999 of fp32.
 
@@ -38,10 +39,10 @@ class Int8Recipe:
     @classmethod
     def for_backbone(cls, backbone: str) -> Int8Recipe:
         """The measured recipe for ``backbone``: NL-MobileNetV2 keeps its layers at stride <= 4 and its last stage in
-        float with percentile ranges (all-int8 lost too much cosine to fp32, either group alone too); other
-        backbones the plain default."""
+        float with entropy ranges (all-int8 lost too much cosine to fp32, either group alone too; percentile
+        ranges kept less margin on the worst crop); other backbones the plain default."""
         if backbone == "mobilenet_v2":
-            return cls(keep_float=("stride4", "last_stage"), calibrate_method="percentile")
+            return cls(keep_float=("stride4", "last_stage"), calibrate_method="entropy")
         return cls()
 
     def __post_init__(self) -> None:
