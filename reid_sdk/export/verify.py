@@ -8,7 +8,7 @@ Noise gates fp32 and fp16, which compute the same function on any input. For INT
 activation ranges are calibrated on people, noise lies outside them by construction, so its error measures the
 inputs, not the export (NL-MobileNetV2: noise min cosine ~0.95 where 1,681 real crops give >= 0.99,
 docs/guides/deployment.md). A broken INT8 file (a wrong scale, a recipe that loses the signal) still fails on
-the real crops and on mAP.
+the real crops, and on mAP when it loses retrieval.
 """
 
 from __future__ import annotations
