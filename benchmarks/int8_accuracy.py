@@ -12,6 +12,7 @@ the compute), timed round-robin.
 
     python -m benchmarks.int8_accuracy --checkpoints runs/mnv2/best.pt start.pt --data data/synth \\
         --calibration data/synth/bounding_box_train --speed
+    python -m benchmarks.int8_accuracy --data data/synth --calibration data/synth/bounding_box_train --speed  # speed only
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ def speed(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoints", type=Path, nargs="+", required=True)
+    parser.add_argument("--checkpoints", type=Path, nargs="*", default=[],
+                        help="models whose trials to measure (none: only --speed, the rows measured earlier stay)")
     parser.add_argument("--data", type=Path, required=True, help="Market-1501-layout set with query / gallery")
     parser.add_argument("--calibration", type=Path, required=True, help="the site's own crops")
     parser.add_argument("--calibration-images", type=int, default=DEFAULT_MAX_IMAGES)
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--openvino", action="store_true", help="also run the default recipe's file on OpenVINO")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=1.0)
-    parser.add_argument("--note")
+    parser.add_argument("--note", help="about this run: the JSON's note with --checkpoints, the speed's alone")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/int8_mobilenet_v2.json)")
     args = parser.parse_args(argv)
     load_at_start = os.getloadavg()
@@ -185,11 +187,14 @@ def main(argv: list[str] | None = None) -> None:
             (Path(scratch) / str(index)).mkdir()
             models.append(checkpoint_trials(checkpoint, args, Path(scratch) / str(index)))
         timing = speed(args, Path(scratch)) if args.speed else None
+    if timing is not None:
+        timing.update(note=args.note, load_average=[load_at_start, os.getloadavg()])
     out = Path(args.out) if args.out else RESULTS_DIR / "int8_mobilenet_v2.json"
     earlier = json.loads(out.read_text()) if out.is_file() else None  # read last: runs of other checkpoints merge
     timing = timing or (earlier or {}).get("speed")
+    note = args.note if models else None
     print("wrote", write_results("int8_mobilenet_v2", {
-        "note": args.note or (earlier or {}).get("note"), "cpu_info": cpu_description(),
+        "note": note or (earlier or {}).get("note"), "cpu_info": cpu_description(),
         "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg(), "data": str(args.data),
         "accuracy_target": ACCURACY_TARGET, "models": merged(earlier, models), "speed": timing}, out))
 
