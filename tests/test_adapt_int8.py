@@ -4,10 +4,13 @@ The model is the tiny trained network of tests/helpers.py; the tracklets are ren
 ``tracklets/<camera>/<track>/<frame>.jpg``, the way reid-adapt writes them.
 """
 
+import json
+
 import cv2
 import pytest
 
 from reid_sdk.adapt.int8_export import export_site_int8
+from reid_sdk.adapt.pipeline import adapt_site
 from reid_sdk.adapt.settings import AdaptSettings
 from reid_sdk.cli.adapt import build_parser
 from reid_sdk.export.verify import Tolerance
@@ -16,7 +19,9 @@ from reid_sdk.synthetic.layouts import sample_crops
 from reid_sdk.tracks.site_tracklets import SiteTrack
 from reid_sdk.export.onnx_export import export_onnx
 from reid_sdk.model import save_checkpoint
-from tests.helpers import tiny_trained_model
+from reid_sdk.synthetic.video import render_videos
+from tests.helpers import TEST_MEMORY_BUDGET, tiny_trained_model
+from tests.test_site_adaptation import TINY_SITE, TINY_TRAINING, camera_folders
 
 SIZE = (96, 48)
 
@@ -67,3 +72,15 @@ def test_int8_is_off_by_default_and_recorded_only_when_on():
     assert build_parser().parse_args(["site", "--out", "run", "--int8"]).int8 is True
     assert "int8" not in AdaptSettings().to_dict()  # a run folder from before the option resumes
     assert AdaptSettings(int8=True).to_dict()["int8"] is True
+
+
+def test_reid_adapt_int8_records_its_int8_export_beside_the_fp32_one(tmp_path):
+    rendered = render_videos(tmp_path / "rendered", TINY_SITE)[0].video.parent
+    settings = AdaptSettings(overrides=TINY_TRAINING, device="cpu", max_frames=4, picture_tracks=2,
+                             max_memory=TEST_MEMORY_BUDGET, int8=True)
+    result = adapt_site(camera_folders(rendered, tmp_path / "site"), tmp_path / "run", settings, progress=False)
+    int8 = json.loads((tmp_path / "run" / "parity.json").read_text())["int8"]
+    assert result.parity["passed"] and result.parity["int8"] == int8
+    assert (tmp_path / "run" / "model_int8.onnx").is_file() == int8["passed"]  # written only when it passes
+    assert int8["checks"][0].split()[1:3] == ["real", "crops"] and "tracklets; checked on" in int8["calibration"]
+    assert any(line.startswith("INT8 model: ") for line in result.lines())
